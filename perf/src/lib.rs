@@ -1,0 +1,1 @@
+//! Benchmarks, packet generators and the performance report.
