@@ -33,6 +33,8 @@ drop_reasons! {
     L2Malformed = "l2_malformed",
     /// Destination MAC is neither ours, broadcast, nor a multicast group we take.
     L2NotForUs = "l2_not_for_us",
+    /// 802.1Q tag missing, present where the port expects none, or with another VLAN id.
+    L2WrongVlan = "l2_wrong_vlan",
     /// EtherType we do not handle.
     L2UnknownEthertype = "l2_unknown_ethertype",
     /// ARP packet that does not parse or is not Ethernet/IPv4.

@@ -1,0 +1,522 @@
+//! Layer 3: IPv4/IPv6 input, the FIB, local delivery (ESP, IKE, GRE, ICMP echo, ND), forwarding with
+//! TTL/hop limit, TCP MSS clamping and MTU checks, and the ICMP errors the box originates.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{Ctx, Meta, Pipeline, Step};
+use crate::drop::DropReason;
+use crate::ids::{TunnelId, VrfId};
+use crate::pkt::PacketBuf;
+use crate::punt::PuntKind;
+use crate::tables::{NextHop, Tables};
+use crate::wire::checksum;
+use crate::wire::esp::UdpEncap;
+use crate::wire::icmpv4;
+use crate::wire::icmpv6;
+use crate::wire::ipv4;
+use crate::wire::ipv6;
+use crate::wire::tcp;
+use crate::wire::udp;
+use crate::wire::IpProtocol;
+
+/// IKE's port (RFC 7296 §2).
+pub(super) const IKE_PORT: u16 = 500;
+/// IKE and ESP over UDP behind NAT (RFC 3948, RFC 7296 §2.23).
+pub(super) const NATT_PORT: u16 = 4500;
+
+/// What the pipeline needs of an IP header, read once by [`l3_header`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct L3 {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Upper-layer protocol (after IPv6 extension headers).
+    pub proto: IpProtocol,
+    /// Offset of the upper-layer header.
+    pub l4: usize,
+    /// Length of the whole IP packet per its header.
+    pub len: usize,
+    pub hop_limit: u8,
+    /// DSCP and ECN (the IPv4 TOS byte, the IPv6 traffic class).
+    pub tos: u8,
+    /// IPv4 DF (IPv6 is never fragmented on the way).
+    pub dont_frag: bool,
+    pub fragment: bool,
+    /// A non-first fragment carries no upper-layer header.
+    pub first_fragment: bool,
+}
+
+/// Reads and checks the IP header at the front of `data`.
+pub(super) fn l3_header(data: &[u8]) -> Result<L3, DropReason> {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(data).map_err(|_| DropReason::Ipv4Malformed)?;
+            if !ip.verify_checksum() {
+                return Err(DropReason::Ipv4BadChecksum);
+            }
+            Ok(L3 {
+                src: ip.src_addr().into(),
+                dst: ip.dst_addr().into(),
+                proto: ip.protocol(),
+                l4: ip.header_len(),
+                len: usize::from(ip.total_len()),
+                hop_limit: ip.ttl(),
+                tos: ip.dscp_ecn(),
+                dont_frag: ip.dont_frag(),
+                fragment: ip.is_fragment(),
+                first_fragment: ip.frag_offset() == 0,
+            })
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(data).map_err(|_| DropReason::Ipv6Malformed)?;
+            let upper = ipv6::upper_layer(&ip).map_err(|_| DropReason::Ipv6Malformed)?;
+            Ok(L3 {
+                src: ip.src_addr().into(),
+                dst: ip.dst_addr().into(),
+                proto: upper.protocol,
+                l4: upper.offset,
+                len: ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+                hop_limit: ip.hop_limit(),
+                tos: ip.traffic_class(),
+                dont_frag: true,
+                fragment: upper.fragment.is_some(),
+                first_fragment: upper.fragment.map_or(true, |f| f.offset == 0),
+            })
+        }
+        _ => Err(DropReason::Ipv4Malformed),
+    }
+}
+
+/// The FIB: the next hop for `dst` in `vrf`.
+pub(super) fn route(t: &Tables, vrf: VrfId, dst: IpAddr) -> Option<&NextHop> {
+    t.route(vrf, dst)
+}
+
+/// An ICMP error the box sends about a packet it could not forward.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum IcmpError {
+    /// TTL / hop limit exhausted in transit (ICMP 11/0, ICMPv6 3/0).
+    TimeExceeded,
+    /// Too big for the next link with DF set (ICMP 3/4 with the next-hop MTU, ICMPv6 2/0).
+    TooBig(u16),
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// IP input with the data at the IP header: checks, trims link padding, looks the destination up in
+    /// `vrf` and delivers locally or forwards.
+    pub(super) fn ip_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId) -> Step {
+        let l3 = match l3_header(pkt.data()) {
+            Ok(l3) => l3,
+            Err(reason) => return Step::Drop(reason),
+        };
+        if l3.len > pkt.len() {
+            return Step::Drop(if l3.src.is_ipv4() { DropReason::Ipv4Malformed } else { DropReason::Ipv6Malformed });
+        }
+        pkt.set_len(l3.len);
+        match route(cx.t, vrf, l3.dst) {
+            None => Step::Drop(DropReason::NoRoute),
+            Some(NextHop::Drop) => Step::Drop(DropReason::RouteDrop),
+            Some(NextHop::Local) => self.local_input(cx, pkt, meta, vrf, &l3),
+            Some(&nh) => self.forward(cx, pkt, meta, vrf, &l3, nh),
+        }
+    }
+
+    /// Delivery to the box itself.
+    fn local_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3) -> Step {
+        if l3.fragment {
+            return Step::Drop(DropReason::IpFragmentToUs);
+        }
+        match l3.proto {
+            IpProtocol::ESP => {
+                set_outer(meta, l3);
+                pkt.adj(l3.l4);
+                Step::Decrypt
+            }
+            IpProtocol::GRE => {
+                set_outer(meta, l3);
+                pkt.adj(l3.l4);
+                self.gre_input(cx, pkt, meta, None)
+            }
+            IpProtocol::UDP => self.udp_local(pkt, meta, l3),
+            IpProtocol::ICMP => self.icmp4_local(cx, pkt, meta, vrf, l3),
+            IpProtocol::ICMPV6 => self.icmp6_local(cx, pkt, meta, vrf, l3),
+            _ => Step::Drop(DropReason::LocalUnhandled),
+        }
+    }
+
+    /// UDP to the box: IKE on 500, and on 4500 IKE, NAT-T keepalives or UDP-encapsulated ESP.
+    fn udp_local(&mut self, pkt: &mut P, meta: &mut Meta, l3: &L3) -> Step {
+        let (src_port, dst_port) = match udp::Packet::new_checked(&pkt.data()[l3.l4..]) {
+            Ok(u) => (u.src_port(), u.dst_port()),
+            Err(_) => return Step::Drop(DropReason::UdpMalformed),
+        };
+        set_outer(meta, l3);
+        match dst_port {
+            IKE_PORT => {
+                pkt.adj(l3.l4);
+                Step::Punt(PuntKind::Ike)
+            }
+            NATT_PORT => match UdpEncap::classify(&pkt.data()[l3.l4 + udp::HEADER_LEN..]) {
+                UdpEncap::Keepalive => Step::Drop(DropReason::NattKeepalive),
+                UdpEncap::Ike => {
+                    pkt.adj(l3.l4);
+                    Step::Punt(PuntKind::Ike)
+                }
+                UdpEncap::Esp => {
+                    meta.natt_src_port = Some(src_port);
+                    pkt.adj(l3.l4 + udp::HEADER_LEN);
+                    Step::Decrypt
+                }
+                UdpEncap::Malformed => Step::Drop(DropReason::EspMalformed),
+            },
+            _ => Step::Drop(DropReason::LocalUnhandled),
+        }
+    }
+
+    /// ICMP to the box: echo requests are answered in place; the rest is not for the data plane.
+    fn icmp4_local(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3) -> Step {
+        let is_echo = match icmpv4::Packet::new_checked(&pkt.data()[l3.l4..]) {
+            Ok(icmp) => icmp.verify_checksum() && icmp.msg_type() == icmpv4::Message::ECHO_REQUEST,
+            Err(_) => return Step::Drop(DropReason::IcmpMalformed),
+        };
+        if !is_echo {
+            return Step::Drop(DropReason::LocalUnhandled);
+        }
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (l3.src, l3.dst) else {
+            return Step::Drop(DropReason::Ipv4Malformed);
+        };
+        let data = pkt.data_mut();
+        {
+            let mut icmp = icmpv4::Packet::new_unchecked(&mut data[l3.l4..]);
+            icmp.set_msg_type(icmpv4::Message::ECHO_REPLY);
+            icmp.fill_checksum();
+        }
+        let mut ip = ipv4::Packet::new_unchecked(&mut data[..]);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(64);
+        ip.fill_checksum();
+        meta.from_tunnel = None;
+        self.originate(cx, pkt, meta, vrf)
+    }
+
+    /// ICMPv6 to the box: echo requests answered in place; Neighbor Solicitations for our addresses
+    /// answered with an advertisement; the rest of ND goes to the control plane to learn from.
+    fn icmp6_local(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3) -> Step {
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (l3.src, l3.dst) else {
+            return Step::Drop(DropReason::Ipv6Malformed);
+        };
+        let msg_type = match icmpv6::Packet::new_checked(&pkt.data()[l3.l4..]) {
+            Ok(icmp) if icmp.verify_checksum(&src, &dst) => icmp.msg_type(),
+            _ => return Step::Drop(DropReason::IcmpMalformed),
+        };
+        match msg_type {
+            icmpv6::Message::ECHO_REQUEST => {
+                let data = pkt.data_mut();
+                {
+                    let mut ip = ipv6::Packet::new_unchecked(&mut data[..]);
+                    ip.set_src_addr(dst);
+                    ip.set_dst_addr(src);
+                    ip.set_hop_limit(64);
+                }
+                let mut icmp = icmpv6::Packet::new_unchecked(&mut data[l3.l4..]);
+                icmp.set_msg_type(icmpv6::Message::ECHO_REPLY);
+                icmp.fill_checksum(&dst, &src);
+                meta.from_tunnel = None;
+                self.originate(cx, pkt, meta, vrf)
+            }
+            icmpv6::Message::NEIGHBOR_SOLICIT => self.nd_solicit(cx, pkt, meta, l3),
+            icmpv6::Message::NEIGHBOR_ADVERT | icmpv6::Message::ROUTER_ADVERT => Step::Punt(PuntKind::Nd),
+            _ => Step::Drop(DropReason::LocalUnhandled),
+        }
+    }
+
+    /// A Neighbor Solicitation (RFC 4861 §7.2.3): if the target is one of the receiving port's
+    /// addresses, answer with a solicited Neighbor Advertisement carrying our link-layer address.
+    fn nd_solicit(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, l3: &L3) -> Step {
+        let Some(port) = cx.t.port(meta.rx_port) else {
+            return Step::Drop(DropReason::LocalUnhandled);
+        };
+        let (IpAddr::V6(src), IpAddr::V6(_)) = (l3.src, l3.dst) else {
+            return Step::Drop(DropReason::Ipv6Malformed);
+        };
+        let Ok(icmpv6::NdRepr::NeighborSolicit { target, source_lladdr }) =
+            icmpv6::NdRepr::parse(&pkt.data()[l3.l4..])
+        else {
+            return Step::Drop(DropReason::IcmpMalformed);
+        };
+        if !port.addresses.iter().any(|(a, _)| *a == IpAddr::V6(target)) {
+            return Step::Drop(DropReason::LocalUnhandled);
+        }
+        // Learn the solicitor through the control plane, then answer in place.
+        self.trigger(cx, PuntKind::Nd, super::pair_key(l3.src, l3.dst), pkt.data(), meta, None, Some(l3.src), Some(target.into()));
+        let Some(dst_mac) = source_lladdr else {
+            // Duplicate address detection (unspecified source) or no option: nothing to answer to.
+            return Step::Consumed;
+        };
+        let reply = icmpv6::NdRepr::NeighborAdvert {
+            router: false,
+            solicited: true,
+            override_: true,
+            target,
+            target_lladdr: Some(port.mac),
+        };
+        let icmp_len = reply.buffer_len();
+        if !pkt.set_len(l3.l4 + icmp_len) {
+            return Step::Drop(DropReason::NoBufferSpace);
+        }
+        let data = pkt.data_mut();
+        {
+            let mut ip = ipv6::Packet::new_unchecked(&mut data[..]);
+            ip.set_src_addr(target);
+            ip.set_dst_addr(src);
+            ip.set_hop_limit(255);
+            ip.set_payload_len((l3.l4 - ipv6::HEADER_LEN + icmp_len) as u16);
+        }
+        reply.emit(&target, &src, &mut data[l3.l4..]);
+        self.l2_output_to(cx, pkt, meta.rx_port, dst_mac)
+    }
+
+    /// Forwarding: hop limit, MSS clamping, then out of a port or into a tunnel.
+    fn forward(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, nh: NextHop) -> Step {
+        if l3.hop_limit <= 1 {
+            cx.counters.drop(DropReason::TtlExpired);
+            return self.icmp_error(cx, pkt, meta, vrf, l3, IcmpError::TimeExceeded);
+        }
+        decrement_hop_limit(pkt.data_mut());
+        if l3.proto == IpProtocol::TCP && l3.first_fragment {
+            let egress = match nh {
+                NextHop::Tunnel { tunnel, .. } => Some(tunnel),
+                _ => None,
+            };
+            if let Some(mss) = self.mss_limit(cx.t, meta.from_tunnel, egress) {
+                if clamp_mss(&mut pkt.data_mut()[l3.l4..], mss) {
+                    cx.counters.mss_clamped.inc();
+                }
+            }
+        }
+        match nh {
+            NextHop::Port { port, gateway } => {
+                let mtu = cx.t.port(port).map_or(0, |p| usize::from(p.mtu));
+                if pkt.len() > mtu {
+                    return self.too_big(cx, pkt, meta, vrf, l3, mtu);
+                }
+                self.l2_output(cx, pkt, meta, port, gateway.unwrap_or(l3.dst))
+            }
+            NextHop::Tunnel { tunnel, peer } => self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer.unwrap_or(l3.dst)),
+            NextHop::Drop | NextHop::Local => Step::Drop(DropReason::RouteDrop),
+        }
+    }
+
+    /// A packet over the egress MTU: with DF (always for IPv6) an ICMP "too big" goes back; the data
+    /// plane does not fragment, so either way the packet is dropped and counted.
+    pub(super) fn too_big(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, mtu: usize) -> Step {
+        cx.counters.drop(DropReason::MtuExceeded);
+        if !l3.dont_frag {
+            return Step::Consumed;
+        }
+        // The error quotes the packet as it arrived, TTL included (RFC 1812 §4.3.2.3).
+        increment_hop_limit(pkt.data_mut());
+        self.icmp_error(cx, pkt, meta, vrf, l3, IcmpError::TooBig(mtu.min(usize::from(u16::MAX)) as u16))
+    }
+
+    /// The smallest `ip tcp adjust-mss` of the tunnels the packet crosses.
+    fn mss_limit(&self, t: &Tables, ingress: Option<TunnelId>, egress: Option<TunnelId>) -> Option<u16> {
+        [ingress, egress].into_iter().flatten().filter_map(|id| t.tunnel(id).and_then(|tun| tun.tcp_mss)).min()
+    }
+
+    /// Turns the packet, in place, into an ICMP error to its source and sends it (RFC 1812 §4.3.2,
+    /// RFC 4443 §2.4). Returns [`Step::Consumed`] when no error may be sent.
+    pub(super) fn icmp_error(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, err: IcmpError) -> Step {
+        // Never about an ICMP error, a non-first fragment, or a multicast / unspecified source.
+        if !l3.first_fragment || is_icmp_error(pkt.data(), l3) || !is_unicast(l3.src) {
+            return Step::Consumed;
+        }
+        let Some(our) = self.error_source(cx.t, meta, l3.src) else {
+            return Step::Consumed;
+        };
+        if !self.icmp.allow(cx.now) {
+            return Step::Consumed;
+        }
+        let ok = match (our, l3.src) {
+            (IpAddr::V4(our), IpAddr::V4(dst)) => {
+                let ident = self.next_ip_id();
+                icmp4_error_in_place(pkt, our, dst, ident, err)
+            }
+            (IpAddr::V6(our), IpAddr::V6(dst)) => icmp6_error_in_place(pkt, our, dst, err),
+            _ => false,
+        };
+        if !ok {
+            return Step::Drop(DropReason::NoBufferSpace);
+        }
+        cx.counters.icmp_sent.inc();
+        meta.from_tunnel = None;
+        self.originate(cx, pkt, meta, vrf)
+    }
+
+    /// Our address to send an error from: the ingress tunnel's overlay address, else the ingress port's
+    /// first address of the right family.
+    fn error_source(&self, t: &Tables, meta: &Meta, to: IpAddr) -> Option<IpAddr> {
+        let same = |a: &IpAddr| a.is_ipv4() == to.is_ipv4();
+        if let Some(tun) = meta.from_tunnel.and_then(|id| t.tunnel(id)) {
+            if let Some((a, _)) = tun.address.filter(|(a, _)| same(a)) {
+                return Some(a);
+            }
+        }
+        t.port(meta.rx_port)?.addresses.iter().map(|(a, _)| *a).find(same)
+    }
+
+    /// Sends a packet the box originated (an ICMP error or reply, with the data at its IP header) by
+    /// routing its destination in `vrf`.
+    pub(super) fn originate(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId) -> Step {
+        let l3 = match l3_header(pkt.data()) {
+            Ok(l3) => l3,
+            Err(reason) => return Step::Drop(reason),
+        };
+        match route(cx.t, vrf, l3.dst) {
+            None => Step::Drop(DropReason::NoRoute),
+            Some(NextHop::Port { port, gateway }) => self.l2_output(cx, pkt, meta, *port, gateway.unwrap_or(l3.dst)),
+            Some(&NextHop::Tunnel { tunnel, peer }) => self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, peer.unwrap_or(l3.dst)),
+            Some(NextHop::Drop | NextHop::Local) => Step::Drop(DropReason::RouteDrop),
+        }
+    }
+}
+
+/// Records the outer addresses of a packet that is about to be decapsulated.
+fn set_outer(meta: &mut Meta, l3: &L3) {
+    meta.outer_src = l3.src;
+    meta.outer_dst = l3.dst;
+    meta.outer_ecn = l3.tos & 0x03;
+}
+
+fn is_unicast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}
+
+/// Whether the packet is itself an ICMP error (no error is sent about one).
+fn is_icmp_error(data: &[u8], l3: &L3) -> bool {
+    let Some(&msg_type) = data.get(l3.l4) else { return false };
+    match l3.proto {
+        // Echo reply 0, echo request 8, router advert/solicit 9/10, timestamp 13/14 are informational.
+        IpProtocol::ICMP => !matches!(msg_type, 0 | 8 | 9 | 10 | 13 | 14),
+        // ICMPv6 errors are types 0..=127 (RFC 4443 §2.1).
+        IpProtocol::ICMPV6 => msg_type < 128,
+        _ => false,
+    }
+}
+
+/// Decrements the TTL (with an RFC 1624 checksum update) or the hop limit. The header was checked.
+pub(super) fn decrement_hop_limit(data: &mut [u8]) {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            ipv4::Packet::new_unchecked(data).decrement_ttl();
+        }
+        Some(6) => {
+            let mut ip = ipv6::Packet::new_unchecked(data);
+            let h = ip.hop_limit();
+            ip.set_hop_limit(h.saturating_sub(1));
+        }
+        _ => {}
+    }
+}
+
+fn increment_hop_limit(data: &mut [u8]) {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let mut ip = ipv4::Packet::new_unchecked(data);
+            let old = ip.ttl();
+            ip.set_ttl(old.wrapping_add(1));
+            ip.fill_checksum();
+        }
+        Some(6) => {
+            let mut ip = ipv6::Packet::new_unchecked(data);
+            let h = ip.hop_limit();
+            ip.set_hop_limit(h.wrapping_add(1));
+        }
+        _ => {}
+    }
+}
+
+/// Lowers a TCP SYN's MSS option to `mss` (RFC 6691, Cisco's `ip tcp adjust-mss`), updating the TCP
+/// checksum incrementally. Returns whether the option was changed.
+fn clamp_mss(segment: &mut [u8], mss: u16) -> bool {
+    let Ok(mut tcp) = tcp::Packet::new_checked(segment) else { return false };
+    tcp.syn() && tcp.clamp_mss(mss)
+}
+
+/// Rewrites an IPv4 packet (data at its IP header) into an ICMP error about it, in place: quotes as much
+/// of it as fits in 576 bytes (RFC 1812 §4.3.2.3).
+fn icmp4_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, err: IcmpError) -> bool {
+    const MAX_ERROR_LEN: usize = 576;
+    let header_len = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
+    let quote = pkt.len().min(MAX_ERROR_LEN - header_len);
+    if !pkt.set_len(quote) {
+        return false;
+    }
+    let Some(head) = pkt.prepend(header_len) else { return false };
+    let (ip_bytes, icmp_bytes) = head.split_at_mut(ipv4::HEADER_LEN);
+    let (msg_type, code, rest) = match err {
+        IcmpError::TimeExceeded => (icmpv4::Message::TIME_EXCEEDED, 0, 0u32),
+        IcmpError::TooBig(mtu) => (icmpv4::Message::DST_UNREACHABLE, 4, u32::from(mtu)),
+    };
+    icmp_bytes[0] = msg_type.0;
+    icmp_bytes[1] = code;
+    icmp_bytes[2..4].fill(0);
+    icmp_bytes[4..8].copy_from_slice(&rest.to_be_bytes());
+    let repr = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::ICMP,
+        payload_len: icmpv4::HEADER_LEN + quote,
+        ttl: 64,
+        dscp: 0x30, // CS6, internetwork control (RFC 4594)
+        ecn: 0,
+        ident,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        options: ipv4::Options::default(),
+    };
+    repr.emit(&mut ipv4::Packet::new_unchecked(ip_bytes));
+    let data = pkt.data_mut();
+    let sum = !checksum::data(&data[ipv4::HEADER_LEN..]);
+    data[ipv4::HEADER_LEN + 2..ipv4::HEADER_LEN + 4].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// Rewrites an IPv6 packet into an ICMPv6 error about it, in place, within the minimum MTU of 1280
+/// (RFC 4443 §2.4 (c)).
+fn icmp6_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv6Addr, dst: Ipv6Addr, err: IcmpError) -> bool {
+    const MIN_MTU: usize = 1280;
+    let header_len = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+    let quote = pkt.len().min(MIN_MTU - header_len);
+    if !pkt.set_len(quote) {
+        return false;
+    }
+    let Some(head) = pkt.prepend(header_len) else { return false };
+    let (ip_bytes, icmp_bytes) = head.split_at_mut(ipv6::HEADER_LEN);
+    let (msg_type, rest) = match err {
+        IcmpError::TimeExceeded => (icmpv6::Message::TIME_EXCEEDED, 0u32),
+        IcmpError::TooBig(mtu) => (icmpv6::Message::PACKET_TOO_BIG, u32::from(mtu)),
+    };
+    icmp_bytes[0] = msg_type.0;
+    icmp_bytes[1] = 0;
+    icmp_bytes[2..4].fill(0);
+    icmp_bytes[4..8].copy_from_slice(&rest.to_be_bytes());
+    let repr = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: icmpv6::HEADER_LEN + quote,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    repr.emit(&mut ipv6::Packet::new_unchecked(ip_bytes));
+    let data = pkt.data_mut();
+    let mut icmp = icmpv6::Packet::new_unchecked(&mut data[ipv6::HEADER_LEN..]);
+    icmp.fill_checksum(&src, &dst);
+    true
+}

@@ -1,0 +1,122 @@
+//! Layer 2: Ethernet input (with the port's 802.1Q tag), ARP for the box's own addresses, and Ethernet
+//! output through the neighbour table.
+
+use core::net::IpAddr;
+
+use super::{pair_key, Ctx, Meta, Pipeline, Step};
+use crate::drop::DropReason;
+use crate::ids::PortId;
+use crate::pkt::PacketBuf;
+use crate::punt::PuntKind;
+use crate::wire::arp;
+use crate::wire::ethernet::{self, Address, EtherType, VlanTag};
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// Ethernet input: checks the destination and the port's VLAN, then hands on by EtherType with the
+    /// data starting at the layer-3 header.
+    pub(super) fn l2_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta) -> Step {
+        let Some(port) = cx.t.port(meta.rx_port) else {
+            return Step::Drop(DropReason::L2NotForUs);
+        };
+        let (header_len, ethertype) = {
+            let Ok(eth) = ethernet::Packet::new_checked(pkt.data()) else {
+                return Step::Drop(DropReason::L2Malformed);
+            };
+            let dst = eth.dst_addr();
+            if dst != Address(port.mac) && !dst.is_multicast() {
+                return Step::Drop(DropReason::L2NotForUs);
+            }
+            if eth.vlan_tag().map(|t| t.vid) != port.vlan {
+                return Step::Drop(DropReason::L2WrongVlan);
+            }
+            (eth.header_len(), eth.ethertype())
+        };
+        match ethertype {
+            EtherType::ARP => self.arp_input(cx, pkt, meta),
+            EtherType::IPV4 | EtherType::IPV6 => {
+                pkt.adj(header_len);
+                self.ip_input(cx, pkt, meta, port.vrf)
+            }
+            _ => Step::Drop(DropReason::L2UnknownEthertype),
+        }
+    }
+
+    /// ARP (RFC 826): a request for one of the port's addresses is answered in place; every ARP packet
+    /// is shown to the control plane (as a snapshot) so that it can learn the sender.
+    fn arp_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta) -> Step {
+        let Some(port) = cx.t.port(meta.rx_port) else {
+            return Step::Drop(DropReason::ArpMalformed);
+        };
+        let eth_len = match ethernet::Packet::new_checked(pkt.data()) {
+            Ok(eth) => eth.header_len(),
+            Err(_) => return Step::Drop(DropReason::L2Malformed),
+        };
+        let (is_request, target, sender) = {
+            let Ok(a) = arp::Packet::new_checked(&pkt.data()[eth_len..]) else {
+                return Step::Drop(DropReason::ArpMalformed);
+            };
+            let Ok(arp::Repr::EthernetIpv4 { operation, source_protocol_addr, target_protocol_addr, .. }) =
+                arp::Repr::parse(&a)
+            else {
+                return Step::Drop(DropReason::ArpMalformed);
+            };
+            (operation == arp::Operation::REQUEST, target_protocol_addr, source_protocol_addr)
+        };
+        let key = pair_key(IpAddr::V4(sender), IpAddr::V4(target));
+        self.trigger(cx, PuntKind::Arp, key, pkt.data(), meta, None, Some(sender.into()), Some(target.into()));
+        let ours = port.addresses.iter().any(|(a, _)| *a == IpAddr::V4(target));
+        if !is_request || !ours {
+            return if ours { Step::Consumed } else { Step::Drop(DropReason::ArpNotForUs) };
+        }
+        // Turn the request into the reply, in place.
+        let data = pkt.data_mut();
+        let (eth_bytes, arp_bytes) = data.split_at_mut(eth_len);
+        let mut a = arp::Packet::new_unchecked(arp_bytes);
+        let requester_mac = Address::from_bytes(a.source_hardware_addr());
+        a.set_operation(arp::Operation::REPLY);
+        a.set_target_hardware_addr(requester_mac.as_bytes());
+        a.set_target_protocol_addr(&sender.octets());
+        a.set_source_hardware_addr(&port.mac);
+        a.set_source_protocol_addr(&target.octets());
+        let mut eth = ethernet::Packet::new_unchecked(eth_bytes);
+        eth.set_dst_addr(requester_mac);
+        eth.set_src_addr(Address(port.mac));
+        Step::Tx(meta.rx_port)
+    }
+
+    /// Ethernet output: prepends the header for `next_hop` on `port`, or asks the control plane to
+    /// resolve it (rate-limited) and drops the packet.
+    pub(super) fn l2_output(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &Meta,
+        port_id: PortId,
+        next_hop: IpAddr,
+    ) -> Step {
+        let Some(port) = cx.t.port(port_id) else {
+            return Step::Drop(DropReason::NoRoute);
+        };
+        let Some(mac) = cx.t.neighbor(port_id, next_hop) else {
+            let key = pair_key(next_hop, IpAddr::V4(core::net::Ipv4Addr::from(u32::from(port_id.0))));
+            self.trigger(cx, PuntKind::NeighborMiss, key, pkt.data(), meta, None, None, Some(next_hop));
+            return Step::Drop(DropReason::NeighborMiss);
+        };
+        let ethertype = match pkt.data().first().map(|b| b >> 4) {
+            Some(6) => EtherType::IPV6,
+            _ => EtherType::IPV4,
+        };
+        let len = if port.vlan.is_some() { ethernet::TAGGED_HEADER_LEN } else { ethernet::HEADER_LEN };
+        let Some(header) = pkt.prepend(len) else {
+            return Step::Drop(DropReason::NoBufferSpace);
+        };
+        let repr = ethernet::Repr {
+            src_addr: Address(port.mac),
+            dst_addr: Address(mac),
+            vlan_tag: port.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
+            ethertype,
+        };
+        repr.emit(&mut ethernet::Packet::new_unchecked(header));
+        Step::Tx(port_id)
+    }
+}

@@ -1,0 +1,350 @@
+//! The packet pipeline: what a worker does to one burst.
+//!
+//! ```text
+//!  rx ─► l2-input ─► ip-input ─► FIB ─┬─► local ──► esp-in (batch decrypt) ─► gre-input ─► ip-input (overlay VRF) ─┐
+//!        │ ARP/ND                     │            udp 500/4500 ─► punt IKE       │ NHRP ─► punt               │
+//!        ▼                            │            gre (cleartext) ───────────────┘                            │
+//!       reply / punt                  └─► forward ◄────────────────────────────────────────────────────────────┘
+//!                                          │ TTL, MSS clamp, MTU (ICMP errors)
+//!                                          ├─► port ─► l2-output ─► tx
+//!                                          └─► tunnel: redirect trigger, TEIB ─► gre-encap ─► esp-out (batch encrypt)
+//!                                                                                   ─► outer IP (+UDP) ─► fVRF route ─► l2-output ─► tx
+//! ```
+//!
+//! Each burst runs in phases so that crypto happens in one batch per direction (VPP's two-phase ESP):
+//! (1) every packet goes through input until it is done or waits for decryption or encryption;
+//! (2) one decrypt batch; (3) decrypted packets continue through GRE input and the overlay FIB, possibly
+//! back into a tunnel; (4) one encrypt batch; (5) outer headers and L2; (6) packets go to their port's
+//! transmit staging, to the punt ring, or are dropped with their reason counted.
+//!
+//! Contract: no allocation, no lock, no syscall, no logging; every packet ends counted (tx, punt or a
+//! [`DropReason`]). Packets the pipeline answers itself (ARP replies, ICMP errors and echo replies, ND
+//! advertisements) are rewritten in place in the buffer that carried the question.
+
+mod ip;
+mod l2;
+pub mod ratelimit;
+mod tunnel;
+
+use core::net::IpAddr;
+
+use crate::counters::WorkerCounters;
+use crate::crypto::CryptoEngine;
+use crate::drop::DropReason;
+use crate::esp::{DecryptBatch, EncryptBatch};
+use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
+use crate::pkt::PacketBuf;
+use crate::port::Port;
+use crate::punt::{ControlRings, Inject, Punt, PuntData, PuntKind, Snapshot};
+use crate::sa::SaRtTable;
+use crate::tables::Tables;
+use crate::worker::MAX_BURST;
+
+use ratelimit::{PerKey, TokenBucket};
+
+/// Where a packet goes after the stage that just handled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Dropped, for this reason.
+    Drop(DropReason),
+    /// Ready: its data is an Ethernet frame for this port.
+    Tx(PortId),
+    /// Goes to the control plane whole (its data starts at the header the kind names).
+    Punt(PuntKind),
+    /// Consumed with nothing to send (a punted snapshot said all there was to say).
+    Consumed,
+    /// Waits for the decrypt batch: data starts at the ESP header.
+    Decrypt,
+    /// Waits for the encrypt batch: data is the ESP payload, [`Meta::out`] says where it goes.
+    Encrypt,
+    /// Decrypted and authenticated: data is the ESP payload, `next_header` says what it is.
+    Decrypted { next_header: u8, sa: SaIndex },
+    /// Encrypted: data is ESP header .. ICV, waiting for its outer headers.
+    Encrypted,
+}
+
+/// Where an encapsulated packet goes: filled by tunnel output, read after encryption.
+#[derive(Debug, Clone, Copy)]
+struct Outer {
+    tunnel: TunnelId,
+    src: IpAddr,
+    dst: IpAddr,
+    sa: Option<SaIndex>,
+    /// ESP next header (47 GRE in transport mode, 4/41 in tunnel mode).
+    next_header: u8,
+    /// DSCP and ECN for the outer header, copied from the inner one (RFC 6040 normal mode, RFC 2983).
+    tos: u8,
+    /// UDP encapsulation ports (RFC 3948), if NAT-T.
+    natt: Option<(u16, u16)>,
+    port: PortId,
+    gateway: IpAddr,
+}
+
+/// Per-packet state carried between phases.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    rx_port: PortId,
+    /// Outer addresses of the ESP/GRE packet it arrived in (source as seen, after NAT).
+    outer_src: IpAddr,
+    outer_dst: IpAddr,
+    /// ECN bits of the outer header, applied to the inner at decapsulation (RFC 6040).
+    outer_ecn: u8,
+    /// UDP source port of UDP-encapsulated ESP (RFC 3948), as seen after NAT.
+    natt_src_port: Option<u16>,
+    /// Inbound SA that authenticated it.
+    sa_in: Option<SaIndex>,
+    /// Tunnel it came out of (overlay packets).
+    from_tunnel: Option<TunnelId>,
+    /// Tunnel punt metadata.
+    punt_tunnel: Option<TunnelId>,
+    out: Option<Outer>,
+}
+
+impl Meta {
+    fn new(rx_port: PortId) -> Self {
+        let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        Self {
+            rx_port,
+            outer_src: any,
+            outer_dst: any,
+            outer_ecn: 0,
+            natt_src_port: None,
+            sa_in: None,
+            from_tunnel: None,
+            punt_tunnel: None,
+            out: None,
+        }
+    }
+}
+
+/// Everything a stage reads or writes besides the packet, borrowed for one burst.
+struct Ctx<'a, P> {
+    t: &'a Tables,
+    counters: &'a WorkerCounters,
+    rings: &'a ControlRings<P>,
+    now: u64,
+}
+
+/// How long the per-key trigger limits hold back a repeat (redirects, TEIB and neighbour misses).
+const TRIGGER_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The per-worker pipeline: scratch arrays, batch crypto, rate limiters.
+pub struct Pipeline<P> {
+    engine: Box<dyn CryptoEngine>,
+    step: Vec<Step>,
+    meta: Vec<Meta>,
+    decrypt: DecryptBatch,
+    encrypt: EncryptBatch,
+    tx: Vec<Vec<P>>,
+    redirects: PerKey,
+    misses: PerKey,
+    icmp: TokenBucket,
+    ip_id: u16,
+}
+
+impl<P> core::fmt::Debug for Pipeline<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pipeline").field("ports", &self.tx.len()).finish()
+    }
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// A pipeline for a worker with `ports` ports, encrypting with `engine`.
+    pub fn new(engine: Box<dyn CryptoEngine>, ports: usize) -> Self {
+        Self {
+            engine,
+            step: Vec::with_capacity(MAX_BURST),
+            meta: Vec::with_capacity(MAX_BURST),
+            decrypt: DecryptBatch::with_capacity(MAX_BURST),
+            encrypt: EncryptBatch::with_capacity(MAX_BURST),
+            tx: (0..ports).map(|_| Vec::with_capacity(MAX_BURST)).collect(),
+            redirects: PerKey::new(TRIGGER_INTERVAL_NS),
+            misses: PerKey::new(TRIGGER_INTERVAL_NS),
+            // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
+            icmp: TokenBucket::new(1_000, 100),
+            ip_id: 0,
+        }
+    }
+
+    /// Runs one burst received on `rx_port` through the pipeline and transmits what comes out on
+    /// `ports`. `burst` is left empty.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process<Q: Port<Buf = P>>(
+        &mut self,
+        t: &Tables,
+        rt: &mut SaRtTable,
+        counters: &WorkerCounters,
+        rings: &ControlRings<P>,
+        rx_port: PortId,
+        burst: &mut Vec<P>,
+        ports: &mut [Q],
+        now: u64,
+    ) {
+        let cx = Ctx { t, counters, rings, now };
+        self.step.clear();
+        self.meta.clear();
+        for pkt in burst.iter_mut() {
+            counters.rx_packets.inc();
+            counters.rx_bytes.add(pkt.len() as u64);
+            let mut meta = Meta::new(rx_port);
+            let step = self.l2_input(&cx, pkt, &mut meta);
+            self.step.push(step);
+            self.meta.push(meta);
+        }
+        self.run_crypto_phases(&cx, rt, burst);
+        self.finish(&cx, burst, ports);
+    }
+
+    /// Sends what the control plane queued on the inject ring (at most one burst). Returns how many.
+    pub fn inject<Q: Port<Buf = P>>(
+        &mut self,
+        t: &Tables,
+        rt: &mut SaRtTable,
+        counters: &WorkerCounters,
+        rings: &ControlRings<P>,
+        ports: &mut [Q],
+        now: u64,
+    ) -> usize {
+        if rings.injects.is_empty() {
+            return 0;
+        }
+        let cx = Ctx { t, counters, rings, now };
+        self.step.clear();
+        self.meta.clear();
+        let mut burst = Vec::new();
+        while burst.len() < MAX_BURST {
+            let Some(inject) = rings.injects.pop() else { break };
+            let (pkt, step, meta) = match inject {
+                Inject::Frame { port, pkt } => (pkt, Step::Tx(port), Meta::new(port)),
+                Inject::Tunnel { tunnel, nbma, sa, protocol, mut pkt } => {
+                    let mut meta = Meta::new(PortId(u16::MAX));
+                    let step = self.tunnel_inject(&cx, &mut pkt, &mut meta, tunnel, nbma, sa, protocol);
+                    (pkt, step, meta)
+                }
+            };
+            burst.push(pkt);
+            self.step.push(step);
+            self.meta.push(meta);
+        }
+        let n = burst.len();
+        self.run_crypto_phases(&cx, rt, &mut burst);
+        self.finish(&cx, &mut burst, ports);
+        n
+    }
+
+    /// Phases 2 to 5: decrypt batch, overlay input of what was decrypted, encrypt batch, outer
+    /// headers.
+    fn run_crypto_phases(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
+        if self.step.contains(&Step::Decrypt) {
+            self.decrypt_all(cx, rt, burst);
+        }
+        if self.step.contains(&Step::Encrypt) {
+            self.encrypt_all(cx, rt, burst);
+        }
+    }
+
+    /// Phase 6: every packet to its port's staging, the punt ring, or the drop counters; then one
+    /// transmit call per port.
+    fn finish<Q: Port<Buf = P>>(&mut self, cx: &Ctx<'_, P>, burst: &mut Vec<P>, ports: &mut [Q]) {
+        for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
+            match *step {
+                Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
+                    Some(q) => q.push(pkt),
+                    None => cx.counters.drop(DropReason::TxFull),
+                },
+                Step::Punt(kind) => {
+                    let punt = Punt {
+                        kind,
+                        port: Some(meta.rx_port),
+                        tunnel: meta.punt_tunnel,
+                        sa: meta.sa_in,
+                        src: Some(meta.outer_src),
+                        dst: Some(meta.outer_dst),
+                        data: PuntData::Packet(pkt),
+                    };
+                    punt_or_count(cx, punt);
+                }
+                Step::Consumed => {}
+                Step::Drop(reason) => cx.counters.drop(reason),
+                // A packet left waiting means a phase did not run: count it rather than lose it.
+                Step::Decrypt | Step::Encrypt | Step::Decrypted { .. } | Step::Encrypted => {
+                    cx.counters.drop(DropReason::NoBufferSpace)
+                }
+            }
+        }
+        for (port, q) in ports.iter_mut().zip(self.tx.iter_mut()) {
+            if q.is_empty() {
+                continue;
+            }
+            let bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
+            let staged = q.len();
+            let sent = port.tx_burst(q);
+            cx.counters.tx_packets.add(sent as u64);
+            let unsent_bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
+            cx.counters.tx_bytes.add(bytes - unsent_bytes);
+            cx.counters.drops[DropReason::TxFull as usize].add((staged - sent) as u64);
+            q.clear();
+        }
+    }
+
+    /// Sends a trigger (a note about a packet that goes on or is dropped) if its rate limit allows.
+    fn trigger(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        kind: PuntKind,
+        key: u64,
+        header: &[u8],
+        meta: &Meta,
+        tunnel: Option<TunnelId>,
+        src: Option<IpAddr>,
+        dst: Option<IpAddr>,
+    ) {
+        let limiter = match kind {
+            PuntKind::Redirect => &mut self.redirects,
+            _ => &mut self.misses,
+        };
+        if !limiter.allow(key ^ (kind as u64) << 60, cx.now) {
+            return;
+        }
+        let punt = Punt {
+            kind,
+            port: Some(meta.rx_port),
+            tunnel,
+            sa: meta.sa_in,
+            src,
+            dst,
+            data: PuntData::Header(Snapshot::of(header)),
+        };
+        punt_or_count(cx, punt);
+    }
+
+    fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+}
+
+fn punt_or_count<P>(cx: &Ctx<'_, P>, punt: Punt<P>) {
+    if cx.rings.punts.push(punt).is_ok() {
+        cx.counters.punted.inc();
+    } else {
+        cx.counters.drop(DropReason::PuntRingFull);
+    }
+}
+
+/// A key for per-pair rate limits.
+fn pair_key(a: IpAddr, b: IpAddr) -> u64 {
+    fn fold(a: IpAddr) -> u64 {
+        match a {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                (v as u64) ^ ((v >> 64) as u64).rotate_left(17)
+            }
+        }
+    }
+    fold(a).rotate_left(32) ^ fold(b)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! The tunnel: GRE input after ESP decryption (or in clear, where the tunnel allows it), tunnel output
+//! (Phase 3 redirect trigger, TEIB, tunnel MTU, GRE encapsulation), the two crypto batches and the outer
+//! IP (+UDP) header in the front-door VRF.
+
+use core::net::IpAddr;
+
+use super::ip::{l3_header, route, L3};
+use super::{pair_key, Ctx, Meta, Outer, Pipeline, Step};
+use crate::drop::DropReason;
+use crate::ids::{SaIndex, TunnelId, VrfId};
+use crate::pkt::PacketBuf;
+use crate::punt::PuntKind;
+use crate::sa::{Mode, SaRtTable};
+use crate::tables::{NextHop, TunnelConfig};
+use crate::wire::gre::{self, Protocol};
+use crate::wire::ipv4;
+use crate::wire::udp;
+use crate::wire::IpProtocol;
+
+/// Outer TTL of tunnel packets (IOS's default `tunnel ttl`).
+const TUNNEL_TTL: u8 = 255;
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// GRE input with the data at the GRE header. `sa` is the inbound SA that decrypted the packet, or
+    /// `None` for cleartext GRE. The tunnel is found by (our NBMA address, GRE key); a packet from a
+    /// source no TEIB entry knows is accepted when its SA authenticates it (that is how spokes
+    /// register).
+    pub(super) fn gre_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, sa: Option<SaIndex>) -> Step {
+        let (header_len, key, protocol) = {
+            let Ok(g) = gre::Packet::new_checked(pkt.data()) else {
+                return Step::Drop(DropReason::GreMalformed);
+            };
+            if g.version() != 0 {
+                return Step::Drop(DropReason::GreMalformed);
+            }
+            if g.checksum_present() && !g.verify_checksum() {
+                return Step::Drop(DropReason::GreBadChecksum);
+            }
+            (g.header_len(), g.key(), g.protocol())
+        };
+        let Some(tunnel_id) = cx.t.tunnel_rx(meta.outer_dst, key) else {
+            return Step::Drop(DropReason::GreUnknownTunnel);
+        };
+        let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
+            return Step::Drop(DropReason::GreUnknownTunnel);
+        };
+        let protected_by = sa.and_then(|i| cx.t.sas.get(i)).map(|s| s.config().tunnel);
+        match protected_by {
+            Some(t) if t != tunnel_id => return Step::Drop(DropReason::GreUnprotected),
+            None if tunnel.protection => return Step::Drop(DropReason::GreUnprotected),
+            _ => {}
+        }
+        pkt.adj(header_len);
+        meta.sa_in = sa;
+        match protocol {
+            Protocol::NHRP => {
+                meta.punt_tunnel = Some(tunnel_id);
+                Step::Punt(PuntKind::Nhrp)
+            }
+            Protocol::IPV4 | Protocol::IPV6 => {
+                apply_outer_ecn(pkt.data_mut(), meta.outer_ecn);
+                meta.from_tunnel = Some(tunnel_id);
+                self.ip_input(cx, pkt, meta, tunnel.vrf)
+            }
+            _ => Step::Drop(DropReason::GreUnknownProtocol),
+        }
+    }
+
+    /// Tunnel output of an overlay packet (data at its IP header, hop limit already decremented) toward
+    /// the overlay next hop `nh`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tunnel_output(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        vrf: VrfId,
+        l3: &L3,
+        tunnel_id: TunnelId,
+        nh: IpAddr,
+    ) -> Step {
+        let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
+            return Step::Drop(DropReason::NoRoute);
+        };
+        // Phase 3 (`ip nhrp redirect`): in from this tunnel and back out of it means the two spokes
+        // could talk directly; the control plane sends the source a Traffic Indication.
+        if tunnel.redirect && meta.from_tunnel == Some(tunnel_id) {
+            let header = pkt.data();
+            self.trigger(cx, PuntKind::Redirect, pair_key(l3.src, l3.dst), header, meta, Some(tunnel_id), Some(l3.src), Some(l3.dst));
+        }
+        let Some(entry) = cx.t.teib(tunnel_id, nh) else {
+            let header = pkt.data();
+            self.trigger(cx, PuntKind::TeibMiss, pair_key(nh, l3.dst), header, meta, Some(tunnel_id), Some(l3.src), Some(nh));
+            return Step::Drop(DropReason::TeibMiss);
+        };
+        let sa = match (tunnel.protection, entry.sa_out) {
+            (true, None) => return Step::Drop(DropReason::NoOutboundSa),
+            (true, Some(sa)) => Some(sa),
+            (false, _) => None,
+        };
+        let out = match self.outer_path(cx, tunnel, tunnel_id, entry.nbma, sa, l3.tos) {
+            Ok(out) => out,
+            Err(reason) => return Step::Drop(reason),
+        };
+        let mtu = self.tunnel_mtu(cx, tunnel, &out);
+        if pkt.len() > mtu {
+            return self.too_big(cx, pkt, meta, vrf, l3, mtu);
+        }
+        let protocol = if l3.src.is_ipv4() { Protocol::IPV4 } else { Protocol::IPV6 };
+        self.gre_encap(cx, pkt, meta, tunnel, protocol, out)
+    }
+
+    /// A packet the control plane sends through a tunnel (an NHRP message) to an NBMA address.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tunnel_inject(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        tunnel_id: TunnelId,
+        nbma: IpAddr,
+        sa: Option<SaIndex>,
+        protocol: u16,
+    ) -> Step {
+        let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
+            return Step::Drop(DropReason::NoRoute);
+        };
+        if tunnel.protection && sa.is_none() {
+            return Step::Drop(DropReason::NoOutboundSa);
+        }
+        let out = match self.outer_path(cx, tunnel, tunnel_id, nbma, sa, 0xC0) {
+            Ok(out) => out,
+            Err(reason) => return Step::Drop(reason),
+        };
+        self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol), out)
+    }
+
+    /// Where the encapsulated packet will go: outer addresses, SA, NAT-T ports, and the front-door
+    /// route to the peer's NBMA address.
+    fn outer_path(
+        &self,
+        cx: &Ctx<'_, P>,
+        tunnel: &TunnelConfig,
+        tunnel_id: TunnelId,
+        nbma: IpAddr,
+        sa: Option<SaIndex>,
+        inner_tos: u8,
+    ) -> Result<Outer, DropReason> {
+        let (next_header, natt) = match sa {
+            Some(index) => {
+                let sa = cx.t.sas.get(index).ok_or(DropReason::NoOutboundSa)?;
+                let config = sa.config();
+                let next_header = match config.mode {
+                    Mode::Transport => IpProtocol::GRE.0,
+                    Mode::Tunnel if nbma.is_ipv4() => IpProtocol::IPV4.0,
+                    Mode::Tunnel => IpProtocol::IPV6.0,
+                };
+                (next_header, config.natt.map(|n| (n.local, n.peer)))
+            }
+            None => (IpProtocol::GRE.0, None),
+        };
+        let (port, gateway) = match route(cx.t, tunnel.fvrf, nbma) {
+            Some(NextHop::Port { port, gateway }) => (*port, gateway.unwrap_or(nbma)),
+            Some(NextHop::Drop) => return Err(DropReason::RouteDrop),
+            // A tunnel routed over itself (or over another tunnel) is a configuration loop.
+            Some(_) | None => return Err(DropReason::NoRoute),
+        };
+        Ok(Outer { tunnel: tunnel_id, src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway })
+    }
+
+    /// The largest overlay packet that fits: the tunnel's `ip mtu`, and the egress port's MTU less
+    /// everything encapsulation adds (outer IP, UDP for NAT-T, ESP header, IV, padding, trailer, ICV,
+    /// the tunnel-mode inner IP header, GRE).
+    fn tunnel_mtu(&self, cx: &Ctx<'_, P>, tunnel: &TunnelConfig, out: &Outer) -> usize {
+        let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { crate::wire::ipv6::HEADER_LEN };
+        let gre = gre::HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
+        let mut overhead = outer_ip + gre;
+        if let Some(sa) = out.sa.and_then(|i| cx.t.sas.get(i)) {
+            overhead += sa.keys().max_overhead();
+            if out.natt.is_some() {
+                overhead += udp::HEADER_LEN;
+            }
+            if sa.config().mode == Mode::Tunnel {
+                overhead += outer_ip;
+            }
+        }
+        let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
+        usize::from(tunnel.mtu).min(port_mtu.saturating_sub(overhead))
+    }
+
+    /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
+    /// unprotected tunnel, the outer header at once.
+    fn gre_encap(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, tunnel: &TunnelConfig, protocol: Protocol, out: Outer) -> Step {
+        let repr = gre::Repr { checksum: None, key: tunnel.key, sequence: None, protocol };
+        let Some(header) = pkt.prepend(repr.buffer_len()) else {
+            return Step::Drop(DropReason::NoBufferSpace);
+        };
+        repr.emit(&mut gre::Packet::new_unchecked(header));
+        meta.out = Some(out);
+        if out.sa.is_none() {
+            return self.outer_output(cx, pkt, meta, out);
+        }
+        if out.next_header != IpProtocol::GRE.0 {
+            // Tunnel mode: the ESP payload is the whole GRE packet with its own IP header.
+            let ident = self.next_ip_id();
+            if !push_ip_header(pkt, out.src, out.dst, IpProtocol::GRE, out.tos, ident) {
+                return Step::Drop(DropReason::NoBufferSpace);
+            }
+        }
+        Step::Encrypt
+    }
+
+    /// Phase 2: one decrypt batch for every packet waiting for it, then GRE input for each.
+    pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
+        self.decrypt.run(&mut *self.engine, &cx.t.sas, rt, burst, &mut self.step, &mut self.meta);
+        for i in 0..burst.len() {
+            let Step::Decrypted { next_header, sa } = self.step[i] else { continue };
+            cx.counters.esp_decrypted.inc();
+            let mut meta = self.meta[i];
+            let pkt = &mut burst[i];
+            let step = match next_header {
+                47 => self.gre_input(cx, pkt, &mut meta, Some(sa)),
+                4 | 41 => match strip_tunnel_mode_header(pkt, &meta) {
+                    Ok(()) => self.gre_input(cx, pkt, &mut meta, Some(sa)),
+                    Err(reason) => Step::Drop(reason),
+                },
+                _ => Step::Drop(DropReason::EspPolicyMismatch),
+            };
+            self.step[i] = step;
+            self.meta[i] = meta;
+        }
+    }
+
+    /// Phase 4: one encrypt batch for every packet waiting for it, then the outer headers.
+    pub(super) fn encrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
+        self.encrypt.run(&mut *self.engine, &cx.t.sas, rt, burst, &mut self.step, &self.meta);
+        for i in 0..burst.len() {
+            if self.step[i] != Step::Encrypted {
+                continue;
+            }
+            cx.counters.esp_encrypted.inc();
+            let mut meta = self.meta[i];
+            let step = match meta.out {
+                Some(out) => self.outer_output(cx, &mut burst[i], &mut meta, out),
+                None => Step::Drop(DropReason::NoRoute),
+            };
+            self.step[i] = step;
+        }
+    }
+
+    /// Outer headers (UDP for NAT-T, IP) and L2 toward the front-door next hop.
+    fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, out: Outer) -> Step {
+        let protocol = match (out.sa, out.natt) {
+            (Some(_), Some((src_port, dst_port))) => {
+                let len = udp::HEADER_LEN + pkt.len();
+                let Some(header) = pkt.prepend(udp::HEADER_LEN) else {
+                    return Step::Drop(DropReason::NoBufferSpace);
+                };
+                // RFC 3948 §2.1: the checksum is transmitted as zero over IPv4.
+                let repr = udp::Repr { src_port, dst_port, length: len as u16, checksum: 0 };
+                repr.emit(&mut udp::Packet::new_unchecked(header));
+                IpProtocol::UDP
+            }
+            (Some(_), None) => IpProtocol::ESP,
+            (None, _) => IpProtocol::GRE,
+        };
+        let ident = self.next_ip_id();
+        if !push_ip_header(pkt, out.src, out.dst, protocol, out.tos, ident) {
+            return Step::Drop(DropReason::NoBufferSpace);
+        }
+        self.l2_output(cx, pkt, meta, out.port, out.gateway)
+    }
+}
+
+/// Prepends an outer IPv4 header (IPv6 NBMA is not carried yet: such packets are refused by the
+/// caller's route lookup). DF is clear so that the path may fragment the outer packet; DSCP and ECN are
+/// copied from the inner packet (RFC 2983, RFC 6040 §4.1 normal mode).
+fn push_ip_header<P: PacketBuf>(pkt: &mut P, src: IpAddr, dst: IpAddr, protocol: IpProtocol, tos: u8, ident: u16) -> bool {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else { return false };
+    let payload_len = pkt.len();
+    if payload_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {
+        return false;
+    }
+    let Some(header) = pkt.prepend(ipv4::HEADER_LEN) else { return false };
+    let repr = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        payload_len,
+        ttl: TUNNEL_TTL,
+        dscp: tos >> 2,
+        ecn: tos & 0x03,
+        ident,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        options: ipv4::Options::default(),
+    };
+    repr.emit(&mut ipv4::Packet::new_unchecked(header));
+    true
+}
+
+/// Tunnel-mode ESP carries IP(peer → us)/GRE: check that the inner header is GRE between the SA's
+/// endpoints and strip it.
+fn strip_tunnel_mode_header<P: PacketBuf>(pkt: &mut P, meta: &Meta) -> Result<(), DropReason> {
+    let l3 = l3_header(pkt.data()).map_err(|_| DropReason::EspPolicyMismatch)?;
+    if l3.proto != IpProtocol::GRE || l3.dst != meta.outer_dst || l3.fragment {
+        return Err(DropReason::EspPolicyMismatch);
+    }
+    pkt.set_len(l3.len);
+    pkt.adj(l3.l4);
+    Ok(())
+}
+
+/// RFC 6040 §4.2: at decapsulation, a CE mark on the outer header is copied to an ECN-capable inner
+/// packet. (A CE outer over a Not-ECT inner should be dropped; it is rare and left to the inner
+/// transport, as several implementations do.)
+fn apply_outer_ecn(inner: &mut [u8], outer_ecn: u8) {
+    const CE: u8 = 0b11;
+    if outer_ecn != CE {
+        return;
+    }
+    match inner.first().map(|b| b >> 4) {
+        Some(4) => {
+            if let Ok(mut ip) = ipv4::Packet::new_checked(&mut inner[..]) {
+                if ip.ecn() != 0 {
+                    ip.set_ecn(CE);
+                    ip.fill_checksum();
+                }
+            }
+        }
+        Some(6) => {
+            if let Ok(mut ip) = crate::wire::ipv6::Packet::new_checked(&mut inner[..]) {
+                let tc = ip.traffic_class();
+                if tc & 0x03 != 0 {
+                    ip.set_traffic_class(tc | CE);
+                }
+            }
+        }
+        _ => {}
+    }
+}
