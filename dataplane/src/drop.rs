@@ -81,6 +81,9 @@ drop_reasons! {
     EspBadTrailer = "esp_bad_trailer",
     /// The SA passed its hard lifetime or ran out of sequence numbers and may no longer be used.
     EspSaExpired = "esp_sa_expired",
+    /// The crypto engine failed an operation for a reason other than authentication (device error,
+    /// an operation it could not run).
+    EspCryptoFailed = "esp_crypto_failed",
     /// Inner packet does not match the SA (mode, next header, tunnel-mode selectors).
     EspPolicyMismatch = "esp_policy_mismatch",
     /// A NAT-T keepalive (RFC 3948 §2.3): consumed, counted here so it is visible.

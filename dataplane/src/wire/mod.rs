@@ -27,6 +27,7 @@ use core::ops::{Range, RangeFrom};
 
 pub mod arp;
 pub mod checksum;
+pub mod esp;
 pub mod ethernet;
 pub mod gre;
 pub mod icmpv4;
