@@ -618,7 +618,7 @@ mod tests {
 
     /// Prefixes drawn from a few clusters so that they overlap, with lengths biased to the stride
     /// boundaries and to the default and host routes.
-    fn v4_addr() -> impl Strategy<Value = u32> {
+    fn v4_addr() -> impl Strategy<Value = u32> + Clone {
         (0u32..4, any::<u32>()).prop_map(|(c, r)| (c << 24 | 0x0a00_0000) ^ (r & 0x00ff_ffff))
     }
 
@@ -631,7 +631,7 @@ mod tests {
         ]
     }
 
-    fn v6_addr() -> impl Strategy<Value = u128> {
+    fn v6_addr() -> impl Strategy<Value = u128> + Clone {
         (0u128..4, any::<u128>())
             .prop_map(|(c, r)| (0x2001_0db8u128 << 96 | c << 80) ^ (r & ((1u128 << 96) - 1) & !(0xffu128 << 88)))
     }
