@@ -90,7 +90,7 @@ pub trait Family: Copy + Debug + Send + Sync + 'static {
     fn addr(bits: Self::Bits) -> Self::Addr;
     /// The `stride` bits of `bits` that sit `shift` bits above the least significant one.
     fn index(bits: Self::Bits, shift: u8, stride: u8) -> usize;
-    /// `bits` with all but the leading `len` bits cleared.
+    /// `bits` with all but the leading `len` bits cleared (`len` above `WIDTH` counts as `WIDTH`).
     fn network(bits: Self::Bits, len: u8) -> Self::Bits;
 }
 
@@ -119,7 +119,7 @@ impl Family for V4 {
         ((bits >> shift) & ((1u32 << stride) - 1)) as usize
     }
     fn network(bits: u32, len: u8) -> u32 {
-        bits & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+        bits & u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
     }
 }
 
@@ -140,7 +140,7 @@ impl Family for V6 {
         ((bits >> shift) as usize) & ((1usize << stride) - 1)
     }
     fn network(bits: u128, len: u8) -> u128 {
-        bits & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+        bits & u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
     }
 }
 
@@ -359,7 +359,8 @@ impl<F: Family> FibBuilder<F> {
         self.rules.get(usize::from(len))?.get(&F::network(bits, len)).copied()
     }
 
-    fn check(prefix: F::Addr, len: u8) -> Result<F::Bits, FibError> {
+    /// Checks that `prefix/len` is a valid route key: length in range, no host bits set.
+    pub fn check(prefix: F::Addr, len: u8) -> Result<F::Bits, FibError> {
         if len > F::WIDTH {
             return Err(FibError::PrefixLength { len, max: F::WIDTH });
         }
