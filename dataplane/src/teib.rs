@@ -1,1 +1,211 @@
-//! (being written)
+//! The TEIB (tunnel endpoint information base): for an mGRE tunnel, overlay peer → underlay (NBMA)
+//! address and the outbound SA that protects traffic to it. The model is VPP's `src/vnet/teib/teib.h`:
+//! a protocol "like NHRP" fills it (RFC 2332 §5.2.3 registrations, static `ip nhrp map` entries) and the
+//! data plane only reads it; the data plane never calls the protocol.
+//!
+//! Layer: forwarding tables. Contract:
+//! - [`Teib::get`] is the hot-path lookup: one hash probe, no allocation, no lock.
+//! - A [`Teib`] is immutable once published; the control plane changes its master copy with
+//!   [`Teib::insert`] / [`Teib::remove`] and publishes a clone inside [`crate::tables::Tables`].
+//! - Publication cost is proportional to what changed: the entries are spread over [`SHARDS`] hash maps,
+//!   each behind an `Arc`; a clone copies 256 pointers and a change copies one shard (≈ 400 entries at
+//!   100,000 peers) the first time it is written after a publish.
+//!
+//! The outer VRF of the NBMA side is the tunnel's front-door VRF ([`crate::tables::TunnelConfig::fvrf`]),
+//! not repeated here. The inbound SA is found by SPI in the SA database, so only the outbound one is here.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::ids::{PortId, SaIndex, TunnelId};
+
+/// Number of shards of a [`Sharded`] map.
+pub const SHARDS: usize = 256;
+
+/// The underlay side of one overlay peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeibEntry {
+    /// The peer's NBMA (public) address, reached in the tunnel's front-door VRF.
+    pub nbma: IpAddr,
+    /// Outbound SA protecting GRE to this peer (ESP transport mode); `None` until IKE installs it.
+    pub sa_out: Option<SaIndex>,
+    /// The peer's UDP source port when NAT was detected and ESP rides in UDP (RFC 3948 §2; IKEv2
+    /// NAT-T, RFC 7296 §2.23); `None` for plain ESP (IP protocol 50).
+    pub nat_t_port: Option<u16>,
+    /// Learned from a registration (NHRP dynamic entry) rather than configured (`ip nhrp map`).
+    pub dynamic: bool,
+}
+
+/// A key whose shard is cheap to compute and spreads typical keys (sequential overlay addresses).
+pub trait ShardKey: Hash + Eq {
+    /// Shard index, below [`SHARDS`].
+    fn shard(&self) -> usize;
+}
+
+fn ip_shard(ip: &IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(a) => usize::from(a.octets()[3]),
+        IpAddr::V6(a) => usize::from(a.octets()[15]),
+    }
+}
+
+impl ShardKey for (TunnelId, IpAddr) {
+    fn shard(&self) -> usize {
+        ip_shard(&self.1) ^ usize::from(self.0 .0 & 0xff)
+    }
+}
+
+impl ShardKey for (PortId, IpAddr) {
+    fn shard(&self) -> usize {
+        ip_shard(&self.1) ^ usize::from(self.0 .0 & 0xff)
+    }
+}
+
+/// A hash map cut into [`SHARDS`] copy-on-write shards: clone is 256 `Arc` clones, a write copies the
+/// shard it touches if a published clone shares it. Shards use std's keyed SipHash, so that addresses a
+/// peer chooses cannot flood one bucket chain.
+#[derive(Debug, Clone)]
+pub struct Sharded<K, V> {
+    shards: Vec<Arc<HashMap<K, V>>>,
+}
+
+impl<K: ShardKey + Clone, V: Clone> Default for Sharded<K, V> {
+    fn default() -> Self {
+        Sharded { shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect() }
+    }
+}
+
+impl<K: ShardKey + Clone, V: Clone> Sharded<K, V> {
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.shards.get(key.shard())?.get(key)
+    }
+
+    /// Sets `key` to `value`; returns the old value.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let shard = self.shards.get_mut(key.shard())?;
+        Arc::make_mut(shard).insert(key, value)
+    }
+
+    /// Removes `key`; returns its value. Copies the shard only when the key is present.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let shard = self.shards.get_mut(key.shard())?;
+        if !shard.contains_key(key) {
+            return None;
+        }
+        Arc::make_mut(shard).remove(key)
+    }
+
+    /// Removes every entry for which `drop` is true; returns how many.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&K, &V) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &mut self.shards {
+            if shard.iter().any(|(k, v)| drop(k, v)) {
+                let map = Arc::make_mut(shard);
+                let before = map.len();
+                map.retain(|k, v| !drop(k, v));
+                removed += before - map.len();
+            }
+        }
+        removed
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    /// True when there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.is_empty())
+    }
+}
+
+/// The TEIB of all tunnels: (tunnel, overlay address) → [`TeibEntry`].
+#[derive(Debug, Clone, Default)]
+pub struct Teib {
+    map: Sharded<(TunnelId, IpAddr), TeibEntry>,
+}
+
+impl Teib {
+    /// The entry for overlay peer `overlay` on `tunnel` (hot path).
+    #[inline]
+    pub fn get(&self, tunnel: TunnelId, overlay: IpAddr) -> Option<&TeibEntry> {
+        self.map.get(&(tunnel, overlay))
+    }
+
+    /// Adds or replaces an entry; returns the old one. The caller checks that the tunnel exists
+    /// ([`crate::tables::TablesPublisher::set_teib`] does).
+    pub fn insert(&mut self, tunnel: TunnelId, overlay: IpAddr, entry: TeibEntry) -> Option<TeibEntry> {
+        self.map.insert((tunnel, overlay), entry)
+    }
+
+    /// Removes an entry; returns it.
+    pub fn remove(&mut self, tunnel: TunnelId, overlay: IpAddr) -> Option<TeibEntry> {
+        self.map.remove(&(tunnel, overlay))
+    }
+
+    /// Removes every entry of `tunnel`; returns how many.
+    pub fn remove_tunnel(&mut self, tunnel: TunnelId) -> usize {
+        self.map.remove_where(|(t, _), _| *t == tunnel)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(nbma: &str) -> TeibEntry {
+        TeibEntry { nbma: nbma.parse().unwrap(), sa_out: Some(SaIndex(7)), nat_t_port: None, dynamic: true }
+    }
+
+    #[test]
+    fn clone_is_a_snapshot_and_entries_are_per_tunnel() {
+        let mut t = Teib::default();
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(t.insert(TunnelId(1), peer, entry("198.51.100.2")), None);
+        let published = t.clone();
+        assert_eq!(t.insert(TunnelId(1), peer, entry("203.0.113.9")), Some(entry("198.51.100.2")));
+        t.insert(TunnelId(2), peer, entry("192.0.2.7"));
+        assert_eq!(published.get(TunnelId(1), peer), Some(&entry("198.51.100.2")));
+        assert_eq!(published.get(TunnelId(2), peer), None);
+        assert_eq!(t.get(TunnelId(1), peer), Some(&entry("203.0.113.9")));
+        assert_eq!(t.remove_tunnel(TunnelId(1)), 1);
+        assert_eq!(t.get(TunnelId(1), peer), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(published.len(), 1);
+    }
+
+    #[test]
+    fn holds_100k_peers_and_a_write_copies_one_shard() {
+        let mut t = Teib::default();
+        for i in 0..100_000u32 {
+            let overlay = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let nbma = IpAddr::from(std::net::Ipv4Addr::from(0xc633_0000 + i));
+            t.insert(TunnelId(1), overlay, TeibEntry { nbma, sa_out: None, nat_t_port: None, dynamic: true });
+        }
+        let published = t.clone();
+        t.remove(TunnelId(1), "10.0.0.5".parse().unwrap());
+        let shared = t.map.shards.iter().zip(&published.map.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
+        assert_eq!(shared, SHARDS - 1);
+        assert_eq!(t.len(), 99_999);
+        assert!(published.get(TunnelId(1), "10.0.0.5".parse().unwrap()).is_some());
+        assert_eq!(
+            t.get(TunnelId(1), "10.1.134.159".parse().unwrap()).map(|e| e.nbma),
+            Some("198.52.134.159".parse().unwrap())
+        );
+    }
+}
