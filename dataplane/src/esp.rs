@@ -41,6 +41,17 @@ pub struct Decrypted {
     pub next_header: u8,
 }
 
+/// What to do with one packet of an inbound burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundReq {
+    /// Not an ESP packet: leave it alone.
+    Skip,
+    /// Find the SA by the SPI in the header.
+    Spi,
+    /// Use this SA (the caller already knows it, after a handoff between workers say).
+    Sa(SaIndex),
+}
+
 /// Outcome of encrypting one packet.
 pub type OutboundVerdict = Result<(), DropReason>;
 /// Outcome of decrypting one packet.
@@ -64,15 +75,15 @@ impl EspProcessor {
         self.seqs.len()
     }
 
-    /// Encrypts a burst. Packet `i` uses `reqs[i]` and gets `verdicts[i]`; the burst is the shortest of the
-    /// three slices.
-    pub fn encrypt<P: PacketBuf, E: CryptoEngine<P>>(
+    /// Encrypts a burst. Packet `i` uses `reqs[i]` and gets `verdicts[i]`; a packet whose request is
+    /// `None` is left alone, verdict included. The burst is the shortest of the three slices.
+    pub fn encrypt<P: PacketBuf, E: CryptoEngine<P> + ?Sized>(
         &mut self,
         engine: &mut E,
         db: &SaDb,
         rts: &mut SaRtTable,
         pkts: &mut [P],
-        reqs: &[OutboundReq],
+        reqs: &[Option<OutboundReq>],
         verdicts: &mut [OutboundVerdict],
     ) {
         let n = pkts.len().min(reqs.len()).min(verdicts.len());
@@ -83,17 +94,18 @@ impl EspProcessor {
         }
     }
 
-    fn encrypt_chunk<P: PacketBuf, E: CryptoEngine<P>>(
+    fn encrypt_chunk<P: PacketBuf, E: CryptoEngine<P> + ?Sized>(
         &mut self,
         engine: &mut E,
         db: &SaDb,
         rts: &mut SaRtTable,
         pkts: &mut [P],
-        reqs: &[OutboundReq],
+        reqs: &[Option<OutboundReq>],
         verdicts: &mut [OutboundVerdict],
     ) {
         self.ops.clear();
         for (i, ((pkt, req), verdict)) in pkts.iter_mut().zip(reqs).zip(verdicts.iter_mut()).enumerate() {
+            let Some(req) = req else { continue };
             *verdict = prepare_outbound(db, rts, pkt, req).map(|esn_hi| {
                 self.ops.push(CryptoOp { pkt: i, sa: req.sa, kind: OpKind::Seal, esn_hi, status: OpStatus::Pending });
             });
@@ -109,15 +121,16 @@ impl EspProcessor {
         }
     }
 
-    /// Decrypts a burst. `hints[i]` may name the SA of packet `i` (after a handoff, say); `None` looks the
-    /// SPI up. Packet `i` gets `verdicts[i]`; the burst is the shortest of the three slices.
-    pub fn decrypt<P: PacketBuf, E: CryptoEngine<P>>(
+    /// Decrypts a burst. `reqs[i]` says what to do with packet `i`: nothing, look its SPI up, or use a
+    /// known SA (after a handoff, say). Packet `i` gets `verdicts[i]` unless it is skipped; the burst is the
+    /// shortest of the three slices.
+    pub fn decrypt<P: PacketBuf, E: CryptoEngine<P> + ?Sized>(
         &mut self,
         engine: &mut E,
         db: &SaDb,
         rts: &mut SaRtTable,
         pkts: &mut [P],
-        hints: &[Option<SaIndex>],
+        hints: &[InboundReq],
         verdicts: &mut [InboundVerdict],
     ) {
         let n = pkts.len().min(hints.len()).min(verdicts.len());
@@ -128,18 +141,23 @@ impl EspProcessor {
         }
     }
 
-    fn decrypt_chunk<P: PacketBuf, E: CryptoEngine<P>>(
+    fn decrypt_chunk<P: PacketBuf, E: CryptoEngine<P> + ?Sized>(
         &mut self,
         engine: &mut E,
         db: &SaDb,
         rts: &mut SaRtTable,
         pkts: &mut [P],
-        hints: &[Option<SaIndex>],
+        hints: &[InboundReq],
         verdicts: &mut [InboundVerdict],
     ) {
         self.ops.clear();
-        for (i, ((pkt, hint), verdict)) in pkts.iter_mut().zip(hints).zip(verdicts.iter_mut()).enumerate() {
-            *verdict = match precheck_inbound(db, rts, pkt.data(), *hint) {
+        for (i, ((pkt, req), verdict)) in pkts.iter_mut().zip(hints).zip(verdicts.iter_mut()).enumerate() {
+            let hint = match *req {
+                InboundReq::Skip => continue,
+                InboundReq::Spi => None,
+                InboundReq::Sa(sa) => Some(sa),
+            };
+            *verdict = match precheck_inbound(db, rts, pkt.data(), hint) {
                 Ok((sa, seq, esn_hi)) => {
                     if let Some(slot) = self.seqs.get_mut(i) {
                         *slot = seq;

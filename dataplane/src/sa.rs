@@ -493,6 +493,12 @@ impl SaEntry<'_, '_> {
         }
     }
 
+    /// Outbound: continues after sequence number `last`, so that numbers stay unique when an SA's state
+    /// moves (to another worker, or across a restart that kept the SA). Never moves backwards.
+    pub fn resume_after(&mut self, last: u64) {
+        self.rt.seq = self.rt.seq.max(last);
+    }
+
     /// Hands out the next outbound sequence number (RFC 4303 §3.3.3): 1, 2, ..., up to 2^32-1 (2^64-1
     /// with ESN), never one twice. `None` once the SA is expired or the space is used up. Raises
     /// [`SaEventKind::SeqNearExhaustion`] at 7/8 of the space and [`SaEventKind::SeqExhausted`] when the

@@ -12,7 +12,8 @@ use thiserror::Error;
 use crate::crypto::{AesKey, Backend, CipherConfig, Integrity};
 use crate::ids::{PortId, SaIndex, TunnelId, VrfId, WorkerId};
 use crate::sa::{Direction, Limits, Mode, NattPorts, Sa, SaConfig, SaDb};
-use crate::tables::{NextHop, PortConfig, Tables, TablesBuilder, TeibEntry, TunnelConfig};
+use crate::tables::{NextHop, PortConfig, TablesPublisher, TablesReader, TunnelConfig};
+use crate::teib::TeibEntry;
 
 /// The whole description, as JSON.
 #[derive(Debug, Clone, Deserialize)]
@@ -247,9 +248,10 @@ impl StaticConfig {
         db.build().map_err(|e| err("sas", e))
     }
 
-    /// Builds the tables (without SAs; the caller adds the database from [`Self::sa_db`]).
-    pub fn tables(&self, sas: SaDb) -> Result<Tables, ConfigError> {
-        let mut b = TablesBuilder::new();
+    /// Builds and publishes the tables, with the SA database from [`Self::sa_db`].
+    pub fn publish(&self, sas: SaDb) -> Result<(TablesPublisher, TablesReader), ConfigError> {
+        let (mut b, reader) = TablesPublisher::new();
+        b.set_sas(sas);
         for (i, p) in self.ports.iter().enumerate() {
             let field = |f: &str| format!("ports[{i}].{f}");
             let mac = parse_mac(&p.mac).ok_or_else(|| err(field("mac"), format!("{:?} is not a MAC address", p.mac)))?;
@@ -259,7 +261,7 @@ impl StaticConfig {
                 addresses.push(prefix);
             }
             let port = PortConfig { id: PortId(p.id), name: p.name.clone(), mac, vrf: VrfId(p.vrf), addresses, mtu: p.mtu, vlan: p.vlan };
-            b.add_port(port).map_err(|e| err(field("id"), e))?;
+            b.set_port(port).map_err(|e| err(field("id"), e))?;
         }
         for (i, t) in self.tunnels.iter().enumerate() {
             let field = |f: &str| format!("tunnels[{i}].{f}");
@@ -279,11 +281,11 @@ impl StaticConfig {
                 protection: t.protection,
                 redirect: t.redirect,
             };
-            b.add_tunnel(tunnel).map_err(|e| err(field("id"), e))?;
+            b.set_tunnel(tunnel).map_err(|e| err(field("id"), e))?;
         }
         for (i, n) in self.neighbors.iter().enumerate() {
             let mac = parse_mac(&n.mac).ok_or_else(|| err(format!("neighbors[{i}].mac"), format!("{:?} is not a MAC address", n.mac)))?;
-            b.add_neighbor(PortId(n.port), n.ip, mac).map_err(|e| err(format!("neighbors[{i}]"), e))?;
+            b.set_neighbour(PortId(n.port), n.ip, mac).map_err(|e| err(format!("neighbors[{i}]"), e))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             let field = |f: &str| format!("routes[{i}].{f}");
@@ -297,10 +299,11 @@ impl StaticConfig {
             b.add_route(VrfId(r.vrf), prefix, len, nh).map_err(|e| err(field("via"), e))?;
         }
         for (i, e) in self.teib.iter().enumerate() {
-            let entry = TeibEntry::new(e.nbma, e.sa_out.map(SaIndex));
-            b.add_teib(TunnelId(e.tunnel), e.overlay, entry).map_err(|x| err(format!("teib[{i}]"), x))?;
+            let entry = TeibEntry { nbma: e.nbma, sa_out: e.sa_out.map(SaIndex), nat_t_port: None, dynamic: false };
+            b.set_teib(TunnelId(e.tunnel), e.overlay, entry).map_err(|x| err(format!("teib[{i}]"), x))?;
         }
-        b.build(sas).map_err(|e| err("tables", e))
+        b.publish();
+        Ok((b, reader))
     }
 
     /// The outbound sequence numbers to start from, per SA (for tests of the ESN wrap).
@@ -344,8 +347,12 @@ fn sa_config(s: &SaJson, field: &dyn Fn(&str) -> String) -> Result<SaConfig, Con
             let auth_hex = s.auth_key.as_deref().ok_or_else(|| err(field("auth_key"), "AES-CBC needs an integrity key"))?;
             let auth = hex::decode(auth_hex).map_err(|e| err(field("auth_key"), e))?;
             let integrity = match s.integrity.as_deref() {
-                Some("hmac-sha1-96") => Integrity::HmacSha1_96(auth),
-                Some("hmac-sha256-128") => Integrity::HmacSha256_128(auth),
+                Some("hmac-sha1-96") => Integrity::HmacSha1_96(
+                    auth.as_slice().try_into().map_err(|_| err(field("auth_key"), format!("hmac-sha1-96 needs 20 bytes, got {}", auth.len())))?,
+                ),
+                Some("hmac-sha256-128") => Integrity::HmacSha256_128(
+                    auth.as_slice().try_into().map_err(|_| err(field("auth_key"), format!("hmac-sha256-128 needs 32 bytes, got {}", auth.len())))?,
+                ),
                 other => return Err(err(field("integrity"), format!("{other:?} is not hmac-sha1-96 or hmac-sha256-128"))),
             };
             CipherConfig::AesCbc { key, integrity }

@@ -28,6 +28,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::fib::{Family, Fib4, Fib6, FibBuilder4, FibBuilder6, FibError, NextHopId, V4, V6};
 use crate::ids::{PortId, TunnelId, VrfId};
+use crate::sa::SaDb;
 use crate::teib::{Sharded, Teib, TeibEntry};
 
 /// A port of the box and its layer-3 configuration (`interface GigabitEthernet…`).
@@ -106,9 +107,21 @@ pub struct Tables {
     next_hops: Arc<Vec<NextHop>>,
     teib: Teib,
     neighbours: Sharded<(PortId, IpAddr), [u8; 6]>,
+    sas: SaDb,
 }
 
 impl Tables {
+    /// The SA database: keys and configuration of every SA the workers may use.
+    #[inline]
+    pub fn sas(&self) -> &SaDb {
+        &self.sas
+    }
+
+    /// Number of port slots (the highest port id + 1).
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
     /// Number of publications before this snapshot (0 for the empty tables a reader starts with).
     pub fn generation(&self) -> u64 {
         self.generation
@@ -267,6 +280,11 @@ impl TablesPublisher {
     /// The staged tables (what the next [`Self::publish`] makes visible), for control-side lookups.
     pub fn staged(&self) -> &Tables {
         &self.staged
+    }
+
+    /// Replaces the SA database (IKE installed, rekeyed or deleted SAs).
+    pub fn set_sas(&mut self, sas: SaDb) {
+        self.staged.sas = sas;
     }
 
     /// Makes every staged change visible to workers at once; returns the new generation. Workers that

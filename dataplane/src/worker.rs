@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
-use crate::ids::{PortId, WorkerId};
+use crate::ids::{PortId, SaIndex, WorkerId};
 use crate::pipeline::Pipeline;
 use crate::port::Port;
 use crate::punt::ControlRings;
@@ -47,7 +47,7 @@ impl<P: Port> Worker<P> {
         id: WorkerId,
         ports: Vec<P>,
         tables: TablesReader,
-        engine: Box<dyn CryptoEngine>,
+        engine: Box<dyn CryptoEngine<P::Buf>>,
         rings: Arc<ControlRings<P::Buf>>,
         burst_size: usize,
     ) -> Self {
@@ -62,6 +62,14 @@ impl<P: Port> Worker<P> {
             sa_rt: SaRtTable::default(),
             burst: Vec::with_capacity(MAX_BURST),
             burst_size,
+        }
+    }
+
+    /// Outbound SA `sa` continues after sequence number `last` (an SA whose state moved here).
+    pub fn set_outbound_seq(&mut self, sa: SaIndex, last: u64) {
+        let tables = self.tables.load();
+        if let Some(mut entry) = self.sa_rt.entry(tables.sas(), sa) {
+            entry.resume_after(last);
         }
     }
 

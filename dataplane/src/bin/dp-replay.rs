@@ -27,7 +27,6 @@ use dataplane::pkt::{HeapPkt, PacketBuf};
 use dataplane::port::MemPort;
 use dataplane::punt::{ControlRings, PuntData};
 use dataplane::static_config::StaticConfig;
-use dataplane::tables::TablesPublisher;
 use dataplane::worker::Worker;
 
 struct Args {
@@ -75,11 +74,9 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     let text = fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let config = StaticConfig::from_json(&text).with_context(|| format!("in {}", args.config.display()))?;
-    let backend = crypto::Backend::default();
-    let sas = config.sa_db(backend, [0x5a; 16]).with_context(|| format!("in {}", args.config.display()))?;
-    let tables = config.tables(sas).with_context(|| format!("in {}", args.config.display()))?;
-    let port_count = tables.port_count();
-    let publisher = TablesPublisher::new(tables);
+    let sas = config.sa_db(crypto::default_backend(), [0x5a; 16]).with_context(|| format!("in {}", args.config.display()))?;
+    let (publisher, reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
+    let port_count = publisher.staged().port_count();
 
     let mut frames = Vec::new();
     for (port, file) in &args.rx {
@@ -96,8 +93,8 @@ fn main() -> Result<()> {
     let mut worker = Worker::new(
         WorkerId(0),
         ports,
-        publisher.reader(),
-        crypto::default_engine(),
+        reader,
+        Box::new(crypto::SoftEngine),
         rings.clone(),
         args.burst,
     );

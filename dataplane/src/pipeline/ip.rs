@@ -10,7 +10,7 @@ use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
 use crate::tables::{NextHop, Tables};
 use crate::wire::checksum;
-use crate::wire::esp::UdpEncap;
+use crate::wire::esp::{classify_udp_4500, UdpEncap};
 use crate::wire::icmpv4;
 use crate::wire::icmpv6;
 use crate::wire::ipv4;
@@ -68,7 +68,7 @@ pub(super) fn l3_header(data: &[u8]) -> Result<L3, DropReason> {
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(data).map_err(|_| DropReason::Ipv6Malformed)?;
-            let upper = ipv6::upper_layer(&ip).map_err(|_| DropReason::Ipv6Malformed)?;
+            let upper = ip.upper_layer().map_err(|_| DropReason::Ipv6Malformed)?;
             Ok(L3 {
                 src: ip.src_addr().into(),
                 dst: ip.dst_addr().into(),
@@ -88,7 +88,7 @@ pub(super) fn l3_header(data: &[u8]) -> Result<L3, DropReason> {
 
 /// The FIB: the next hop for `dst` in `vrf`.
 pub(super) fn route(t: &Tables, vrf: VrfId, dst: IpAddr) -> Option<&NextHop> {
-    t.route(vrf, dst)
+    t.resolve(vrf, dst)
 }
 
 /// An ICMP error the box sends about a packet it could not forward.
@@ -155,7 +155,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 pkt.adj(l3.l4);
                 Step::Punt(PuntKind::Ike)
             }
-            NATT_PORT => match UdpEncap::classify(&pkt.data()[l3.l4 + udp::HEADER_LEN..]) {
+            NATT_PORT => match classify_udp_4500(&pkt.data()[l3.l4 + udp::HEADER_LEN..]) {
                 UdpEncap::Keepalive => Step::Drop(DropReason::NattKeepalive),
                 UdpEncap::Ike => {
                     pkt.adj(l3.l4);
@@ -443,7 +443,7 @@ fn increment_hop_limit(data: &mut [u8]) {
 /// checksum incrementally. Returns whether the option was changed.
 fn clamp_mss(segment: &mut [u8], mss: u16) -> bool {
     let Ok(mut tcp) = tcp::Packet::new_checked(segment) else { return false };
-    tcp.syn() && tcp.clamp_mss(mss)
+    tcp.flags().contains(tcp::Flags::SYN) && tcp.clamp_mss(mss)
 }
 
 /// Rewrites an IPv4 packet (data at its IP header) into an ICMP error about it, in place: quotes as much
@@ -511,7 +511,8 @@ fn icmp6_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv6Addr, dst: Ipv6Addr,
         next_header: IpProtocol::ICMPV6,
         payload_len: icmpv6::HEADER_LEN + quote,
         hop_limit: 64,
-        traffic_class: 0,
+        dscp: 0,
+        ecn: 0,
         flow_label: 0,
     };
     repr.emit(&mut ipv6::Packet::new_unchecked(ip_bytes));

@@ -55,12 +55,10 @@ impl<P: PacketBuf> Pipeline<P> {
             let Ok(a) = arp::Packet::new_checked(&pkt.data()[eth_len..]) else {
                 return Step::Drop(DropReason::ArpMalformed);
             };
-            let Ok(arp::Repr::EthernetIpv4 { operation, source_protocol_addr, target_protocol_addr, .. }) =
-                arp::Repr::parse(&a)
-            else {
+            let Ok(repr) = arp::Repr::parse(&a) else {
                 return Step::Drop(DropReason::ArpMalformed);
             };
-            (operation == arp::Operation::REQUEST, target_protocol_addr, source_protocol_addr)
+            (repr.operation == arp::Operation::REQUEST, repr.target_protocol_addr, repr.source_protocol_addr)
         };
         let key = pair_key(IpAddr::V4(sender), IpAddr::V4(target));
         self.trigger(cx, PuntKind::Arp, key, pkt.data(), meta, None, Some(sender.into()), Some(target.into()));
@@ -84,6 +82,28 @@ impl<P: PacketBuf> Pipeline<P> {
         Step::Tx(meta.rx_port)
     }
 
+    /// Ethernet output to a known MAC address.
+    pub(super) fn l2_output_to(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, port_id: PortId, mac: [u8; 6]) -> Step {
+        let Some(port) = cx.t.port(port_id) else {
+            return Step::Drop(DropReason::NoRoute);
+        };
+        let ethertype = match pkt.data().first().map(|b| b >> 4) {
+            Some(6) => EtherType::IPV6,
+            _ => EtherType::IPV4,
+        };
+        let repr = ethernet::Repr {
+            src_addr: Address(port.mac),
+            dst_addr: Address(mac),
+            vlan: port.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
+            ethertype,
+        };
+        let Some(header) = pkt.prepend(repr.buffer_len()) else {
+            return Step::Drop(DropReason::NoBufferSpace);
+        };
+        repr.emit(&mut ethernet::Packet::new_unchecked(header));
+        Step::Tx(port_id)
+    }
+
     /// Ethernet output: prepends the header for `next_hop` on `port`, or asks the control plane to
     /// resolve it (rate-limited) and drops the packet.
     pub(super) fn l2_output(
@@ -94,29 +114,11 @@ impl<P: PacketBuf> Pipeline<P> {
         port_id: PortId,
         next_hop: IpAddr,
     ) -> Step {
-        let Some(port) = cx.t.port(port_id) else {
-            return Step::Drop(DropReason::NoRoute);
-        };
-        let Some(mac) = cx.t.neighbor(port_id, next_hop) else {
+        let Some(mac) = cx.t.neighbour(port_id, next_hop) else {
             let key = pair_key(next_hop, IpAddr::V4(core::net::Ipv4Addr::from(u32::from(port_id.0))));
             self.trigger(cx, PuntKind::NeighborMiss, key, pkt.data(), meta, None, None, Some(next_hop));
             return Step::Drop(DropReason::NeighborMiss);
         };
-        let ethertype = match pkt.data().first().map(|b| b >> 4) {
-            Some(6) => EtherType::IPV6,
-            _ => EtherType::IPV4,
-        };
-        let len = if port.vlan.is_some() { ethernet::TAGGED_HEADER_LEN } else { ethernet::HEADER_LEN };
-        let Some(header) = pkt.prepend(len) else {
-            return Step::Drop(DropReason::NoBufferSpace);
-        };
-        let repr = ethernet::Repr {
-            src_addr: Address(port.mac),
-            dst_addr: Address(mac),
-            vlan_tag: port.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
-            ethertype,
-        };
-        repr.emit(&mut ethernet::Packet::new_unchecked(header));
-        Step::Tx(port_id)
+        self.l2_output_to(cx, pkt, port_id, mac)
     }
 }

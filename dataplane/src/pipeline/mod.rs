@@ -31,7 +31,7 @@ use core::net::IpAddr;
 use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
 use crate::drop::DropReason;
-use crate::esp::{DecryptBatch, EncryptBatch};
+use crate::esp::{EspProcessor, InboundReq, InboundVerdict, OutboundReq, OutboundVerdict};
 use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::port::Port;
@@ -57,10 +57,6 @@ enum Step {
     Decrypt,
     /// Waits for the encrypt batch: data is the ESP payload, [`Meta::out`] says where it goes.
     Encrypt,
-    /// Decrypted and authenticated: data is the ESP payload, `next_header` says what it is.
-    Decrypted { next_header: u8, sa: SaIndex },
-    /// Encrypted: data is ESP header .. ICV, waiting for its outer headers.
-    Encrypted,
 }
 
 /// Where an encapsulated packet goes: filled by tunnel output, read after encryption.
@@ -130,11 +126,14 @@ const TRIGGER_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// The per-worker pipeline: scratch arrays, batch crypto, rate limiters.
 pub struct Pipeline<P> {
-    engine: Box<dyn CryptoEngine>,
+    engine: Box<dyn CryptoEngine<P>>,
     step: Vec<Step>,
     meta: Vec<Meta>,
-    decrypt: DecryptBatch,
-    encrypt: EncryptBatch,
+    esp: EspProcessor,
+    esp_in: Vec<InboundReq>,
+    in_verdicts: Vec<InboundVerdict>,
+    esp_out: Vec<Option<OutboundReq>>,
+    out_verdicts: Vec<OutboundVerdict>,
     tx: Vec<Vec<P>>,
     redirects: PerKey,
     misses: PerKey,
@@ -150,13 +149,16 @@ impl<P> core::fmt::Debug for Pipeline<P> {
 
 impl<P: PacketBuf> Pipeline<P> {
     /// A pipeline for a worker with `ports` ports, encrypting with `engine`.
-    pub fn new(engine: Box<dyn CryptoEngine>, ports: usize) -> Self {
+    pub fn new(engine: Box<dyn CryptoEngine<P>>, ports: usize) -> Self {
         Self {
             engine,
             step: Vec::with_capacity(MAX_BURST),
             meta: Vec::with_capacity(MAX_BURST),
-            decrypt: DecryptBatch::with_capacity(MAX_BURST),
-            encrypt: EncryptBatch::with_capacity(MAX_BURST),
+            esp: EspProcessor::new(MAX_BURST),
+            esp_in: Vec::with_capacity(MAX_BURST),
+            in_verdicts: Vec::with_capacity(MAX_BURST),
+            esp_out: Vec::with_capacity(MAX_BURST),
+            out_verdicts: Vec::with_capacity(MAX_BURST),
             tx: (0..ports).map(|_| Vec::with_capacity(MAX_BURST)).collect(),
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
@@ -193,6 +195,7 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         self.run_crypto_phases(&cx, rt, burst);
         self.finish(&cx, burst, ports);
+        forward_sa_events(&cx, rt);
     }
 
     /// Sends what the control plane queued on the inject ring (at most one burst). Returns how many.
@@ -229,6 +232,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let n = burst.len();
         self.run_crypto_phases(&cx, rt, &mut burst);
         self.finish(&cx, &mut burst, ports);
+        forward_sa_events(&cx, rt);
         n
     }
 
@@ -267,9 +271,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 Step::Consumed => {}
                 Step::Drop(reason) => cx.counters.drop(reason),
                 // A packet left waiting means a phase did not run: count it rather than lose it.
-                Step::Decrypt | Step::Encrypt | Step::Decrypted { .. } | Step::Encrypted => {
-                    cx.counters.drop(DropReason::NoBufferSpace)
-                }
+                Step::Decrypt | Step::Encrypt => cx.counters.drop(DropReason::NoBufferSpace),
             }
         }
         for (port, q) in ports.iter_mut().zip(self.tx.iter_mut()) {
@@ -321,6 +323,15 @@ impl<P: PacketBuf> Pipeline<P> {
     fn next_ip_id(&mut self) -> u16 {
         self.ip_id = self.ip_id.wrapping_add(1);
         self.ip_id
+    }
+}
+
+/// Hands the SA lifetime events the burst raised to the control plane.
+fn forward_sa_events<P>(cx: &Ctx<'_, P>, rt: &mut SaRtTable) {
+    for event in rt.drain_events() {
+        if cx.rings.events.push(event).is_err() {
+            cx.counters.drop(DropReason::PuntRingFull);
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use crate::drop::DropReason;
 use crate::ids::{SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
+use crate::esp::{InboundReq, OutboundReq};
 use crate::sa::{Mode, SaRtTable};
+use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::tables::{NextHop, TunnelConfig};
 use crate::wire::gre::{self, Protocol};
 use crate::wire::ipv4;
@@ -44,7 +46,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
             return Step::Drop(DropReason::GreUnknownTunnel);
         };
-        let protected_by = sa.and_then(|i| cx.t.sas.get(i)).map(|s| s.config().tunnel);
+        let protected_by = sa.and_then(|i| cx.t.sas().get(i)).map(|s| s.config().tunnel);
         match protected_by {
             Some(t) if t != tunnel_id => return Step::Drop(DropReason::GreUnprotected),
             None if tunnel.protection => return Step::Drop(DropReason::GreUnprotected),
@@ -148,7 +150,7 @@ impl<P: PacketBuf> Pipeline<P> {
     ) -> Result<Outer, DropReason> {
         let (next_header, natt) = match sa {
             Some(index) => {
-                let sa = cx.t.sas.get(index).ok_or(DropReason::NoOutboundSa)?;
+                let sa = cx.t.sas().get(index).ok_or(DropReason::NoOutboundSa)?;
                 let config = sa.config();
                 let next_header = match config.mode {
                     Mode::Transport => IpProtocol::GRE.0,
@@ -168,24 +170,27 @@ impl<P: PacketBuf> Pipeline<P> {
         Ok(Outer { tunnel: tunnel_id, src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway })
     }
 
-    /// The largest overlay packet that fits: the tunnel's `ip mtu`, and the egress port's MTU less
-    /// everything encapsulation adds (outer IP, UDP for NAT-T, ESP header, IV, padding, trailer, ICV,
-    /// the tunnel-mode inner IP header, GRE).
+    /// The largest overlay packet that fits: the tunnel's `ip mtu`, and what the egress port's MTU leaves
+    /// after the outer IP header, UDP for NAT-T, the ESP header, IV, padding to the cipher's alignment,
+    /// trailer and ICV (RFC 4303 §2), the tunnel-mode inner IP header, and GRE.
     fn tunnel_mtu(&self, cx: &Ctx<'_, P>, tunnel: &TunnelConfig, out: &Outer) -> usize {
         let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { crate::wire::ipv6::HEADER_LEN };
         let gre = gre::HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
-        let mut overhead = outer_ip + gre;
-        if let Some(sa) = out.sa.and_then(|i| cx.t.sas.get(i)) {
-            overhead += sa.keys().max_overhead();
+        let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
+        let mut room = port_mtu.saturating_sub(outer_ip);
+        if let Some(sa) = out.sa.and_then(|i| cx.t.sas().get(i)) {
+            let cipher = &sa.config().cipher;
             if out.natt.is_some() {
-                overhead += udp::HEADER_LEN;
+                room = room.saturating_sub(udp::HEADER_LEN);
             }
+            room = room.saturating_sub(esp::HEADER_LEN + cipher.iv_len() + cipher.icv_len());
+            room = room - room % cipher.align();
+            room = room.saturating_sub(esp::TRAILER_LEN);
             if sa.config().mode == Mode::Tunnel {
-                overhead += outer_ip;
+                room = room.saturating_sub(outer_ip);
             }
         }
-        let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
-        usize::from(tunnel.mtu).min(port_mtu.saturating_sub(overhead))
+        usize::from(tunnel.mtu).min(room.saturating_sub(gre))
     }
 
     /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
@@ -212,39 +217,64 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// Phase 2: one decrypt batch for every packet waiting for it, then GRE input for each.
     pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
-        self.decrypt.run(&mut *self.engine, &cx.t.sas, rt, burst, &mut self.step, &mut self.meta);
+        self.esp_in.clear();
+        self.esp_in.extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
+        self.in_verdicts.clear();
+        self.in_verdicts.resize(burst.len(), Err(DropReason::EspMalformed));
+        self.esp.decrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_in, &mut self.in_verdicts);
         for i in 0..burst.len() {
-            let Step::Decrypted { next_header, sa } = self.step[i] else { continue };
+            if self.step[i] != Step::Decrypt {
+                continue;
+            }
+            let decrypted = match self.in_verdicts[i] {
+                Ok(d) => d,
+                Err(reason) => {
+                    self.step[i] = Step::Drop(reason);
+                    continue;
+                }
+            };
             cx.counters.esp_decrypted.inc();
             let mut meta = self.meta[i];
             let pkt = &mut burst[i];
-            let step = match next_header {
-                47 => self.gre_input(cx, pkt, &mut meta, Some(sa)),
+            let sa = Some(decrypted.sa);
+            self.step[i] = match decrypted.next_header {
+                47 => self.gre_input(cx, pkt, &mut meta, sa),
                 4 | 41 => match strip_tunnel_mode_header(pkt, &meta) {
-                    Ok(()) => self.gre_input(cx, pkt, &mut meta, Some(sa)),
+                    Ok(()) => self.gre_input(cx, pkt, &mut meta, sa),
                     Err(reason) => Step::Drop(reason),
                 },
+                // A dummy packet (RFC 4303 §2.6) is authenticated traffic-flow padding: discard it.
+                NEXT_HEADER_NONE => Step::Consumed,
                 _ => Step::Drop(DropReason::EspPolicyMismatch),
             };
-            self.step[i] = step;
             self.meta[i] = meta;
         }
     }
 
     /// Phase 4: one encrypt batch for every packet waiting for it, then the outer headers.
     pub(super) fn encrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
-        self.encrypt.run(&mut *self.engine, &cx.t.sas, rt, burst, &mut self.step, &self.meta);
+        self.esp_out.clear();
+        self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, m.out) {
+            (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => Some(OutboundReq { sa, next_header }),
+            _ => None,
+        }));
+        self.out_verdicts.clear();
+        self.out_verdicts.resize(burst.len(), Err(DropReason::NoOutboundSa));
+        self.esp.encrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_out, &mut self.out_verdicts);
         for i in 0..burst.len() {
-            if self.step[i] != Step::Encrypted {
+            if self.step[i] != Step::Encrypt {
+                continue;
+            }
+            if let Err(reason) = self.out_verdicts[i] {
+                self.step[i] = Step::Drop(reason);
                 continue;
             }
             cx.counters.esp_encrypted.inc();
             let mut meta = self.meta[i];
-            let step = match meta.out {
+            self.step[i] = match meta.out {
                 Some(out) => self.outer_output(cx, &mut burst[i], &mut meta, out),
-                None => Step::Drop(DropReason::NoRoute),
+                None => Step::Drop(DropReason::NoOutboundSa),
             };
-            self.step[i] = step;
         }
     }
 
@@ -252,13 +282,12 @@ impl<P: PacketBuf> Pipeline<P> {
     fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, out: Outer) -> Step {
         let protocol = match (out.sa, out.natt) {
             (Some(_), Some((src_port, dst_port))) => {
-                let len = udp::HEADER_LEN + pkt.len();
+                let payload_len = pkt.len();
                 let Some(header) = pkt.prepend(udp::HEADER_LEN) else {
                     return Step::Drop(DropReason::NoBufferSpace);
                 };
                 // RFC 3948 §2.1: the checksum is transmitted as zero over IPv4.
-                let repr = udp::Repr { src_port, dst_port, length: len as u16, checksum: 0 };
-                repr.emit(&mut udp::Packet::new_unchecked(header));
+                udp::Repr { src_port, dst_port }.emit(&mut udp::Packet::new_unchecked(header), payload_len);
                 IpProtocol::UDP
             }
             (Some(_), None) => IpProtocol::ESP,
