@@ -343,6 +343,18 @@ impl SaEventKind {
     const fn bit(self) -> u8 {
         1 << self as u8
     }
+
+    /// Stable snake-case name, as management and the replay tool print it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SaEventKind::SoftBytes => "soft_bytes",
+            SaEventKind::HardBytes => "hard_bytes",
+            SaEventKind::SoftPackets => "soft_packets",
+            SaEventKind::HardPackets => "hard_packets",
+            SaEventKind::SeqNearExhaustion => "seq_near_exhaustion",
+            SaEventKind::SeqExhausted => "seq_exhausted",
+        }
+    }
 }
 
 /// An edge-triggered SA event: each kind is raised at most once per SA.

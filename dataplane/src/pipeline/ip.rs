@@ -9,8 +9,8 @@ use crate::ids::{TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
 use crate::tables::{NextHop, Tables};
-use crate::wire::checksum;
 use crate::wire::esp::{classify_udp_4500, UdpEncap};
+use crate::wire::ethernet::Address;
 use crate::wire::icmpv4;
 use crate::wire::icmpv6;
 use crate::wire::ipv4;
@@ -79,7 +79,7 @@ pub(super) fn l3_header(data: &[u8]) -> Result<L3, DropReason> {
                 tos: ip.traffic_class(),
                 dont_frag: true,
                 fragment: upper.fragment.is_some(),
-                first_fragment: upper.fragment.map_or(true, |f| f.offset == 0),
+                first_fragment: upper.fragment.is_none_or(|f| f.offset == 0),
             })
         }
         _ => Err(DropReason::Ipv4Malformed),
@@ -145,8 +145,8 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// UDP to the box: IKE on 500, and on 4500 IKE, NAT-T keepalives or UDP-encapsulated ESP.
     fn udp_local(&mut self, pkt: &mut P, meta: &mut Meta, l3: &L3) -> Step {
-        let (src_port, dst_port) = match udp::Packet::new_checked(&pkt.data()[l3.l4..]) {
-            Ok(u) => (u.src_port(), u.dst_port()),
+        let dst_port = match udp::Packet::new_checked(&pkt.data()[l3.l4..]) {
+            Ok(u) => u.dst_port(),
             Err(_) => return Step::Drop(DropReason::UdpMalformed),
         };
         set_outer(meta, l3);
@@ -162,7 +162,6 @@ impl<P: PacketBuf> Pipeline<P> {
                     Step::Punt(PuntKind::Ike)
                 }
                 UdpEncap::Esp => {
-                    meta.natt_src_port = Some(src_port);
                     pkt.adj(l3.l4 + udp::HEADER_LEN);
                     Step::Decrypt
                 }
@@ -236,13 +235,17 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(port) = cx.t.port(meta.rx_port) else {
             return Step::Drop(DropReason::LocalUnhandled);
         };
-        let (IpAddr::V6(src), IpAddr::V6(_)) = (l3.src, l3.dst) else {
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (l3.src, l3.dst) else {
             return Step::Drop(DropReason::Ipv6Malformed);
         };
-        let Ok(icmpv6::NdRepr::NeighborSolicit { target, source_lladdr }) =
-            icmpv6::NdRepr::parse(&pkt.data()[l3.l4..])
-        else {
-            return Step::Drop(DropReason::IcmpMalformed);
+        let (target, source_lladdr) = {
+            let Ok(icmp) = icmpv6::Packet::new_checked(&pkt.data()[l3.l4..]) else {
+                return Step::Drop(DropReason::IcmpMalformed);
+            };
+            match icmpv6::Repr::parse(&icmp, &src, &dst) {
+                Ok(icmpv6::Repr::NeighborSolicit { target_addr, source_lladdr }) => (target_addr, source_lladdr),
+                _ => return Step::Drop(DropReason::IcmpMalformed),
+            }
         };
         if !port.addresses.iter().any(|(a, _)| *a == IpAddr::V6(target)) {
             return Step::Drop(DropReason::LocalUnhandled);
@@ -253,12 +256,12 @@ impl<P: PacketBuf> Pipeline<P> {
             // Duplicate address detection (unspecified source) or no option: nothing to answer to.
             return Step::Consumed;
         };
-        let reply = icmpv6::NdRepr::NeighborAdvert {
+        let reply = icmpv6::Repr::NeighborAdvert {
             router: false,
             solicited: true,
             override_: true,
-            target,
-            target_lladdr: Some(port.mac),
+            target_addr: target,
+            target_lladdr: Some(Address(port.mac)),
         };
         let icmp_len = reply.buffer_len();
         if !pkt.set_len(l3.l4 + icmp_len) {
@@ -272,8 +275,8 @@ impl<P: PacketBuf> Pipeline<P> {
             ip.set_hop_limit(255);
             ip.set_payload_len((l3.l4 - ipv6::HEADER_LEN + icmp_len) as u16);
         }
-        reply.emit(&target, &src, &mut data[l3.l4..]);
-        self.l2_output_to(cx, pkt, meta.rx_port, dst_mac)
+        reply.emit(&mut icmpv6::Packet::new_unchecked(&mut data[l3.l4..]), &target, &src);
+        self.l2_output_to(cx, pkt, meta.rx_port, dst_mac.0)
     }
 
     /// Forwarding: hop limit, MSS clamping, then out of a port or into a tunnel.
@@ -458,13 +461,15 @@ fn icmp4_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv4Addr, dst: Ipv4Addr,
     let Some(head) = pkt.prepend(header_len) else { return false };
     let (ip_bytes, icmp_bytes) = head.split_at_mut(ipv4::HEADER_LEN);
     let (msg_type, code, rest) = match err {
-        IcmpError::TimeExceeded => (icmpv4::Message::TIME_EXCEEDED, 0, 0u32),
-        IcmpError::TooBig(mtu) => (icmpv4::Message::DST_UNREACHABLE, 4, u32::from(mtu)),
+        IcmpError::TimeExceeded => (icmpv4::Message::TIME_EXCEEDED, icmpv4::TimeExceeded::TTL_EXPIRED.0, 0u32),
+        // RFC 1191 §4: the next-hop MTU in the low 16 bits.
+        IcmpError::TooBig(mtu) => (icmpv4::Message::DST_UNREACHABLE, icmpv4::DstUnreachable::FRAG_NEEDED.0, u32::from(mtu)),
     };
-    icmp_bytes[0] = msg_type.0;
-    icmp_bytes[1] = code;
-    icmp_bytes[2..4].fill(0);
-    icmp_bytes[4..8].copy_from_slice(&rest.to_be_bytes());
+    let mut icmp = icmpv4::Packet::new_unchecked(icmp_bytes);
+    icmp.set_msg_type(msg_type);
+    icmp.set_msg_code(code);
+    icmp.set_checksum(0);
+    icmp.set_rest_of_header(rest);
     let repr = ipv4::Repr {
         src_addr: src,
         dst_addr: dst,
@@ -480,9 +485,7 @@ fn icmp4_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv4Addr, dst: Ipv4Addr,
         options: ipv4::Options::default(),
     };
     repr.emit(&mut ipv4::Packet::new_unchecked(ip_bytes));
-    let data = pkt.data_mut();
-    let sum = !checksum::data(&data[ipv4::HEADER_LEN..]);
-    data[ipv4::HEADER_LEN + 2..ipv4::HEADER_LEN + 4].copy_from_slice(&sum.to_be_bytes());
+    icmpv4::Packet::new_unchecked(&mut pkt.data_mut()[ipv4::HEADER_LEN..]).fill_checksum();
     true
 }
 
@@ -499,12 +502,13 @@ fn icmp6_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv6Addr, dst: Ipv6Addr,
     let (ip_bytes, icmp_bytes) = head.split_at_mut(ipv6::HEADER_LEN);
     let (msg_type, rest) = match err {
         IcmpError::TimeExceeded => (icmpv6::Message::TIME_EXCEEDED, 0u32),
-        IcmpError::TooBig(mtu) => (icmpv6::Message::PACKET_TOO_BIG, u32::from(mtu)),
+        IcmpError::TooBig(mtu) => (icmpv6::Message::PKT_TOO_BIG, u32::from(mtu)),
     };
-    icmp_bytes[0] = msg_type.0;
-    icmp_bytes[1] = 0;
-    icmp_bytes[2..4].fill(0);
-    icmp_bytes[4..8].copy_from_slice(&rest.to_be_bytes());
+    let mut icmp = icmpv6::Packet::new_unchecked(icmp_bytes);
+    icmp.set_msg_type(msg_type);
+    icmp.set_msg_code(0);
+    icmp.set_checksum(0);
+    icmp.set_rest_of_header(rest);
     let repr = ipv6::Repr {
         src_addr: src,
         dst_addr: dst,

@@ -32,7 +32,7 @@ use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
 use crate::drop::DropReason;
 use crate::esp::{EspProcessor, InboundReq, InboundVerdict, OutboundReq, OutboundVerdict};
-use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
+use crate::ids::{PortId, SaIndex, TunnelId};
 use crate::pkt::PacketBuf;
 use crate::port::Port;
 use crate::punt::{ControlRings, Inject, Punt, PuntData, PuntKind, Snapshot};
@@ -62,7 +62,6 @@ enum Step {
 /// Where an encapsulated packet goes: filled by tunnel output, read after encryption.
 #[derive(Debug, Clone, Copy)]
 struct Outer {
-    tunnel: TunnelId,
     src: IpAddr,
     dst: IpAddr,
     sa: Option<SaIndex>,
@@ -85,8 +84,6 @@ struct Meta {
     outer_dst: IpAddr,
     /// ECN bits of the outer header, applied to the inner at decapsulation (RFC 6040).
     outer_ecn: u8,
-    /// UDP source port of UDP-encapsulated ESP (RFC 3948), as seen after NAT.
-    natt_src_port: Option<u16>,
     /// Inbound SA that authenticated it.
     sa_in: Option<SaIndex>,
     /// Tunnel it came out of (overlay packets).
@@ -104,7 +101,6 @@ impl Meta {
             outer_src: any,
             outer_dst: any,
             outer_ecn: 0,
-            natt_src_port: None,
             sa_in: None,
             from_tunnel: None,
             punt_tunnel: None,

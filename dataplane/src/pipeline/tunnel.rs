@@ -38,7 +38,7 @@ impl<P: PacketBuf> Pipeline<P> {
             if g.checksum_present() && !g.verify_checksum() {
                 return Step::Drop(DropReason::GreBadChecksum);
             }
-            (g.header_len(), g.key(), g.protocol())
+            (g.header_len(), g.key(), g.protocol_type())
         };
         let Some(tunnel_id) = cx.t.tunnel_rx(meta.outer_dst, key) else {
             return Step::Drop(DropReason::GreUnknownTunnel);
@@ -100,7 +100,7 @@ impl<P: PacketBuf> Pipeline<P> {
             (true, Some(sa)) => Some(sa),
             (false, _) => None,
         };
-        let out = match self.outer_path(cx, tunnel, tunnel_id, entry.nbma, sa, l3.tos) {
+        let out = match self.outer_path(cx, tunnel, entry.nbma, sa, l3.tos) {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
@@ -130,7 +130,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if tunnel.protection && sa.is_none() {
             return Step::Drop(DropReason::NoOutboundSa);
         }
-        let out = match self.outer_path(cx, tunnel, tunnel_id, nbma, sa, 0xC0) {
+        let out = match self.outer_path(cx, tunnel, nbma, sa, 0xC0) {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
@@ -143,7 +143,6 @@ impl<P: PacketBuf> Pipeline<P> {
         &self,
         cx: &Ctx<'_, P>,
         tunnel: &TunnelConfig,
-        tunnel_id: TunnelId,
         nbma: IpAddr,
         sa: Option<SaIndex>,
         inner_tos: u8,
@@ -167,7 +166,7 @@ impl<P: PacketBuf> Pipeline<P> {
             // A tunnel routed over itself (or over another tunnel) is a configuration loop.
             Some(_) | None => return Err(DropReason::NoRoute),
         };
-        Ok(Outer { tunnel: tunnel_id, src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway })
+        Ok(Outer { src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway })
     }
 
     /// The largest overlay packet that fits: the tunnel's `ip mtu`, and what the egress port's MTU leaves
@@ -175,7 +174,7 @@ impl<P: PacketBuf> Pipeline<P> {
     /// trailer and ICV (RFC 4303 §2), the tunnel-mode inner IP header, and GRE.
     fn tunnel_mtu(&self, cx: &Ctx<'_, P>, tunnel: &TunnelConfig, out: &Outer) -> usize {
         let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { crate::wire::ipv6::HEADER_LEN };
-        let gre = gre::HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
+        let gre = gre::BASE_HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
         let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
         let mut room = port_mtu.saturating_sub(outer_ip);
         if let Some(sa) = out.sa.and_then(|i| cx.t.sas().get(i)) {
@@ -196,7 +195,7 @@ impl<P: PacketBuf> Pipeline<P> {
     /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
     /// unprotected tunnel, the outer header at once.
     fn gre_encap(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, tunnel: &TunnelConfig, protocol: Protocol, out: Outer) -> Step {
-        let repr = gre::Repr { checksum: None, key: tunnel.key, sequence: None, protocol };
+        let repr = gre::Repr { protocol, checksum: false, key: tunnel.key, sequence: None };
         let Some(header) = pkt.prepend(repr.buffer_len()) else {
             return Step::Drop(DropReason::NoBufferSpace);
         };
