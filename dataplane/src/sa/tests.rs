@@ -144,7 +144,7 @@ fn check_does_not_move_the_window_accept_does() {
 fn esn_infers_high_bits_across_the_wrap() {
     let (db, mut rts) = inbound(64, true);
     let top = (1u64 << 32) - 10; // high 0, low 0xffff_fff6
-    // From T = 0 a number within 63 of 2^32 would read as epoch -1; get near the wrap first.
+                                 // From T = 0 a number within 63 of 2^32 would read as epoch -1; get near the wrap first.
     assert_eq!(receive(&db, &mut rts, 0xffff_ff00), Some(0xffff_ff00));
     assert_eq!(receive(&db, &mut rts, top as u32), Some(top));
     // Case A: low bits below the window's left edge mean the next epoch.
