@@ -627,7 +627,13 @@ impl SaEntry<'_, '_> {
     pub fn is_expired(&self) -> bool {
         self.rt.expired
     }
+
+    /// Moves the outbound counter, for tests that start near the end of the sequence space.
+    #[cfg(test)]
+    pub(crate) fn set_seq(&mut self, seq: u64) {
+        self.rt.seq = seq;
+    }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

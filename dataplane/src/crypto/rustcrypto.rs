@@ -57,6 +57,8 @@ impl GcmKey {
 }
 
 /// An expanded AES key for CBC (RFC 3602). Used by both backends.
+// Unboxed on purpose: one per SA, read on every packet; an indirection would cost more than the bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub(crate) enum CbcKey {
     Aes128(aes::Aes128),
@@ -74,22 +76,22 @@ impl CbcKey {
     /// Encrypts `buf` (a whole number of 16-byte blocks) in place; `false`, changing nothing, otherwise.
     pub(crate) fn encrypt(&self, iv: &[u8; 16], buf: &mut [u8]) -> bool {
         let len = buf.len();
-        if len % 16 != 0 {
+        if len & 15 != 0 {
             return false;
         }
         match self {
-            Self::Aes128(k) => cbc::Encryptor::inner_iv_init(k.clone(), iv.into())
-                .encrypt_padded_mut::<NoPadding>(buf, len)
-                .is_ok(),
-            Self::Aes256(k) => cbc::Encryptor::inner_iv_init(k.clone(), iv.into())
-                .encrypt_padded_mut::<NoPadding>(buf, len)
-                .is_ok(),
+            Self::Aes128(k) => {
+                cbc::Encryptor::inner_iv_init(k.clone(), iv.into()).encrypt_padded_mut::<NoPadding>(buf, len).is_ok()
+            }
+            Self::Aes256(k) => {
+                cbc::Encryptor::inner_iv_init(k.clone(), iv.into()).encrypt_padded_mut::<NoPadding>(buf, len).is_ok()
+            }
         }
     }
 
     /// Decrypts `buf` (a whole number of 16-byte blocks) in place; `false`, changing nothing, otherwise.
     pub(crate) fn decrypt(&self, iv: &[u8; 16], buf: &mut [u8]) -> bool {
-        if buf.len() % 16 != 0 {
+        if buf.len() & 15 != 0 {
             return false;
         }
         match self {

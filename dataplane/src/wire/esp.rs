@@ -185,11 +185,7 @@ impl Trailer {
         let pad_len = plaintext[body_len];
         let next_header = plaintext[body_len + 1];
         let Some(pad_start) = body_len.checked_sub(usize::from(pad_len)) else {
-            return Err(Error::Truncated {
-                layer: "esp trailer",
-                needed: TRAILER_LEN + usize::from(pad_len),
-                got,
-            });
+            return Err(Error::Truncated { layer: "esp trailer", needed: TRAILER_LEN + usize::from(pad_len), got });
         };
         let monotonic = plaintext[pad_start..body_len].iter().zip(1u8..).all(|(b, want)| *b == want);
         if !monotonic {
