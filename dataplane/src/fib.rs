@@ -86,7 +86,11 @@ pub enum FibError {
     PrefixLength { len: u8, max: u8 },
     /// Address bits set beyond the prefix length (IOS: "Inconsistent address and mask").
     #[error("prefix {prefix}/{len} has host bits set; the network is {network}/{len}")]
-    HostBits { prefix: IpAddr, len: u8, network: IpAddr },
+    HostBits {
+        prefix: IpAddr,
+        len: u8,
+        network: IpAddr,
+    },
     /// Next-hop index too large for an entry.
     #[error("next hop id {id} out of range (at most {max})", max = NextHopId::MAX)]
     NextHopRange { id: u32 },
@@ -138,7 +142,9 @@ impl Family for V4 {
         ((bits >> shift) & ((1u32 << stride) - 1)) as usize
     }
     fn network(bits: u32, len: u8) -> u32 {
-        bits & u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
+        bits & u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0)
     }
 }
 
@@ -159,7 +165,9 @@ impl Family for V6 {
         ((bits >> shift) as usize) & ((1usize << stride) - 1)
     }
     fn network(bits: u128, len: u8) -> u128 {
-        bits & u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
+        bits & u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0)
     }
 }
 
@@ -387,7 +395,10 @@ impl<F: Family> FibBuilder<F> {
     /// Next hop of exactly `prefix/len`, if that route exists.
     pub fn get(&self, prefix: F::Addr, len: u8) -> Option<NextHopId> {
         let bits = F::bits(prefix);
-        self.rules.get(usize::from(len))?.get(&F::network(bits, len)).copied()
+        self.rules
+            .get(usize::from(len))?
+            .get(&F::network(bits, len))
+            .copied()
     }
 
     /// Checks that `prefix/len` is a valid route key: length in range, no host bits set.
@@ -408,7 +419,12 @@ impl<F: Family> FibBuilder<F> {
     }
 
     /// Adds or replaces the route `prefix/len → nh`; returns the next hop it replaced.
-    pub fn insert(&mut self, prefix: F::Addr, len: u8, nh: NextHopId) -> Result<Option<NextHopId>, FibError> {
+    pub fn insert(
+        &mut self,
+        prefix: F::Addr,
+        len: u8,
+        nh: NextHopId,
+    ) -> Result<Option<NextHopId>, FibError> {
         let bits = Self::check(prefix, len)?;
         if nh.0 > NextHopId::MAX {
             return Err(FibError::NextHopRange { id: nh.0 });
@@ -437,9 +453,11 @@ impl<F: Family> FibBuilder<F> {
             return Ok(None);
         };
         self.routes -= 1;
-        let cover = (0..len)
-            .rev()
-            .find_map(|l| self.rules[usize::from(l)].get(&F::network(bits, l)).map(|nh| (l, *nh)));
+        let cover = (0..len).rev().find_map(|l| {
+            self.rules[usize::from(l)]
+                .get(&F::network(bits, l))
+                .map(|nh| (l, *nh))
+        });
         let new = cover.map_or(leaf(None, 0), |(l, nh)| leaf(Some(nh), l));
         self.paint_prefix(
             bits,
@@ -596,7 +614,10 @@ mod tests {
     use proptest::prelude::*;
 
     /// The reference: a list of routes scanned linearly for the longest covering prefix.
-    fn naive<F: Family>(routes: &HashMap<(F::Bits, u8), NextHopId>, dst: F::Addr) -> Option<NextHopId> {
+    fn naive<F: Family>(
+        routes: &HashMap<(F::Bits, u8), NextHopId>,
+        dst: F::Addr,
+    ) -> Option<NextHopId> {
         let bits = F::bits(dst);
         routes
             .iter()
@@ -646,7 +667,12 @@ mod tests {
                 let want = naive::<F>(&reference, *a);
                 prop_assert_eq!(b.fib().lookup(*a), want, "lookup {:?}", a);
                 prop_assert_eq!(bulk[i], want, "lookup_bulk {:?}", a);
-                prop_assert_eq!(before.lookup(*a), before_answers[i], "old snapshot changed at {:?}", a);
+                prop_assert_eq!(
+                    before.lookup(*a),
+                    before_answers[i],
+                    "old snapshot changed at {:?}",
+                    a
+                );
             }
         }
         // Removing everything folds every group back: lookups miss and freed groups get reused.
@@ -685,8 +711,9 @@ mod tests {
     }
 
     fn v6_addr() -> impl Strategy<Value = u128> + Clone {
-        (0u128..4, any::<u128>())
-            .prop_map(|(c, r)| (0x2001_0db8u128 << 96 | c << 80) ^ (r & ((1u128 << 96) - 1) & !(0xffu128 << 88)))
+        (0u128..4, any::<u128>()).prop_map(|(c, r)| {
+            (0x2001_0db8u128 << 96 | c << 80) ^ (r & ((1u128 << 96) - 1) & !(0xffu128 << 88))
+        })
     }
 
     fn v6_op() -> impl Strategy<Value = Op<u128>> {
@@ -765,7 +792,9 @@ mod tests {
         );
         assert_eq!(
             b.insert(v4("10.0.0.0"), 24, NextHopId(NextHopId::MAX + 1)),
-            Err(FibError::NextHopRange { id: NextHopId::MAX + 1 })
+            Err(FibError::NextHopRange {
+                id: NextHopId::MAX + 1
+            })
         );
         assert!(b.is_empty());
         let mut b6 = FibBuilder6::new();

@@ -76,10 +76,16 @@ pub enum NextHop {
     /// Addressed to the box.
     Local,
     /// Out of a port; `gateway: None` means on-link: resolve the destination itself.
-    Port { port: PortId, gateway: Option<IpAddr> },
+    Port {
+        port: PortId,
+        gateway: Option<IpAddr>,
+    },
     /// Into an mGRE tunnel; `peer` is the overlay next hop looked up in the TEIB, `None` for the tunnel's
     /// connected subnet: the destination itself.
-    Tunnel { tunnel: TunnelId, peer: Option<IpAddr> },
+    Tunnel {
+        tunnel: TunnelId,
+        peer: Option<IpAddr>,
+    },
 }
 
 /// The FIBs of one VRF.
@@ -220,7 +226,11 @@ pub enum TablesError {
     #[error("address {prefix}/{len} in VRF {vrf}: a route to that prefix already exists")]
     AddressConflict { vrf: u16, prefix: IpAddr, len: u8 },
     #[error("{what} {id} is used by {routes} static route(s); remove them first")]
-    InUse { what: &'static str, id: u16, routes: u32 },
+    InUse {
+        what: &'static str,
+        id: u16,
+        routes: u32,
+    },
     #[error("next-hop table full ({max} entries)", max = NextHopId::MAX + 1)]
     NextHopsFull,
 }
@@ -328,7 +338,10 @@ impl TablesPublisher {
         match *nh {
             NextHop::Drop | NextHop::Local => Ok(()),
             NextHop::Port { port, .. } => {
-                let p = self.staged.port(port).ok_or(TablesError::NoSuchPort { port: port.0 })?;
+                let p = self
+                    .staged
+                    .port(port)
+                    .ok_or(TablesError::NoSuchPort { port: port.0 })?;
                 if p.vrf != vrf {
                     return Err(TablesError::VrfMismatch {
                         vrf: vrf.0,
@@ -375,7 +388,8 @@ impl TablesPublisher {
         let id = match self.nh_free.pop() {
             Some(id) => id,
             None => {
-                let id = u32::try_from(self.nh_refs.len()).map_err(|_| TablesError::NextHopsFull)?;
+                let id =
+                    u32::try_from(self.nh_refs.len()).map_err(|_| TablesError::NextHopsFull)?;
                 if id > NextHopId::MAX {
                     return Err(TablesError::NextHopsFull);
                 }
@@ -401,7 +415,13 @@ impl TablesPublisher {
     }
 
     /// Installs a validated route; releases the next hop it replaces.
-    fn install(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nh: NextHop) -> Result<(), TablesError> {
+    fn install(
+        &mut self,
+        vrf: VrfId,
+        prefix: IpAddr,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), TablesError> {
         let id = self.intern(nh)?;
         let v = usize::from(vrf.0);
         if self.fibs.len() <= v {
@@ -450,7 +470,13 @@ impl TablesPublisher {
     }
 
     /// Adds or replaces the static route `prefix/len → nh` in `vrf` (`ip route [vrf …]`).
-    pub fn add_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nh: NextHop) -> Result<(), TablesError> {
+    pub fn add_route(
+        &mut self,
+        vrf: VrfId,
+        prefix: IpAddr,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), TablesError> {
         Self::validate_prefix(vrf, prefix, len)?;
         self.validate_next_hop(vrf, &nh)?;
         if self.connected.contains_key(&(vrf, prefix, len)) {
@@ -464,7 +490,12 @@ impl TablesPublisher {
     }
 
     /// Removes the static route `prefix/len` from `vrf`; returns whether it existed.
-    pub fn remove_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> Result<bool, TablesError> {
+    pub fn remove_route(
+        &mut self,
+        vrf: VrfId,
+        prefix: IpAddr,
+        len: u8,
+    ) -> Result<bool, TablesError> {
         Self::validate_prefix(vrf, prefix, len)?;
         if self.connected.contains_key(&(vrf, prefix, len)) {
             return Err(TablesError::Connected {
@@ -496,8 +527,14 @@ impl TablesPublisher {
             });
         }
         let (host_len, network) = match addr {
-            IpAddr::V4(a) => (32, IpAddr::V4(Ipv4Addr::from(V4::network(u32::from(a), len)))),
-            IpAddr::V6(a) => (128, IpAddr::V6(Ipv6Addr::from(V6::network(u128::from(a), len)))),
+            IpAddr::V4(a) => (
+                32,
+                IpAddr::V4(Ipv4Addr::from(V4::network(u32::from(a), len))),
+            ),
+            IpAddr::V6(a) => (
+                128,
+                IpAddr::V6(Ipv6Addr::from(V6::network(u128::from(a), len))),
+            ),
         };
         let mut routes = vec![((vrf, addr, host_len), NextHop::Local)];
         if len < host_len {
@@ -508,7 +545,11 @@ impl TablesPublisher {
 
     /// Replaces the connected routes of `owner` with `new`, refusing (and changing nothing) if a new
     /// prefix is already routed by someone else.
-    fn replace_connected(&mut self, owner: Owner, new: Vec<(RouteKey, NextHop)>) -> Result<(), TablesError> {
+    fn replace_connected(
+        &mut self,
+        owner: Owner,
+        new: Vec<(RouteKey, NextHop)>,
+    ) -> Result<(), TablesError> {
         let old: Vec<RouteKey> = self
             .connected
             .iter()
@@ -549,7 +590,9 @@ impl TablesPublisher {
         let connected = self
             .connected
             .iter()
-            .filter(|((_, prefix, len), o)| **o == owner && *len < if prefix.is_ipv4() { 32 } else { 128 })
+            .filter(|((_, prefix, len), o)| {
+                **o == owner && *len < if prefix.is_ipv4() { 32 } else { 128 }
+            })
             .count();
         all.saturating_sub(u32::try_from(connected).unwrap_or(u32::MAX))
     }
@@ -650,7 +693,10 @@ impl TablesPublisher {
                 }
             }
         }
-        let subnet = NextHop::Tunnel { tunnel: id, peer: None };
+        let subnet = NextHop::Tunnel {
+            tunnel: id,
+            peer: None,
+        };
         let routes = config
             .address
             .iter()
@@ -717,7 +763,12 @@ impl TablesPublisher {
     }
 
     /// Sets the link-layer address of `ip` on `port` (ARP, RFC 826; ND, RFC 4861 §7.2.5).
-    pub fn set_neighbour(&mut self, port: PortId, ip: IpAddr, mac: [u8; 6]) -> Result<(), TablesError> {
+    pub fn set_neighbour(
+        &mut self,
+        port: PortId,
+        ip: IpAddr,
+        mac: [u8; 6],
+    ) -> Result<(), TablesError> {
         if self.staged.port(port).is_none() {
             return Err(TablesError::NoSuchPort { port: port.0 });
         }
@@ -752,7 +803,12 @@ mod tests {
         }
     }
 
-    fn tunnel(id: u16, source: &str, key: Option<u32>, address: Option<(&str, u8)>) -> TunnelConfig {
+    fn tunnel(
+        id: u16,
+        source: &str,
+        key: Option<u32>,
+        address: Option<(&str, u8)>,
+    ) -> TunnelConfig {
         TunnelConfig {
             id: TunnelId(id),
             source: ip(source),
@@ -840,15 +896,22 @@ mod tests {
         p.add_route(VrfId(0), ip("203.0.113.0"), 24, gw).unwrap();
         p.publish();
         let t = reader.load();
-        assert_eq!(t.route(VrfId(0), ip("8.8.8.8")), t.route(VrfId(0), ip("203.0.113.5")));
+        assert_eq!(
+            t.route(VrfId(0), ip("8.8.8.8")),
+            t.route(VrfId(0), ip("203.0.113.5"))
+        );
         assert_eq!(t.resolve(VrfId(0), ip("8.8.8.8")), Some(&gw));
         let before = p.nh_refs.len();
         p.remove_route(VrfId(0), ip("0.0.0.0"), 0).unwrap();
         p.remove_route(VrfId(0), ip("203.0.113.0"), 24).unwrap();
-        p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Drop).unwrap();
+        p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Drop)
+            .unwrap();
         assert_eq!(p.nh_refs.len(), before, "a freed next-hop slot is reused");
         p.publish();
-        assert_eq!(reader.load().resolve(VrfId(0), ip("8.8.8.8")), Some(&NextHop::Drop));
+        assert_eq!(
+            reader.load().resolve(VrfId(0), ip("8.8.8.8")),
+            Some(&NextHop::Drop)
+        );
         assert_eq!(
             t.resolve(VrfId(0), ip("8.8.8.8")),
             Some(&gw),
@@ -882,7 +945,12 @@ mod tests {
                 "172.16.1.1",
                 "2001:db8::1",
             ]
-            .map(|a| (t.resolve(VrfId(0), ip(a)).copied(), t.resolve(VrfId(1), ip(a)).copied()))
+            .map(|a| {
+                (
+                    t.resolve(VrfId(0), ip(a)).copied(),
+                    t.resolve(VrfId(1), ip(a)).copied(),
+                )
+            })
         };
         let want = probe(&p.staged);
 
@@ -973,14 +1041,19 @@ mod tests {
             "port 5 does not exist"
         );
 
-        assert_eq!(probe(&p.staged), want, "staged tables changed by a refused change");
+        assert_eq!(
+            probe(&p.staged),
+            want,
+            "staged tables changed by a refused change"
+        );
         assert!(p.staged.port(PortId(3)).is_none() && p.staged.tunnel(TunnelId(2)).is_none());
         assert_eq!(p.staged.tunnel_rx(ip("192.0.2.1"), Some(43)), None);
         assert_eq!(probe(&reader.load()), want);
         assert_eq!(reader.load().generation(), 1);
 
         // Once the static route is gone the tunnel goes, with its connected routes and TEIB entries.
-        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2")).unwrap();
+        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2"))
+            .unwrap();
         assert_eq!(p.remove_route(VrfId(1), ip("172.16.0.0"), 12), Ok(true));
         p.remove_tunnel(TunnelId(1)).unwrap();
         p.publish();
@@ -998,7 +1071,10 @@ mod tests {
         let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
         p.set_neighbour(PortId(0), ip("192.0.2.2"), mac).unwrap();
         p.publish();
-        assert_eq!(reader.load().neighbour(PortId(0), ip("192.0.2.2")), Some(mac));
+        assert_eq!(
+            reader.load().neighbour(PortId(0), ip("192.0.2.2")),
+            Some(mac)
+        );
         assert_eq!(reader.load().neighbour(PortId(1), ip("192.0.2.2")), None);
         p.remove_port(PortId(0)).unwrap();
         p.publish();
@@ -1048,7 +1124,10 @@ mod tests {
                         let entry = t
                             .teib(*tunnel, *peer_ip)
                             .expect("route published without its TEIB entry");
-                        assert_eq!(entry.nbma, IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i as u32)));
+                        assert_eq!(
+                            entry.nbma,
+                            IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i as u32))
+                        );
                     }
                 }
                 (snapshots, seen_routes)
@@ -1058,7 +1137,8 @@ mod tests {
             for i in 0..PEERS {
                 if (i + round) % 3 == 0 {
                     let nbma = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i));
-                    p.set_teib(TunnelId(1), peer(i), teib(&nbma.to_string())).unwrap();
+                    p.set_teib(TunnelId(1), peer(i), teib(&nbma.to_string()))
+                        .unwrap();
                     let nh = NextHop::Tunnel {
                         tunnel: TunnelId(1),
                         peer: Some(peer(i)),

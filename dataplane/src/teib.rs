@@ -141,7 +141,12 @@ impl Teib {
 
     /// Adds or replaces an entry; returns the old one. The caller checks that the tunnel exists
     /// ([`crate::tables::TablesPublisher::set_teib`] does).
-    pub fn insert(&mut self, tunnel: TunnelId, overlay: IpAddr, entry: TeibEntry) -> Option<TeibEntry> {
+    pub fn insert(
+        &mut self,
+        tunnel: TunnelId,
+        overlay: IpAddr,
+        entry: TeibEntry,
+    ) -> Option<TeibEntry> {
         self.map.insert((tunnel, overlay), entry)
     }
 
@@ -190,7 +195,10 @@ mod tests {
             Some(entry("198.51.100.2"))
         );
         t.insert(TunnelId(2), peer, entry("192.0.2.7"));
-        assert_eq!(published.get(TunnelId(1), peer), Some(&entry("198.51.100.2")));
+        assert_eq!(
+            published.get(TunnelId(1), peer),
+            Some(&entry("198.51.100.2"))
+        );
         assert_eq!(published.get(TunnelId(2), peer), None);
         assert_eq!(t.get(TunnelId(1), peer), Some(&entry("203.0.113.9")));
         assert_eq!(t.remove_tunnel(TunnelId(1)), 1);
@@ -227,9 +235,12 @@ mod tests {
             .count();
         assert_eq!(shared, SHARDS - 1);
         assert_eq!(t.len(), 99_999);
-        assert!(published.get(TunnelId(1), "10.0.0.5".parse().unwrap()).is_some());
+        assert!(published
+            .get(TunnelId(1), "10.0.0.5".parse().unwrap())
+            .is_some());
         assert_eq!(
-            t.get(TunnelId(1), "10.1.134.159".parse().unwrap()).map(|e| e.nbma),
+            t.get(TunnelId(1), "10.1.134.159".parse().unwrap())
+                .map(|e| e.nbma),
             Some("198.52.134.159".parse().unwrap())
         );
     }
