@@ -85,14 +85,14 @@ const OUT: SaIndex = SaIndex(1);
 fn decrypt_one(p: &mut EspProcessor, db: &SaDb, rts: &mut SaRtTable, bytes: &[u8]) -> (InboundVerdict, Vec<u8>) {
     let mut pkts = [HeapPkt::from_bytes(bytes).unwrap()];
     let mut v = [Err(DropReason::EspMalformed)];
-    p.decrypt(&mut SoftEngine, db, rts, &mut pkts, &[None], &mut v);
+    p.decrypt(&mut SoftEngine, db, rts, &mut pkts, &[InboundReq::Spi], &mut v);
     (v[0], pkts[0].data().to_vec())
 }
 
 fn encrypt_one(p: &mut EspProcessor, db: &SaDb, rts: &mut SaRtTable, payload: &[u8]) -> (OutboundVerdict, Vec<u8>) {
     let mut pkts = [HeapPkt::from_bytes(payload).unwrap()];
     let mut v = [Err(DropReason::EspMalformed)];
-    p.encrypt(&mut SoftEngine, db, rts, &mut pkts, &[OutboundReq { sa: OUT, next_header: 47 }], &mut v);
+    p.encrypt(&mut SoftEngine, db, rts, &mut pkts, &[Some(OutboundReq { sa: OUT, next_header: 47 })], &mut v);
     (v[0], pkts[0].data().to_vec())
 }
 
@@ -234,7 +234,7 @@ fn unknown_spi_and_wrong_hint() {
     for hint in [OUT, SaIndex(7)] {
         let mut pkts = [HeapPkt::from_bytes(&esp).unwrap()];
         let mut v = [Ok(Decrypted { sa: IN, next_header: 0 })];
-        p.decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[Some(hint)], &mut v);
+        p.decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[InboundReq::Sa(hint)], &mut v);
         assert_eq!(v[0], Err(DropReason::EspUnknownSpi), "hint {hint:?}");
     }
 }
@@ -245,7 +245,7 @@ fn duplicate_inside_one_burst_is_a_replay() {
     let mut pkts: Vec<_> = (0..3).map(|_| HeapPkt::from_bytes(&esp).unwrap()).collect();
     let mut v = [Err(DropReason::EspMalformed); 3];
     let mut rts = SaRtTable::default();
-    EspProcessor::new(2).decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[None; 3], &mut v);
+    EspProcessor::new(2).decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[InboundReq::Spi; 3], &mut v);
     assert!(v[0].is_ok());
     assert_eq!(v[1..], [Err(DropReason::EspReplay); 2]);
     assert_eq!(rts.get(IN).unwrap().packets(), 1);
@@ -300,7 +300,7 @@ fn no_room_for_headers_or_trailer_is_no_buffer_space() {
         &db,
         &mut rts,
         &mut pkts,
-        &[OutboundReq { sa: OUT, next_header: 47 }],
+        &[Some(OutboundReq { sa: OUT, next_header: 47 })],
         &mut v,
     );
     assert_eq!(v[0], Err(DropReason::NoBufferSpace));
@@ -314,12 +314,12 @@ fn bursts_larger_than_the_scratch_run_in_chunks() {
     let mut rts = SaRtTable::default();
     let mut p = EspProcessor::new(3);
     let mut pkts: Vec<_> = (0..10u8).map(|i| HeapPkt::from_bytes(&[i; 33]).unwrap()).collect();
-    let reqs = [OutboundReq { sa: OUT, next_header: 4 }; 10];
+    let reqs = [Some(OutboundReq { sa: OUT, next_header: 4 }); 10];
     let mut v = [Err(DropReason::EspMalformed); 10];
     p.encrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &reqs, &mut v);
     assert!(v.iter().all(Result::is_ok));
     let mut iv = [Err(DropReason::EspMalformed); 10];
-    p.decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[None; 10], &mut iv);
+    p.decrypt(&mut SoftEngine, &db, &mut rts, &mut pkts, &[InboundReq::Spi; 10], &mut iv);
     for (i, (pkt, v)) in pkts.iter().zip(iv).enumerate() {
         assert_eq!(v, Ok(Decrypted { sa: IN, next_header: 4 }));
         assert_eq!(pkt.data(), &[i as u8; 33]);
