@@ -299,7 +299,7 @@ impl StaticConfig {
             b.add_route(VrfId(r.vrf), prefix, len, nh).map_err(|e| err(field("via"), e))?;
         }
         for (i, e) in self.teib.iter().enumerate() {
-            let entry = TeibEntry { nbma: e.nbma, sa_out: e.sa_out.map(SaIndex), nat_t_port: None, dynamic: false };
+            let entry = TeibEntry { nbma: e.nbma, sa_out: e.sa_out.map(SaIndex), dynamic: false };
             b.set_teib(TunnelId(e.tunnel), e.overlay, entry).map_err(|x| err(format!("teib[{i}]"), x))?;
         }
         b.publish();

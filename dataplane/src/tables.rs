@@ -845,7 +845,6 @@ mod tests {
         TeibEntry {
             nbma: ip(nbma),
             sa_out: Some(SaIndex(1)),
-            nat_t_port: None,
             dynamic: true,
         }
     }

@@ -29,11 +29,10 @@ pub const SHARDS: usize = 256;
 pub struct TeibEntry {
     /// The peer's NBMA (public) address, reached in the tunnel's front-door VRF.
     pub nbma: IpAddr,
-    /// Outbound SA protecting GRE to this peer (ESP transport mode); `None` until IKE installs it.
+    /// Outbound SA protecting GRE to this peer; `None` until IKE installs it. The SA also holds the
+    /// UDP ports when NAT was detected (RFC 3948, RFC 7296 §2.23): NAT-T is negotiated per SA and there
+    /// is no NAT-T without ESP, so the port lives there and nowhere else.
     pub sa_out: Option<SaIndex>,
-    /// The peer's UDP source port when NAT was detected and ESP rides in UDP (RFC 3948 §2; IKEv2
-    /// NAT-T, RFC 7296 §2.23); `None` for plain ESP (IP protocol 50).
-    pub nat_t_port: Option<u16>,
     /// Learned from a registration (NHRP dynamic entry) rather than configured (`ip nhrp map`).
     pub dynamic: bool,
 }
@@ -179,7 +178,6 @@ mod tests {
         TeibEntry {
             nbma: nbma.parse().unwrap(),
             sa_out: Some(SaIndex(7)),
-            nat_t_port: None,
             dynamic: true,
         }
     }
@@ -219,7 +217,6 @@ mod tests {
                 TeibEntry {
                     nbma,
                     sa_out: None,
-                    nat_t_port: None,
                     dynamic: true,
                 },
             );

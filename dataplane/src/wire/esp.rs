@@ -27,30 +27,7 @@
 //!
 //! Contract: after [`Packet::new_checked`] succeeds no accessor panics; every function here is total.
 
-use thiserror::Error;
-
-/// What went wrong reading ESP bytes. Messages name the layer and the offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum Error {
-    /// The buffer ends before a field does.
-    #[error("{layer}: truncated, needed {needed} bytes, got {got}")]
-    Truncated {
-        /// Which part of ESP was being read.
-        layer: &'static str,
-        /// Bytes the field needs.
-        needed: usize,
-        /// Bytes there are.
-        got: usize,
-    },
-    /// A field holds a value the RFC forbids.
-    #[error("{layer}: malformed {what}")]
-    Malformed {
-        /// Which part of ESP was being read.
-        layer: &'static str,
-        /// What was wrong, with the offset where that helps.
-        what: &'static str,
-    },
-}
+use super::{Error, Result};
 
 mod field {
     use core::ops::{Range, RangeFrom};
@@ -84,7 +61,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wraps a buffer after checking it holds the 8-byte header; then no accessor panics.
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+    pub fn new_checked(buffer: T) -> Result<Self> {
         let got = buffer.as_ref().len();
         if got < HEADER_LEN {
             return Err(Error::Truncated { layer: "esp header", needed: HEADER_LEN, got });
@@ -144,10 +121,10 @@ pub struct Repr {
 
 impl Repr {
     /// Reads the header; SPI 0 is refused (RFC 4303 §2.1: reserved for local use, never sent).
-    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Self, Error> {
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Self> {
         let spi = packet.spi();
         if spi == 0 {
-            return Err(Error::Malformed { layer: "esp header", what: "SPI 0 at offset 0 (reserved)" });
+            return Err(Error::Malformed { layer: "esp header", offset: 0, what: "SPI 0 is reserved" });
         }
         Ok(Self { spi, seq: packet.seq_number() })
     }
@@ -177,7 +154,7 @@ impl Trailer {
     /// Reads the trailer at the end of `plaintext` (payload || padding || pad length || next header) and
     /// checks the padding is the default 1, 2, 3, ... that RFC 4303 §2.4 has the sender use and the
     /// receiver verify.
-    pub fn parse(plaintext: &[u8]) -> Result<Self, Error> {
+    pub fn parse(plaintext: &[u8]) -> Result<Self> {
         let got = plaintext.len();
         let Some(body_len) = got.checked_sub(TRAILER_LEN) else {
             return Err(Error::Truncated { layer: "esp trailer", needed: TRAILER_LEN, got });
@@ -189,7 +166,7 @@ impl Trailer {
         };
         let monotonic = plaintext[pad_start..body_len].iter().zip(1u8..).all(|(b, want)| *b == want);
         if !monotonic {
-            return Err(Error::Malformed { layer: "esp trailer", what: "padding bytes are not 1, 2, 3, ..." });
+            return Err(Error::Malformed { layer: "esp trailer", offset: 0, what: "padding bytes are not 1, 2, 3, ..." });
         }
         Ok(Self { pad_len, next_header })
     }
