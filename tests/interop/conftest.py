@@ -13,6 +13,9 @@ SOURCE = dmvpn.ROOT / "dataplane/src/bin/dp-replay.rs"
 
 @pytest.fixture(scope="session")
 def dp_replay() -> Path:
+    """The tool under test: $DP_REPLAY if set, else built here once per session."""
+    if os.environ.get("DP_REPLAY"):
+        return Path(os.environ["DP_REPLAY"])
     if not SOURCE.exists():
         pytest.skip("dp-replay is not in this tree yet (dataplane/src/bin/dp-replay.rs)")
     subprocess.run(["cargo", "build", "--release", "-p", "dataplane", "--bin", "dp-replay"], cwd=dmvpn.ROOT,
