@@ -9,7 +9,7 @@ from dmvpn import (HUB_LAN_MAC, LAN, LAN_HOST_IP, LAN_HOST_MAC, PARAMS, PARAMS_S
 
 
 def lan_packets(n, dst=SPOKE_B.host, tos=0):
-    return [IP(src=LAN_HOST_IP, dst=dst, ttl=64, id=100 + i, tos=tos) / UDP(sport=1000 + i, dport=53)
+    return [IP(src=LAN_HOST_IP, dst=dst, ttl=64, id=100 + i, tos=tos) / UDP(sport=1000 + i, dport=40000)
             / (b"lan-to-spoke %d " % i * 3) for i in range(n)]
 
 

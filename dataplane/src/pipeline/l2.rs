@@ -116,7 +116,9 @@ impl<P: PacketBuf> Pipeline<P> {
     ) -> Step {
         let Some(mac) = cx.t.neighbour(port_id, next_hop) else {
             let key = pair_key(next_hop, IpAddr::V4(core::net::Ipv4Addr::from(u32::from(port_id.0))));
-            self.trigger(cx, PuntKind::NeighborMiss, key, pkt.data(), meta, None, None, Some(next_hop));
+            // The punt names the port that needs the resolution.
+            let on_egress = Meta { rx_port: port_id, ..*meta };
+            self.trigger(cx, PuntKind::NeighborMiss, key, pkt.data(), &on_egress, None, None, Some(next_hop));
             return Step::Drop(DropReason::NeighborMiss);
         };
         self.l2_output_to(cx, pkt, port_id, mac)
