@@ -1,4 +1,9 @@
 #!/usr/bin/env bash
-# The appliance's main job. Not yet: the dataplane replay demo lands with the pipeline
-# (dataplane/src/bin/dp-replay.rs), and the daemon after it.
-echo "demo.sh: not yet — the dataplane demo arrives with the pipeline and dp-replay; see README.md (Status)."
+# The appliance's main job, for now: the hub's data plane in action. Until the daemon (dmvpnd) lands, this
+# runs the hub pipeline over traffic that Scapy builds for two spokes and a LAN host, and shows what the hub
+# did, with tshark decrypting the hub's ESP using the SAs. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo build --release -q -p dataplane --bin dp-replay
+python3 scripts/demo.py target/release/dp-replay

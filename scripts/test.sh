@@ -1,32 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, for a fresh Debian 12 machine with the Rust toolchain (the README's command).
-# Installs what it needs (Debian: tshark, openssl, g++; PyPI: scapy, pytest, cryptography), then runs:
+# Installs what it needs (scripts/install-deps.sh: tshark, openssl, g++; scapy, pytest, cryptography), then runs:
 # the workspace build, the unit and integration tests, a fuzz smoke over every target, and the Scapy/tshark
 # interop suite. Idempotent, quick when everything is already installed. Exits non-zero on any failure.
 #
 # Environment: FUZZ_SECONDS (default 10) per fuzz target.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==== test.sh: %s\n' "$*"; }
 die() { echo "test.sh: $*" >&2; exit 1; }
 
 step "installing what is missing"
-apt_packages=(tshark openssl g++)
-missing=()
-for p in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -q || die "apt-get update failed"
-    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null || die "apt-get install ${missing[*]} failed"
-fi
-# `python3` on PATH (pyenv's on these machines) is the one the suite runs with.
-python3 -c 'import scapy, pytest, cryptography' 2>/dev/null \
-    || python3 -m pip install -q scapy pytest cryptography || die "pip install failed"
-command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+bash scripts/install-deps.sh || die "installing dependencies failed"
 
 failed=()
 run() { # run NAME CMD...: runs a step, remembers its failure
