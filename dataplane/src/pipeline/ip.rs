@@ -112,6 +112,11 @@ impl<P: PacketBuf> Pipeline<P> {
             return Step::Drop(if l3.src.is_ipv4() { DropReason::Ipv4Malformed } else { DropReason::Ipv6Malformed });
         }
         pkt.set_len(l3.len);
+        // Link-scope multicast (ff02::/16: all-nodes, solicited-node) is for the box, never routed
+        // (RFC 4291 §2.7); neighbour discovery arrives this way.
+        if matches!(l3.dst, IpAddr::V6(d) if d.segments()[0] == 0xff02) {
+            return self.local_input(cx, pkt, meta, vrf, &l3);
+        }
         match route(cx.t, vrf, l3.dst) {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Drop) => Step::Drop(DropReason::RouteDrop),
@@ -356,16 +361,15 @@ impl<P: PacketBuf> Pipeline<P> {
         self.originate(cx, pkt, meta, vrf)
     }
 
-    /// Our address to send an error from: the ingress tunnel's overlay address, else the ingress port's
-    /// first address of the right family.
+    /// Our address to send an error from: the ingress tunnel's overlay address for a packet that came
+    /// out of a tunnel (never a front-door address: that is another VRF), else the ingress port's first
+    /// address of the right family.
     fn error_source(&self, t: &Tables, meta: &Meta, to: IpAddr) -> Option<IpAddr> {
         let same = |a: &IpAddr| a.is_ipv4() == to.is_ipv4();
-        if let Some(tun) = meta.from_tunnel.and_then(|id| t.tunnel(id)) {
-            if let Some((a, _)) = tun.address.filter(|(a, _)| same(a)) {
-                return Some(a);
-            }
+        match meta.from_tunnel {
+            Some(id) => t.tunnel(id)?.address.map(|(a, _)| a).filter(same),
+            None => t.port(meta.rx_port)?.addresses.iter().map(|(a, _)| *a).find(same),
         }
-        t.port(meta.rx_port)?.addresses.iter().map(|(a, _)| *a).find(same)
     }
 
     /// Sends a packet the box originated (an ICMP error or reply, with the data at its IP header) by
