@@ -23,7 +23,7 @@
 //! the `Repr`s serve the control plane, tests and fuzzing.
 
 use core::fmt;
-use core::ops::{Range, RangeFrom};
+use core::ops::Range;
 
 pub mod arp;
 pub mod checksum;
@@ -38,8 +38,6 @@ pub mod udp;
 
 /// A fixed field: a byte range inside a header.
 pub type Field = Range<usize>;
-/// The rest of a header (or packet) from an offset on.
-pub type Rest = RangeFrom<usize>;
 
 /// Why a header could not be viewed or parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
