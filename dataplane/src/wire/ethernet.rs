@@ -77,7 +77,11 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -108,7 +112,11 @@ impl VlanTag {
     /// Tag from a 16-bit TCI.
     #[inline]
     pub const fn from_tci(tci: u16) -> VlanTag {
-        VlanTag { pcp: (tci >> 13) as u8, dei: tci & 0x1000 != 0, vid: tci & 0x0fff }
+        VlanTag {
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+            vid: tci & 0x0fff,
+        }
     }
 }
 
@@ -201,7 +209,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// EtherType of the payload (after the tag when tagged).
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
+        let at = if self.is_tagged() {
+            field::INNER_ETHERTYPE.start
+        } else {
+            field::ETHERTYPE.start
+        };
         EtherType(get_u16(self.buffer.as_ref(), at))
     }
 
@@ -228,7 +240,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the payload's EtherType (after the tag when tagged).
     #[inline]
     pub fn set_ethertype(&mut self, t: EtherType) {
-        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
+        let at = if self.is_tagged() {
+            field::INNER_ETHERTYPE.start
+        } else {
+            field::ETHERTYPE.start
+        };
         set_u16(self.buffer.as_mut(), at, t.0);
     }
 
@@ -325,7 +341,14 @@ mod tests {
         let b = hex(TAGGED);
         let f = Packet::new_checked(&b[..]).unwrap();
         assert!(f.dst_addr().is_broadcast() && f.dst_addr().is_multicast());
-        assert_eq!(f.vlan_tag(), Some(VlanTag { pcp: 5, dei: true, vid: 100 }));
+        assert_eq!(
+            f.vlan_tag(),
+            Some(VlanTag {
+                pcp: 5,
+                dei: true,
+                vid: 100
+            })
+        );
         assert_eq!(f.ethertype(), EtherType::IPV6);
         assert_eq!(f.header_len(), 18);
         assert_eq!(f.payload(), b"abcd");
@@ -362,7 +385,10 @@ mod tests {
             for n in 0..hl {
                 assert!(matches!(
                     Packet::new_checked(&b[..n]),
-                    Err(Error::Truncated { layer: "ethernet", .. })
+                    Err(Error::Truncated {
+                        layer: "ethernet",
+                        ..
+                    })
                 ));
             }
         }

@@ -23,7 +23,7 @@
 //! the `Repr`s serve the control plane, tests and fuzzing.
 
 use core::fmt;
-use core::ops::{Range, RangeFrom};
+use core::ops::Range;
 
 pub mod arp;
 pub mod checksum;
@@ -39,8 +39,6 @@ pub mod udp;
 
 /// A fixed field: a byte range inside a header.
 pub type Field = Range<usize>;
-/// The rest of a header (or packet) from an offset on.
-pub type Rest = RangeFrom<usize>;
 
 /// Why a header could not be viewed or parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +95,11 @@ pub(crate) fn check(layer: &'static str, needed: usize, got: usize) -> Result<()
 /// [`Error::Malformed`] shorthand.
 #[inline]
 pub(crate) fn malformed(layer: &'static str, offset: usize, what: &'static str) -> Error {
-    Error::Malformed { layer, offset, what }
+    Error::Malformed {
+        layer,
+        offset,
+        what,
+    }
 }
 
 /// Big-endian `u16` at `at`. Panics if out of bounds; callers index only checked fields.
@@ -236,9 +238,16 @@ mod tests {
 
     #[test]
     fn error_messages_name_layer_and_place() {
-        let e = Error::Truncated { layer: "ipv4", needed: 20, got: 13 };
+        let e = Error::Truncated {
+            layer: "ipv4",
+            needed: 20,
+            got: 13,
+        };
         assert_eq!(e.to_string(), "ipv4: truncated: needed 20 bytes, got 13");
         let e = malformed("gre", 0, "version is not 0");
-        assert_eq!(e.to_string(), "gre: malformed at offset 0: version is not 0");
+        assert_eq!(
+            e.to_string(),
+            "gre: malformed at offset 0: version is not 0"
+        );
     }
 }
