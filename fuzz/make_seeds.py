@@ -64,6 +64,33 @@ SEEDS = {
     "pcap_reader": [],  # the Scapy-written captures of dataplane/tests/data/ are copied in below
 }
 
+
+def pipeline_seeds():
+    """The interop suite's hub config, and frames for it: `[port][len: u16 BE][frame]` each."""
+    import json
+    import struct
+    import sys
+    sys.path.insert(0, str(ROOT.parent.parent / "tests/interop"))
+    import dmvpn
+    from dmvpn import LAN, LAN_HOST_IP, SPOKE_A, SPOKE_B, WAN, Hub
+
+    hub = Hub()
+    (ROOT.parent / "pipeline_hub.json").write_text(json.dumps(hub.config(), indent=1) + "\n")
+    frames = [
+        (WAN, hub.esp_from(SPOKE_A, IP(src=SPOKE_A.host, dst=LAN_HOST_IP) / ICMP() / b"in", seq=1)),
+        (WAN, hub.esp_from(SPOKE_A, IP(src=SPOKE_A.host, dst=SPOKE_B.host) / ICMP() / b"via", seq=2)),
+        (WAN, hub.esp_from(SPOKE_A, Raw(bytes.fromhex("0001080000000000")), seq=3, proto=0x2001)),
+        (LAN, hub.from_lan(IP(src=LAN_HOST_IP, dst=SPOKE_B.host, ttl=1) / UDP(dport=9) / b"ttl")),
+        (LAN, hub.from_lan(IP(src=LAN_HOST_IP, dst=SPOKE_B.host, flags="DF") / TCP(flags="S", options=[("MSS", 1460)]))),
+        (LAN, Ether(src=dmvpn.LAN_HOST_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=LAN_HOST_IP, pdst=dmvpn.HUB_LAN_IP)),
+        (WAN, hub.from_wan(IP(src=SPOKE_A.nbma, dst=dmvpn.HUB_WAN_IP) / UDP(sport=4500, dport=4500) / b"\xff")),
+    ]
+    return [b"".join(bytes([port]) + struct.pack(">H", len(bytes(f))) + bytes(f) for port, f in frames[:i + 1])
+            for i in range(len(frames))]
+
+
+SEEDS["pipeline"] = pipeline_seeds()
+
 for target, packets in SEEDS.items():
     folder = ROOT / target
     folder.mkdir(parents=True, exist_ok=True)
