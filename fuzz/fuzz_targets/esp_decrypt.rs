@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use dataplane::crypto::{AesKey, Backend, CipherConfig, Integrity, SoftEngine};
 use dataplane::drop::DropReason;
-use dataplane::esp::{Decrypted, EspProcessor, OutboundReq};
+use dataplane::esp::{Decrypted, EspProcessor, InboundReq, OutboundReq};
 use dataplane::ids::{SaIndex, TunnelId, WorkerId};
 use dataplane::pkt::{HeapPkt, PacketBuf};
 use dataplane::sa::{Direction, Limits, Mode, Sa, SaConfig, SaDb, SaRtTable};
@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     let mut esp = EspProcessor::new(4);
 
     // Arbitrary bytes as an ESP packet, with and without a SA hint.
-    let hint = (sel & 0x80 != 0).then_some(SaIndex(2 * suite as u32));
+    let hint = if sel & 0x80 != 0 { InboundReq::Sa(SaIndex(2 * suite as u32)) } else { InboundReq::Spi };
     let mut pkts = [HeapPkt::from_bytes(&rest[..rest.len().min(2000)]).expect("fits")];
     let mut v = [Err(DropReason::EspMalformed)];
     esp.decrypt(&mut SoftEngine, db, &mut rts, &mut pkts, &[hint], &mut v);
@@ -75,9 +75,9 @@ fuzz_target!(|data: &[u8]| {
     let mut pkts = [HeapPkt::from_bytes(payload).expect("fits")];
     let mut ov = [Err(DropReason::EspMalformed)];
     let req = OutboundReq { sa: SaIndex(2 * suite as u32 + 1), next_header: 47 };
-    esp.encrypt(&mut SoftEngine, db, &mut rts, &mut pkts, &[req], &mut ov);
+    esp.encrypt(&mut SoftEngine, db, &mut rts, &mut pkts, &[Some(req)], &mut ov);
     assert_eq!(ov[0], Ok(()));
-    esp.decrypt(&mut SoftEngine, db, &mut rts, &mut pkts, &[None], &mut v);
+    esp.decrypt(&mut SoftEngine, db, &mut rts, &mut pkts, &[InboundReq::Spi], &mut v);
     assert_eq!(v[0], Ok(Decrypted { sa: SaIndex(2 * suite as u32), next_header: 47 }));
     assert_eq!(pkts[0].data(), payload);
 });
