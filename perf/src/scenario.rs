@@ -118,7 +118,7 @@ pub const fn spi_in(i: u32) -> u32 {
 /// AES-GCM-128 KEYMAT (16-byte key, 4-byte salt, RFC 4106 §8.1) of the SA at `index`: SplitMix64 of the
 /// index, so both ends derive the same bytes and every SA has its own key.
 pub fn sa_keymat(index: SaIndex) -> [u8; 20] {
-    let mut state = u64::from(index.0) ^ 0x5EED_0F_D3_A7_A5E5;
+    let mut state = u64::from(index.0) ^ 0x005E_ED0F_D3A7_A5E5;
     let mut out = [0u8; 20];
     for chunk in out.chunks_mut(8) {
         let word = splitmix64(&mut state).to_be_bytes();
