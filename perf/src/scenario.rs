@@ -273,7 +273,7 @@ impl Scenario {
             let mirror = sa_config(sa_in(i), spi_in(i), Direction::Outbound, nbma, HUB_WAN_IP);
             spoke_sas.insert(sa_in(i), Arc::new(Sa::new(mirror, dataplane::crypto::default_backend(), seed)?))?;
 
-            let entry = TeibEntry { nbma: IpAddr::V4(nbma), sa_out: Some(sa_out(i)), nat_t_port: None, dynamic: true };
+            let entry = TeibEntry { nbma: IpAddr::V4(nbma), sa_out: Some(sa_out(i)), dynamic: true };
             publisher.set_teib(TUNNEL, IpAddr::V4(overlay), entry)?;
             let via = NextHop::Tunnel { tunnel: TUNNEL, peer: Some(IpAddr::V4(overlay)) };
             publisher.add_route(OVERLAY_VRF, IpAddr::V4(spoke_lan(i)), 24, via)?;
