@@ -25,6 +25,7 @@ pub mod pcap;
 pub mod pipeline;
 pub mod pkt;
 pub mod port;
+pub mod prefetch;
 pub mod punt;
 pub mod sa;
 pub mod static_config;

@@ -29,7 +29,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::fib::{Family, Fib4, Fib6, FibBuilder4, FibBuilder6, FibError, NextHopId, V4, V6};
 use crate::ids::{PortId, TunnelId, VrfId};
 use crate::sa::SaDb;
-use crate::teib::{Sharded, Teib, TeibEntry};
+use crate::teib::{FastMap, Sharded, Teib, TeibEntry};
 
 /// A port of the box and its layer-3 configuration (`interface GigabitEthernet…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub struct VrfFibs {
 struct Tunnels {
     by_id: Vec<Option<TunnelConfig>>,
     /// (local NBMA address, GRE key) → tunnel.
-    rx: HashMap<(IpAddr, Option<u32>), TunnelId>,
+    rx: FastMap<(IpAddr, Option<u32>), TunnelId>,
 }
 
 /// One consistent snapshot of the forwarding state, read by workers.

@@ -33,7 +33,7 @@ fn field(block: &[(&str, String)], name: &str) -> Vec<u8> {
 fn gcm_key(backend: Backend, key: &AesKey) -> GcmKey {
     match backend {
         Backend::Ring => GcmKey::Ring(ring_backend::GcmKey::new(key).unwrap()),
-        Backend::RustCrypto => GcmKey::RustCrypto(rustcrypto::GcmKey::new(key)),
+        Backend::RustCrypto => GcmKey::RustCrypto(Box::new(rustcrypto::GcmKey::new(key))),
     }
 }
 

@@ -149,14 +149,13 @@ impl<P: PacketBuf> Pipeline<P> {
     ) -> Result<Outer, DropReason> {
         let (next_header, natt) = match sa {
             Some(index) => {
-                let sa = cx.t.sas().get(index).ok_or(DropReason::NoOutboundSa)?;
-                let config = sa.config();
-                let next_header = match config.mode {
+                let sa = cx.t.sas().hot(index).ok_or(DropReason::NoOutboundSa)?;
+                let next_header = match sa.mode {
                     Mode::Transport => IpProtocol::GRE.0,
                     Mode::Tunnel if nbma.is_ipv4() => IpProtocol::IPV4.0,
                     Mode::Tunnel => IpProtocol::IPV6.0,
                 };
-                (next_header, config.natt.map(|n| (n.local, n.peer)))
+                (next_header, sa.natt.map(|n| (n.local, n.peer)))
             }
             None => (IpProtocol::GRE.0, None),
         };
@@ -177,15 +176,14 @@ impl<P: PacketBuf> Pipeline<P> {
         let gre = gre::BASE_HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
         let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
         let mut room = port_mtu.saturating_sub(outer_ip);
-        if let Some(sa) = out.sa.and_then(|i| cx.t.sas().get(i)) {
-            let cipher = &sa.config().cipher;
+        if let Some(sa) = out.sa.and_then(|i| cx.t.sas().hot(i)) {
             if out.natt.is_some() {
                 room = room.saturating_sub(udp::HEADER_LEN);
             }
-            room = room.saturating_sub(esp::HEADER_LEN + cipher.iv_len() + cipher.icv_len());
-            room = room - room % cipher.align();
+            room = room.saturating_sub(esp::HEADER_LEN + usize::from(sa.iv_len) + usize::from(sa.icv_len));
+            room -= room % usize::from(sa.align.max(1));
             room = room.saturating_sub(esp::TRAILER_LEN);
-            if sa.config().mode == Mode::Tunnel {
+            if sa.mode == Mode::Tunnel {
                 room = room.saturating_sub(outer_ip);
             }
         }
@@ -218,6 +216,18 @@ impl<P: PacketBuf> Pipeline<P> {
     pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_in.clear();
         self.esp_in.extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
+        // Start loading every SA of the batch (keys, replay window) before the first is used.
+        for (pkt, step) in burst.iter().zip(&self.step) {
+            if *step != Step::Decrypt {
+                continue;
+            }
+            if let Ok(esp) = esp::Packet::new_checked(pkt.data()) {
+                if let Some(sa) = cx.t.sas().lookup_inbound(esp.spi()) {
+                    cx.t.sas().prefetch(sa);
+                    rt.prefetch(sa);
+                }
+            }
+        }
         self.in_verdicts.clear();
         self.in_verdicts.resize(burst.len(), Err(DropReason::EspMalformed));
         self.esp.decrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_in, &mut self.in_verdicts);
@@ -257,6 +267,11 @@ impl<P: PacketBuf> Pipeline<P> {
             (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => Some(OutboundReq { sa, next_header }),
             _ => None,
         }));
+        // Start loading every SA of the batch (keys, sequence counter) before the first is used.
+        for req in self.esp_out.iter().flatten() {
+            cx.t.sas().prefetch(req.sa);
+            rt.prefetch(req.sa);
+        }
         self.out_verdicts.clear();
         self.out_verdicts.resize(burst.len(), Err(DropReason::NoOutboundSa));
         self.esp.encrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_out, &mut self.out_verdicts);
