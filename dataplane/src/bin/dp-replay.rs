@@ -56,7 +56,10 @@ fn parse_args() -> Result<Args> {
                 rx.push((port.parse().with_context(|| format!("--rx {v}: port is not a number"))?, file.into()));
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                #[allow(clippy::print_stdout)] // the usage, asked for
+                {
+                    println!("{USAGE}");
+                }
                 std::process::exit(0);
             }
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),

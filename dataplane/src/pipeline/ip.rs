@@ -3,7 +3,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Ctx, Meta, Pipeline, Step};
+use super::{Ctx, Meta, Note, Pipeline, Step};
 use crate::drop::DropReason;
 use crate::ids::{TunnelId, VrfId};
 use crate::pkt::PacketBuf;
@@ -256,7 +256,8 @@ impl<P: PacketBuf> Pipeline<P> {
             return Step::Drop(DropReason::LocalUnhandled);
         }
         // Learn the solicitor through the control plane, then answer in place.
-        self.trigger(cx, PuntKind::Nd, super::pair_key(l3.src, l3.dst), pkt.data(), meta, None, Some(l3.src), Some(target.into()));
+        let note = Note { kind: PuntKind::Nd, tunnel: None, src: Some(l3.src), dst: Some(target.into()) };
+        self.trigger(cx, meta, pkt.data(), note);
         let Some(dst_mac) = source_lladdr else {
             // Duplicate address detection (unspecified source) or no option: nothing to answer to.
             return Step::Consumed;

@@ -3,7 +3,7 @@
 
 use core::net::IpAddr;
 
-use super::{pair_key, Ctx, Meta, Pipeline, Step};
+use super::{Ctx, Meta, Note, Pipeline, Step};
 use crate::drop::DropReason;
 use crate::ids::PortId;
 use crate::pkt::PacketBuf;
@@ -60,8 +60,8 @@ impl<P: PacketBuf> Pipeline<P> {
             };
             (repr.operation == arp::Operation::REQUEST, repr.target_protocol_addr, repr.source_protocol_addr)
         };
-        let key = pair_key(IpAddr::V4(sender), IpAddr::V4(target));
-        self.trigger(cx, PuntKind::Arp, key, pkt.data(), meta, None, Some(sender.into()), Some(target.into()));
+        let note = Note { kind: PuntKind::Arp, tunnel: None, src: Some(sender.into()), dst: Some(target.into()) };
+        self.trigger(cx, meta, pkt.data(), note);
         let ours = port.addresses.iter().any(|(a, _)| *a == IpAddr::V4(target));
         if !is_request || !ours {
             return if ours { Step::Consumed } else { Step::Drop(DropReason::ArpNotForUs) };
@@ -115,10 +115,10 @@ impl<P: PacketBuf> Pipeline<P> {
         next_hop: IpAddr,
     ) -> Step {
         let Some(mac) = cx.t.neighbour(port_id, next_hop) else {
-            let key = pair_key(next_hop, IpAddr::V4(core::net::Ipv4Addr::from(u32::from(port_id.0))));
             // The punt names the port that needs the resolution.
             let on_egress = Meta { rx_port: port_id, ..*meta };
-            self.trigger(cx, PuntKind::NeighborMiss, key, pkt.data(), &on_egress, None, None, Some(next_hop));
+            let note = Note { kind: PuntKind::NeighborMiss, tunnel: None, src: None, dst: Some(next_hop) };
+            self.trigger(cx, &on_egress, pkt.data(), note);
             return Step::Drop(DropReason::NeighborMiss);
         };
         self.l2_output_to(cx, pkt, port_id, mac)

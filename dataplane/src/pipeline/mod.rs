@@ -117,6 +117,15 @@ struct Ctx<'a, P> {
     now: u64,
 }
 
+/// What a trigger says about a packet (see [`Punt`] for the meaning of each field per kind).
+#[derive(Debug, Clone, Copy)]
+struct Note {
+    kind: PuntKind,
+    tunnel: Option<TunnelId>,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+}
+
 /// How long the per-key trigger limits hold back a repeat (redirects, TEIB and neighbour misses).
 const TRIGGER_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -285,32 +294,27 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    /// Sends a trigger (a note about a packet that goes on or is dropped) if its rate limit allows.
-    fn trigger(
-        &mut self,
-        cx: &Ctx<'_, P>,
-        kind: PuntKind,
-        key: u64,
-        header: &[u8],
-        meta: &Meta,
-        tunnel: Option<TunnelId>,
-        src: Option<IpAddr>,
-        dst: Option<IpAddr>,
-    ) {
-        let limiter = match kind {
+    /// Sends a trigger (a note about a packet that goes on or is dropped, with a snapshot of its
+    /// `header`) if its rate limit allows: one per kind, port, source and destination per interval.
+    fn trigger(&mut self, cx: &Ctx<'_, P>, meta: &Meta, header: &[u8], note: Note) {
+        let limiter = match note.kind {
             PuntKind::Redirect => &mut self.redirects,
             _ => &mut self.misses,
         };
-        if !limiter.allow(key ^ (kind as u64) << 60, cx.now) {
+        let unspecified = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        let key = pair_key(note.src.unwrap_or(unspecified), note.dst.unwrap_or(unspecified))
+            ^ (u64::from(meta.rx_port.0) << 48)
+            ^ ((note.kind as u64) << 60);
+        if !limiter.allow(key, cx.now) {
             return;
         }
         let punt = Punt {
-            kind,
+            kind: note.kind,
             port: Some(meta.rx_port),
-            tunnel,
+            tunnel: note.tunnel,
             sa: meta.sa_in,
-            src,
-            dst,
+            src: note.src,
+            dst: note.dst,
             data: PuntData::Header(Snapshot::of(header)),
         };
         punt_or_count(cx, punt);

@@ -5,7 +5,7 @@
 use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
-use super::{pair_key, Ctx, Meta, Outer, Pipeline, Step};
+use super::{Ctx, Meta, Note, Outer, Pipeline, Step};
 use crate::drop::DropReason;
 use crate::ids::{SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
@@ -88,11 +88,13 @@ impl<P: PacketBuf> Pipeline<P> {
         // could talk directly; the control plane sends the source a Traffic Indication.
         if tunnel.redirect && meta.from_tunnel == Some(tunnel_id) {
             let header = pkt.data();
-            self.trigger(cx, PuntKind::Redirect, pair_key(l3.src, l3.dst), header, meta, Some(tunnel_id), Some(l3.src), Some(l3.dst));
+            let note = Note { kind: PuntKind::Redirect, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(l3.dst) };
+            self.trigger(cx, meta, header, note);
         }
         let Some(entry) = cx.t.teib(tunnel_id, nh) else {
             let header = pkt.data();
-            self.trigger(cx, PuntKind::TeibMiss, pair_key(nh, l3.dst), header, meta, Some(tunnel_id), Some(l3.src), Some(nh));
+            let note = Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
+            self.trigger(cx, meta, header, note);
             return Step::Drop(DropReason::TeibMiss);
         };
         let sa = match (tunnel.protection, entry.sa_out) {
@@ -213,6 +215,8 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Phase 2: one decrypt batch for every packet waiting for it, then GRE input for each.
+    // The loop walks parallel arrays (packets, steps, metadata, verdicts) and its body needs `&mut self`.
+    #[allow(clippy::needless_range_loop)]
     pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_in.clear();
         self.esp_in.extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
@@ -261,6 +265,8 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Phase 4: one encrypt batch for every packet waiting for it, then the outer headers.
+    // As in `decrypt_all`: parallel arrays, and a body that needs `&mut self`.
+    #[allow(clippy::needless_range_loop)]
     pub(super) fn encrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_out.clear();
         self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, m.out) {
