@@ -33,6 +33,9 @@ pub struct Worker<P: Port> {
     pipeline: Pipeline<P::Buf>,
     burst: Vec<P::Buf>,
     burst_size: usize,
+    /// Generation of the tables last seen, to size the SA runtime table once per publication rather
+    /// than on a packet.
+    generation: u64,
 }
 
 impl<P: Port> core::fmt::Debug for Worker<P> {
@@ -62,6 +65,7 @@ impl<P: Port> Worker<P> {
             sa_rt: SaRtTable::default(),
             burst: Vec::with_capacity(MAX_BURST),
             burst_size,
+            generation: u64::MAX,
         }
     }
 
@@ -78,6 +82,10 @@ impl<P: Port> Worker<P> {
     /// can back off when it is zero.
     pub fn poll(&mut self, now_ns: u64) -> usize {
         let tables = self.tables.load();
+        if tables.generation() != self.generation {
+            self.generation = tables.generation();
+            self.sa_rt.reserve(tables.sas());
+        }
         let mut handled = self.pipeline.inject(
             &tables,
             &mut self.sa_rt,

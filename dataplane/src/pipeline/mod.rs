@@ -140,6 +140,7 @@ pub struct Pipeline<P> {
     esp_out: Vec<Option<OutboundReq>>,
     out_verdicts: Vec<OutboundVerdict>,
     tx: Vec<Vec<P>>,
+    injected: Vec<P>,
     redirects: PerKey,
     misses: PerKey,
     icmp: TokenBucket,
@@ -165,6 +166,7 @@ impl<P: PacketBuf> Pipeline<P> {
             esp_out: Vec::with_capacity(MAX_BURST),
             out_verdicts: Vec::with_capacity(MAX_BURST),
             tx: (0..ports).map(|_| Vec::with_capacity(MAX_BURST)).collect(),
+            injected: Vec::with_capacity(MAX_BURST),
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
             // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
@@ -219,7 +221,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let cx = Ctx { t, counters, rings, now };
         self.step.clear();
         self.meta.clear();
-        let mut burst = Vec::new();
+        let mut burst = core::mem::take(&mut self.injected);
         while burst.len() < MAX_BURST {
             let Some(inject) = rings.injects.pop() else { break };
             let (pkt, step, meta) = match inject {
@@ -238,6 +240,7 @@ impl<P: PacketBuf> Pipeline<P> {
         self.run_crypto_phases(&cx, rt, &mut burst);
         self.finish(&cx, &mut burst, ports);
         forward_sa_events(&cx, rt);
+        self.injected = burst;
         n
     }
 
