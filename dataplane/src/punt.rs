@@ -80,8 +80,9 @@ impl core::fmt::Debug for Snapshot {
 /// What a punt carries: the packet itself, or only the start of it.
 #[derive(Debug)]
 pub enum PuntData<P> {
-    /// The packet, from the header the kind names (NHRP: the NHRP fixed header; IKE: the IKE header;
-    /// ARP/ND: the Ethernet frame).
+    /// The packet, from the header the kind names (NHRP: the NHRP fixed header; IKE: the UDP header, so
+    /// that the ports NAT-T needs are known, with the non-ESP marker after it on port 4500;
+    /// ARP: the Ethernet frame; ND: the IPv6 packet).
     Packet(P),
     /// The start of a packet that the worker forwarded or dropped (the inner IP header for redirect
     /// and TEIB-miss triggers).

@@ -229,7 +229,10 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.originate(cx, pkt, meta, vrf)
             }
             icmpv6::Message::NEIGHBOR_SOLICIT => self.nd_solicit(cx, pkt, meta, l3),
-            icmpv6::Message::NEIGHBOR_ADVERT | icmpv6::Message::ROUTER_ADVERT => Step::Punt(PuntKind::Nd),
+            icmpv6::Message::NEIGHBOR_ADVERT | icmpv6::Message::ROUTER_ADVERT => {
+                set_outer(meta, l3);
+                Step::Punt(PuntKind::Nd)
+            }
             _ => Step::Drop(DropReason::LocalUnhandled),
         }
     }

@@ -86,10 +86,8 @@ struct Meta {
     outer_ecn: u8,
     /// Inbound SA that authenticated it.
     sa_in: Option<SaIndex>,
-    /// Tunnel it came out of (overlay packets).
+    /// Tunnel it came out of (overlay packets, NHRP).
     from_tunnel: Option<TunnelId>,
-    /// Tunnel punt metadata.
-    punt_tunnel: Option<TunnelId>,
     out: Option<Outer>,
 }
 
@@ -103,7 +101,6 @@ impl Meta {
             outer_ecn: 0,
             sa_in: None,
             from_tunnel: None,
-            punt_tunnel: None,
             out: None,
         }
     }
@@ -268,7 +265,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     let punt = Punt {
                         kind,
                         port: Some(meta.rx_port),
-                        tunnel: meta.punt_tunnel,
+                        tunnel: meta.from_tunnel,
                         sa: meta.sa_in,
                         src: Some(meta.outer_src),
                         dst: Some(meta.outer_dst),

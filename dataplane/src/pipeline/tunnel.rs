@@ -54,14 +54,11 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         pkt.adj(header_len);
         meta.sa_in = sa;
+        meta.from_tunnel = Some(tunnel_id);
         match protocol {
-            Protocol::NHRP => {
-                meta.punt_tunnel = Some(tunnel_id);
-                Step::Punt(PuntKind::Nhrp)
-            }
+            Protocol::NHRP => Step::Punt(PuntKind::Nhrp),
             Protocol::IPV4 | Protocol::IPV6 => {
                 apply_outer_ecn(pkt.data_mut(), meta.outer_ecn);
-                meta.from_tunnel = Some(tunnel_id);
                 self.ip_input(cx, pkt, meta, tunnel.vrf)
             }
             _ => Step::Drop(DropReason::GreUnknownProtocol),
