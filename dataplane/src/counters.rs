@@ -87,10 +87,6 @@ impl WorkerCounters {
 
     /// Non-zero drop counters, by name, for display.
     pub fn nonzero_drops(&self) -> Vec<(&'static str, u64)> {
-        DropReason::ALL
-            .iter()
-            .map(|r| (r.name(), self.drops_for(*r)))
-            .filter(|(_, n)| *n != 0)
-            .collect()
+        DropReason::ALL.iter().map(|r| (r.name(), self.drops_for(*r))).filter(|(_, n)| *n != 0).collect()
     }
 }

@@ -86,11 +86,7 @@ pub enum FibError {
     PrefixLength { len: u8, max: u8 },
     /// Address bits set beyond the prefix length (IOS: "Inconsistent address and mask").
     #[error("prefix {prefix}/{len} has host bits set; the network is {network}/{len}")]
-    HostBits {
-        prefix: IpAddr,
-        len: u8,
-        network: IpAddr,
-    },
+    HostBits { prefix: IpAddr, len: u8, network: IpAddr },
     /// Next-hop index too large for an entry.
     #[error("next hop id {id} out of range (at most {max})", max = NextHopId::MAX)]
     NextHopRange { id: u32 },
@@ -142,9 +138,7 @@ impl Family for V4 {
         ((bits >> shift) & ((1u32 << stride) - 1)) as usize
     }
     fn network(bits: u32, len: u8) -> u32 {
-        bits & u32::MAX
-            .checked_shl(32 - u32::from(len.min(32)))
-            .unwrap_or(0)
+        bits & u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
     }
 }
 
@@ -165,9 +159,7 @@ impl Family for V6 {
         ((bits >> shift) as usize) & ((1usize << stride) - 1)
     }
     fn network(bits: u128, len: u8) -> u128 {
-        bits & u128::MAX
-            .checked_shl(128 - u32::from(len.min(128)))
-            .unwrap_or(0)
+        bits & u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
     }
 }
 
@@ -221,19 +213,13 @@ pub struct Fib<F: Family> {
 
 impl<F: Family> Clone for Fib<F> {
     fn clone(&self) -> Self {
-        Fib {
-            chunks: self.chunks.clone(),
-            _family: PhantomData,
-        }
+        Fib { chunks: self.chunks.clone(), _family: PhantomData }
     }
 }
 
 impl<F: Family> Debug for Fib<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fib")
-            .field("width", &F::WIDTH)
-            .field("chunks", &self.chunks.len())
-            .finish()
+        f.debug_struct("Fib").field("width", &F::WIDTH).field("chunks", &self.chunks.len()).finish()
     }
 }
 
@@ -341,10 +327,7 @@ pub struct FibBuilder<F: Family> {
 
 impl<F: Family> Debug for FibBuilder<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FibBuilder")
-            .field("routes", &self.routes)
-            .field("fib", &self.fib)
-            .finish()
+        f.debug_struct("FibBuilder").field("routes", &self.routes).field("fib", &self.fib).finish()
     }
 }
 
@@ -361,10 +344,7 @@ impl<F: Family> FibBuilder<F> {
         let zero: Arc<Chunk> = Arc::new([0; CHUNK]);
         let chunks = vec![zero; root.div_ceil(CHUNK)];
         FibBuilder {
-            fib: Arc::new(Fib {
-                chunks,
-                _family: PhantomData,
-            }),
+            fib: Arc::new(Fib { chunks, _family: PhantomData }),
             rules: vec![HashMap::new(); usize::from(F::WIDTH) + 1],
             routes: 0,
             next_unit: root / UNIT,
@@ -395,10 +375,7 @@ impl<F: Family> FibBuilder<F> {
     /// Next hop of exactly `prefix/len`, if that route exists.
     pub fn get(&self, prefix: F::Addr, len: u8) -> Option<NextHopId> {
         let bits = F::bits(prefix);
-        self.rules
-            .get(usize::from(len))?
-            .get(&F::network(bits, len))
-            .copied()
+        self.rules.get(usize::from(len))?.get(&F::network(bits, len)).copied()
     }
 
     /// Checks that `prefix/len` is a valid route key: length in range, no host bits set.
@@ -409,22 +386,13 @@ impl<F: Family> FibBuilder<F> {
         let bits = F::bits(prefix);
         let network = F::network(bits, len);
         if network != bits {
-            return Err(FibError::HostBits {
-                prefix: prefix.into(),
-                len,
-                network: F::addr(network).into(),
-            });
+            return Err(FibError::HostBits { prefix: prefix.into(), len, network: F::addr(network).into() });
         }
         Ok(bits)
     }
 
     /// Adds or replaces the route `prefix/len → nh`; returns the next hop it replaced.
-    pub fn insert(
-        &mut self,
-        prefix: F::Addr,
-        len: u8,
-        nh: NextHopId,
-    ) -> Result<Option<NextHopId>, FibError> {
+    pub fn insert(&mut self, prefix: F::Addr, len: u8, nh: NextHopId) -> Result<Option<NextHopId>, FibError> {
         let bits = Self::check(prefix, len)?;
         if nh.0 > NextHopId::MAX {
             return Err(FibError::NextHopRange { id: nh.0 });
@@ -433,15 +401,7 @@ impl<F: Family> FibBuilder<F> {
         if old.is_none() {
             self.routes += 1;
         }
-        self.paint_prefix(
-            bits,
-            len,
-            Paint {
-                mode: Mode::Insert,
-                len,
-                new: leaf(Some(nh), len),
-            },
-        );
+        self.paint_prefix(bits, len, Paint { mode: Mode::Insert, len, new: leaf(Some(nh), len) });
         Ok(old)
     }
 
@@ -453,21 +413,10 @@ impl<F: Family> FibBuilder<F> {
             return Ok(None);
         };
         self.routes -= 1;
-        let cover = (0..len).rev().find_map(|l| {
-            self.rules[usize::from(l)]
-                .get(&F::network(bits, l))
-                .map(|nh| (l, *nh))
-        });
+        let cover =
+            (0..len).rev().find_map(|l| self.rules[usize::from(l)].get(&F::network(bits, l)).map(|nh| (l, *nh)));
         let new = cover.map_or(leaf(None, 0), |(l, nh)| leaf(Some(nh), l));
-        self.paint_prefix(
-            bits,
-            len,
-            Paint {
-                mode: Mode::Remove,
-                len,
-                new,
-            },
-        );
+        self.paint_prefix(bits, len, Paint { mode: Mode::Remove, len, new });
         Ok(Some(old))
     }
 
@@ -601,10 +550,7 @@ impl<F: Family> FibBuilder<F> {
 
     /// Bytes the control-side route list takes (approximate: hash table slots).
     pub fn rules_memory_bytes(&self) -> usize {
-        self.rules
-            .iter()
-            .map(|m| m.capacity() * (size_of::<F::Bits>() + size_of::<NextHopId>() + 1))
-            .sum()
+        self.rules.iter().map(|m| m.capacity() * (size_of::<F::Bits>() + size_of::<NextHopId>() + 1)).sum()
     }
 }
 
@@ -614,10 +560,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The reference: a list of routes scanned linearly for the longest covering prefix.
-    fn naive<F: Family>(
-        routes: &HashMap<(F::Bits, u8), NextHopId>,
-        dst: F::Addr,
-    ) -> Option<NextHopId> {
+    fn naive<F: Family>(routes: &HashMap<(F::Bits, u8), NextHopId>, dst: F::Addr) -> Option<NextHopId> {
         let bits = F::bits(dst);
         routes
             .iter()
@@ -667,12 +610,7 @@ mod tests {
                 let want = naive::<F>(&reference, *a);
                 prop_assert_eq!(b.fib().lookup(*a), want, "lookup {:?}", a);
                 prop_assert_eq!(bulk[i], want, "lookup_bulk {:?}", a);
-                prop_assert_eq!(
-                    before.lookup(*a),
-                    before_answers[i],
-                    "old snapshot changed at {:?}",
-                    a
-                );
+                prop_assert_eq!(before.lookup(*a), before_answers[i], "old snapshot changed at {:?}", a);
             }
         }
         // Removing everything folds every group back: lookups miss and freed groups get reused.
@@ -693,17 +631,7 @@ mod tests {
 
     fn v4_op() -> impl Strategy<Value = Op<u32>> {
         let addr = v4_addr();
-        let len = prop_oneof![
-            Just(0u8),
-            Just(8),
-            Just(16),
-            Just(23),
-            Just(24),
-            Just(25),
-            Just(31),
-            Just(32),
-            0u8..=32
-        ];
+        let len = prop_oneof![Just(0u8), Just(8), Just(16), Just(23), Just(24), Just(25), Just(31), Just(32), 0u8..=32];
         prop_oneof![
             3 => (addr.clone(), len.clone(), 0u32..8).prop_map(|(a, l, n)| Op::Insert(a, l, n)),
             1 => (addr, len).prop_map(|(a, l)| Op::Remove(a, l)),
@@ -711,23 +639,13 @@ mod tests {
     }
 
     fn v6_addr() -> impl Strategy<Value = u128> + Clone {
-        (0u128..4, any::<u128>()).prop_map(|(c, r)| {
-            (0x2001_0db8u128 << 96 | c << 80) ^ (r & ((1u128 << 96) - 1) & !(0xffu128 << 88))
-        })
+        (0u128..4, any::<u128>())
+            .prop_map(|(c, r)| (0x2001_0db8u128 << 96 | c << 80) ^ (r & ((1u128 << 96) - 1) & !(0xffu128 << 88)))
     }
 
     fn v6_op() -> impl Strategy<Value = Op<u128>> {
         let addr = v6_addr();
-        let len = prop_oneof![
-            Just(0u8),
-            Just(32),
-            Just(36),
-            Just(48),
-            Just(64),
-            Just(127),
-            Just(128),
-            0u8..=128
-        ];
+        let len = prop_oneof![Just(0u8), Just(32), Just(36), Just(48), Just(64), Just(127), Just(128), 0u8..=128];
         prop_oneof![
             3 => (addr.clone(), len.clone(), 0u32..8).prop_map(|(a, l, n)| Op::Insert(a, l, n)),
             1 => (addr, len).prop_map(|(a, l)| Op::Remove(a, l)),
@@ -781,26 +699,15 @@ mod tests {
     #[test]
     fn bad_routes_are_refused_naming_the_value() {
         let mut b = FibBuilder4::new();
-        assert_eq!(
-            b.insert(v4("10.0.0.0"), 33, NextHopId(0)),
-            Err(FibError::PrefixLength { len: 33, max: 32 })
-        );
+        assert_eq!(b.insert(v4("10.0.0.0"), 33, NextHopId(0)), Err(FibError::PrefixLength { len: 33, max: 32 }));
         let e = b.insert(v4("10.0.0.1"), 24, NextHopId(0)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "prefix 10.0.0.1/24 has host bits set; the network is 10.0.0.0/24"
-        );
+        assert_eq!(e.to_string(), "prefix 10.0.0.1/24 has host bits set; the network is 10.0.0.0/24");
         assert_eq!(
             b.insert(v4("10.0.0.0"), 24, NextHopId(NextHopId::MAX + 1)),
-            Err(FibError::NextHopRange {
-                id: NextHopId::MAX + 1
-            })
+            Err(FibError::NextHopRange { id: NextHopId::MAX + 1 })
         );
         assert!(b.is_empty());
         let mut b6 = FibBuilder6::new();
-        assert_eq!(
-            b6.remove("::".parse().unwrap(), 129),
-            Err(FibError::PrefixLength { len: 129, max: 128 })
-        );
+        assert_eq!(b6.remove("::".parse().unwrap(), 129), Err(FibError::PrefixLength { len: 129, max: 128 }));
     }
 }

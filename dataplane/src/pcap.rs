@@ -76,11 +76,7 @@ pub enum PcapError {
     TruncatedRecordHeader { offset: usize, got: usize },
     /// A record's captured bytes run past the end of the file.
     #[error("pcap record at offset {offset} truncated: captured length {caplen}, but {got} bytes remain")]
-    TruncatedRecordData {
-        offset: usize,
-        caplen: u32,
-        got: usize,
-    },
+    TruncatedRecordData { offset: usize, caplen: u32, got: usize },
     /// The writer was given a frame longer than the snap length it declared.
     #[error("pcap writer: frame of {len} bytes exceeds the snap length {WRITER_SNAPLEN}")]
     FrameTooLong { len: usize },
@@ -142,20 +138,12 @@ pub struct Reader<'a> {
 /// Reads the `u32` at `offset` in the file's byte order; `None` past the end.
 fn u32_at(data: &[u8], offset: usize, big_endian: bool) -> Option<u32> {
     let bytes: [u8; 4] = data.get(offset..offset + 4)?.try_into().ok()?;
-    Some(if big_endian {
-        u32::from_be_bytes(bytes)
-    } else {
-        u32::from_le_bytes(bytes)
-    })
+    Some(if big_endian { u32::from_be_bytes(bytes) } else { u32::from_le_bytes(bytes) })
 }
 
 fn u16_at(data: &[u8], offset: usize, big_endian: bool) -> Option<u16> {
     let bytes: [u8; 2] = data.get(offset..offset + 2)?.try_into().ok()?;
-    Some(if big_endian {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
+    Some(if big_endian { u16::from_be_bytes(bytes) } else { u16::from_le_bytes(bytes) })
 }
 
 impl<'a> Reader<'a> {
@@ -176,10 +164,8 @@ impl<'a> Reader<'a> {
             _ => return Err(PcapError::BadMagic { magic: magic_be }),
         };
         let field = |offset| u32_at(head, offset, big_endian).unwrap_or_default();
-        let version = (
-            u16_at(head, 4, big_endian).unwrap_or_default(),
-            u16_at(head, 6, big_endian).unwrap_or_default(),
-        );
+        let version =
+            (u16_at(head, 4, big_endian).unwrap_or_default(), u16_at(head, 6, big_endian).unwrap_or_default());
         let snaplen = field(16);
         // §4: the LinkType is the low 16 bits; the top bits may carry the FCS length, which a
         // LINKTYPE_ETHERNET capture of ours never has but which does not change the frame start.
@@ -188,12 +174,7 @@ impl<'a> Reader<'a> {
             return Err(PcapError::UnsupportedLinkType { linktype });
         }
         Ok(Reader {
-            header: FileHeader {
-                version,
-                snaplen,
-                precision,
-                big_endian,
-            },
+            header: FileHeader { version, snaplen, precision, big_endian },
             data,
             offset: Some(FILE_HEADER_LEN),
         })
@@ -210,10 +191,7 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         if rest.len() < RECORD_HEADER_LEN {
-            return Err(PcapError::TruncatedRecordHeader {
-                offset,
-                got: rest.len(),
-            });
+            return Err(PcapError::TruncatedRecordHeader { offset, got: rest.len() });
         }
         let be = self.header.big_endian;
         let field = |at| u32_at(rest, at, be).unwrap_or_default();
@@ -226,21 +204,10 @@ impl<'a> Reader<'a> {
         let ts_nanos = secs * 1_000_000_000 + frac * self.header.precision.nanos_per_unit();
         let body = &rest[RECORD_HEADER_LEN..];
         let Some(data) = usize::try_from(caplen).ok().and_then(|n| body.get(..n)) else {
-            return Err(PcapError::TruncatedRecordData {
-                offset,
-                caplen,
-                got: body.len(),
-            });
+            return Err(PcapError::TruncatedRecordData { offset, caplen, got: body.len() });
         };
         let next = offset + RECORD_HEADER_LEN + data.len();
-        Ok(Some((
-            Record {
-                ts_nanos,
-                orig_len,
-                data,
-            },
-            next,
-        )))
+        Ok(Some((Record { ts_nanos, orig_len, data }, next)))
     }
 }
 
@@ -264,20 +231,11 @@ impl std::iter::FusedIterator for Reader<'_> {}
 
 /// Reads a whole capture file into owned records.
 pub fn read_file(path: &Path) -> Result<(FileHeader, Vec<OwnedRecord>), PcapError> {
-    let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| PcapError::Io { path: path.display().to_string(), source })?;
     let reader = Reader::new(&bytes)?;
     let header = reader.header();
     let records = reader
-        .map(|r| {
-            r.map(|r| OwnedRecord {
-                ts_nanos: r.ts_nanos,
-                orig_len: r.orig_len,
-                data: r.data.to_vec(),
-            })
-        })
+        .map(|r| r.map(|r| OwnedRecord { ts_nanos: r.ts_nanos, orig_len: r.orig_len, data: r.data.to_vec() }))
         .collect::<Result<_, _>>()?;
     Ok((header, records))
 }
@@ -309,8 +267,7 @@ impl<W: Write> Writer<W> {
             .ok()
             .filter(|&len| len <= WRITER_SNAPLEN)
             .ok_or(PcapError::FrameTooLong { len: frame.len() })?;
-        let secs = u32::try_from(ts_nanos / 1_000_000_000)
-            .map_err(|_| PcapError::TimestampOutOfRange { ts_nanos })?;
+        let secs = u32::try_from(ts_nanos / 1_000_000_000).map_err(|_| PcapError::TimestampOutOfRange { ts_nanos })?;
         // < 1e9, so it fits in u32.
         let frac = ((ts_nanos % 1_000_000_000) / self.precision.nanos_per_unit()) as u32;
         let mut head = [0u8; RECORD_HEADER_LEN];
@@ -331,14 +288,8 @@ impl<W: Write> Writer<W> {
 }
 
 /// Creates `path` and writes `records` to it as a microsecond-precision capture.
-pub fn write_file<'r>(
-    path: &Path,
-    records: impl IntoIterator<Item = (u64, &'r [u8])>,
-) -> Result<(), PcapError> {
-    let io_err = |source| PcapError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+pub fn write_file<'r>(path: &Path, records: impl IntoIterator<Item = (u64, &'r [u8])>) -> Result<(), PcapError> {
+    let io_err = |source| PcapError::Io { path: path.display().to_string(), source };
     let file = std::fs::File::create(path).map_err(io_err)?;
     let mut writer = Writer::new(io::BufWriter::new(file), Precision::Micros)?;
     for (ts_nanos, frame) in records {
@@ -377,12 +328,7 @@ mod tests {
         let reader = Reader::new(SCAPY_USEC_LE).unwrap();
         assert_eq!(
             reader.header(),
-            FileHeader {
-                version: (2, 4),
-                snaplen: 65535,
-                precision: Precision::Micros,
-                big_endian: false
-            }
+            FileHeader { version: (2, 4), snaplen: 65535, precision: Precision::Micros, big_endian: false }
         );
         let records: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
         assert_eq!(records.len(), 2);
@@ -413,12 +359,8 @@ mod tests {
     fn writer_reproduces_scapy_file_byte_for_byte() {
         // Scapy writes the same header fields as we do (2.4, snaplen 65535, LE, µs).
         let mut writer = Writer::new(Vec::new(), Precision::Micros).unwrap();
-        writer
-            .write_packet(1_700_000_000_123_456_000, &unhex(FRAME1))
-            .unwrap();
-        writer
-            .write_packet(1_700_000_001_000_789_000, &unhex(FRAME2))
-            .unwrap();
+        writer.write_packet(1_700_000_000_123_456_000, &unhex(FRAME1)).unwrap();
+        writer.write_packet(1_700_000_001_000_789_000, &unhex(FRAME2)).unwrap();
         assert_eq!(writer.into_inner().unwrap(), SCAPY_USEC_LE);
     }
 
@@ -443,8 +385,9 @@ mod tests {
             } else {
                 assert_eq!(results.len(), whole + 1, "length {len}");
                 let offset = match results[whole].as_ref().unwrap_err() {
-                    PcapError::TruncatedRecordHeader { offset, .. }
-                    | PcapError::TruncatedRecordData { offset, .. } => *offset,
+                    PcapError::TruncatedRecordHeader { offset, .. } | PcapError::TruncatedRecordData { offset, .. } => {
+                        *offset
+                    }
                     other => panic!("length {len}: unexpected error {other}"),
                 };
                 assert_eq!(offset, boundaries[whole], "length {len}");
@@ -460,14 +403,8 @@ mod tests {
         let mut raw_ip = SCAPY_USEC_LE.to_vec();
         raw_ip[20] = 101; // LINKTYPE_RAW
         let err = Reader::new(&raw_ip).unwrap_err();
-        assert!(matches!(
-            err,
-            PcapError::UnsupportedLinkType { linktype: 101 }
-        ));
-        assert_eq!(
-            err.to_string(),
-            "pcap link type 101 at offset 20 is not LINKTYPE_ETHERNET (1)"
-        );
+        assert!(matches!(err, PcapError::UnsupportedLinkType { linktype: 101 }));
+        assert_eq!(err.to_string(), "pcap link type 101 at offset 20 is not LINKTYPE_ETHERNET (1)");
     }
 
     #[test]
@@ -475,59 +412,32 @@ mod tests {
         let mut bad = SCAPY_USEC_LE.to_vec();
         bad[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = Reader::new(&bad).unwrap().next().unwrap().unwrap_err();
-        assert!(matches!(
-            err,
-            PcapError::TruncatedRecordData {
-                offset: 24,
-                caplen: u32::MAX,
-                got: 142
-            }
-        ));
+        assert!(matches!(err, PcapError::TruncatedRecordData { offset: 24, caplen: u32::MAX, got: 142 }));
     }
 
     #[test]
     fn writer_refuses_what_the_format_cannot_hold() {
         let mut writer = Writer::new(Vec::new(), Precision::Nanos).unwrap();
         let too_long = vec![0u8; 65_536];
-        assert!(matches!(
-            writer.write_packet(0, &too_long),
-            Err(PcapError::FrameTooLong { len: 65_536 })
-        ));
+        assert!(matches!(writer.write_packet(0, &too_long), Err(PcapError::FrameTooLong { len: 65_536 })));
         let late = (u64::from(u32::MAX) + 1) * 1_000_000_000;
-        assert!(matches!(
-            writer.write_packet(late, &[0; 14]),
-            Err(PcapError::TimestampOutOfRange { .. })
-        ));
+        assert!(matches!(writer.write_packet(late, &[0; 14]), Err(PcapError::TimestampOutOfRange { .. })));
     }
 
     #[test]
     fn file_round_trip() {
-        let path =
-            std::env::temp_dir().join(format!("dataplane-pcap-test-{}.pcap", std::process::id()));
+        let path = std::env::temp_dir().join(format!("dataplane-pcap-test-{}.pcap", std::process::id()));
         let frames = [unhex(FRAME1), unhex(FRAME2)];
-        write_file(
-            &path,
-            [
-                (5_000, frames[0].as_slice()),
-                (7_000_000_001_000, frames[1].as_slice()),
-            ],
-        )
-        .unwrap();
+        write_file(&path, [(5_000, frames[0].as_slice()), (7_000_000_001_000, frames[1].as_slice())]).unwrap();
         let (header, records) = read_file(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(header.precision, Precision::Micros);
         assert_eq!(records.len(), 2);
         assert_eq!((records[0].ts_nanos, &records[0].data), (5_000, &frames[0]));
         // Microsecond precision drops the last three digits.
-        assert_eq!(
-            (records[1].ts_nanos, &records[1].data),
-            (7_000_000_001_000, &frames[1])
-        );
+        assert_eq!((records[1].ts_nanos, &records[1].data), (7_000_000_001_000, &frames[1]));
         let missing = read_file(&path).unwrap_err().to_string();
-        assert!(
-            missing.starts_with(&format!("pcap file {}: ", path.display())),
-            "{missing}"
-        );
+        assert!(missing.starts_with(&format!("pcap file {}: ", path.display())), "{missing}");
     }
 
     proptest! {

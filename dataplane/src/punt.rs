@@ -150,10 +150,6 @@ pub struct ControlRings<P> {
 impl<P> ControlRings<P> {
     /// Rings holding `capacity` entries each.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            punts: ArrayQueue::new(capacity),
-            injects: ArrayQueue::new(capacity),
-            events: ArrayQueue::new(capacity),
-        }
+        Self { punts: ArrayQueue::new(capacity), injects: ArrayQueue::new(capacity), events: ArrayQueue::new(capacity) }
     }
 }

@@ -254,19 +254,31 @@ impl StaticConfig {
         b.set_sas(sas);
         for (i, p) in self.ports.iter().enumerate() {
             let field = |f: &str| format!("ports[{i}].{f}");
-            let mac = parse_mac(&p.mac).ok_or_else(|| err(field("mac"), format!("{:?} is not a MAC address", p.mac)))?;
+            let mac =
+                parse_mac(&p.mac).ok_or_else(|| err(field("mac"), format!("{:?} is not a MAC address", p.mac)))?;
             let mut addresses = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
-                let prefix = parse_prefix(a).ok_or_else(|| err(field(&format!("addresses[{j}]")), format!("{a:?} is not address/length")))?;
+                let prefix = parse_prefix(a)
+                    .ok_or_else(|| err(field(&format!("addresses[{j}]")), format!("{a:?} is not address/length")))?;
                 addresses.push(prefix);
             }
-            let port = PortConfig { id: PortId(p.id), name: p.name.clone(), mac, vrf: VrfId(p.vrf), addresses, mtu: p.mtu, vlan: p.vlan };
+            let port = PortConfig {
+                id: PortId(p.id),
+                name: p.name.clone(),
+                mac,
+                vrf: VrfId(p.vrf),
+                addresses,
+                mtu: p.mtu,
+                vlan: p.vlan,
+            };
             b.set_port(port).map_err(|e| err(field("id"), e))?;
         }
         for (i, t) in self.tunnels.iter().enumerate() {
             let field = |f: &str| format!("tunnels[{i}].{f}");
             let address = match &t.address {
-                Some(a) => Some(parse_prefix(a).ok_or_else(|| err(field("address"), format!("{a:?} is not address/length")))?),
+                Some(a) => {
+                    Some(parse_prefix(a).ok_or_else(|| err(field("address"), format!("{a:?} is not address/length")))?)
+                }
                 None => None,
             };
             let tunnel = TunnelConfig {
@@ -284,15 +296,19 @@ impl StaticConfig {
             b.set_tunnel(tunnel).map_err(|e| err(field("id"), e))?;
         }
         for (i, n) in self.neighbors.iter().enumerate() {
-            let mac = parse_mac(&n.mac).ok_or_else(|| err(format!("neighbors[{i}].mac"), format!("{:?} is not a MAC address", n.mac)))?;
+            let mac = parse_mac(&n.mac)
+                .ok_or_else(|| err(format!("neighbors[{i}].mac"), format!("{:?} is not a MAC address", n.mac)))?;
             b.set_neighbour(PortId(n.port), n.ip, mac).map_err(|e| err(format!("neighbors[{i}]"), e))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             let field = |f: &str| format!("routes[{i}].{f}");
-            let (prefix, len) = parse_prefix(&r.prefix).ok_or_else(|| err(field("prefix"), format!("{:?} is not prefix/length", r.prefix)))?;
+            let (prefix, len) = parse_prefix(&r.prefix)
+                .ok_or_else(|| err(field("prefix"), format!("{:?} is not prefix/length", r.prefix)))?;
             let nh = match &r.via {
                 ViaJson::Keyword(k) if k == "drop" => NextHop::Drop,
-                ViaJson::Keyword(k) => return Err(err(field("via"), format!("{k:?} is not \"drop\", a port or a tunnel"))),
+                ViaJson::Keyword(k) => {
+                    return Err(err(field("via"), format!("{k:?} is not \"drop\", a port or a tunnel")))
+                }
                 ViaJson::Port { port, gateway } => NextHop::Port { port: PortId(*port), gateway: *gateway },
                 ViaJson::Tunnel { tunnel, peer } => NextHop::Tunnel { tunnel: TunnelId(*tunnel), peer: *peer },
             };
@@ -328,7 +344,10 @@ fn sa_config(s: &SaJson, field: &dyn Fn(&str) -> String) -> Result<SaConfig, Con
         c @ ("aes-gcm-128" | "aes-gcm-256") => {
             let key_len = if c == "aes-gcm-128" { 16 } else { 32 };
             if enc.len() != key_len + 4 {
-                return Err(err(field("enc_key"), format!("{c} needs {} bytes (key and salt), got {}", key_len + 4, enc.len())));
+                return Err(err(
+                    field("enc_key"),
+                    format!("{c} needs {} bytes (key and salt), got {}", key_len + 4, enc.len()),
+                ));
             }
             if s.integrity.is_some() {
                 return Err(err(field("integrity"), "AES-GCM has its own integrity; leave it null"));
@@ -344,20 +363,30 @@ fn sa_config(s: &SaJson, field: &dyn Fn(&str) -> String) -> Result<SaConfig, Con
                 return Err(err(field("enc_key"), format!("{c} needs {key_len} bytes, got {}", enc.len())));
             }
             let key = AesKey::from_slice(&enc).ok_or_else(|| err(field("enc_key"), "bad key length"))?;
-            let auth_hex = s.auth_key.as_deref().ok_or_else(|| err(field("auth_key"), "AES-CBC needs an integrity key"))?;
+            let auth_hex =
+                s.auth_key.as_deref().ok_or_else(|| err(field("auth_key"), "AES-CBC needs an integrity key"))?;
             let auth = hex::decode(auth_hex).map_err(|e| err(field("auth_key"), e))?;
             let integrity = match s.integrity.as_deref() {
-                Some("hmac-sha1-96") => Integrity::HmacSha1_96(
-                    auth.as_slice().try_into().map_err(|_| err(field("auth_key"), format!("hmac-sha1-96 needs 20 bytes, got {}", auth.len())))?,
-                ),
-                Some("hmac-sha256-128") => Integrity::HmacSha256_128(
-                    auth.as_slice().try_into().map_err(|_| err(field("auth_key"), format!("hmac-sha256-128 needs 32 bytes, got {}", auth.len())))?,
-                ),
-                other => return Err(err(field("integrity"), format!("{other:?} is not hmac-sha1-96 or hmac-sha256-128"))),
+                Some("hmac-sha1-96") => {
+                    Integrity::HmacSha1_96(auth.as_slice().try_into().map_err(|_| {
+                        err(field("auth_key"), format!("hmac-sha1-96 needs 20 bytes, got {}", auth.len()))
+                    })?)
+                }
+                Some("hmac-sha256-128") => Integrity::HmacSha256_128(auth.as_slice().try_into().map_err(|_| {
+                    err(field("auth_key"), format!("hmac-sha256-128 needs 32 bytes, got {}", auth.len()))
+                })?),
+                other => {
+                    return Err(err(field("integrity"), format!("{other:?} is not hmac-sha1-96 or hmac-sha256-128")))
+                }
             };
             CipherConfig::AesCbc { key, integrity }
         }
-        c => return Err(err(field("cipher"), format!("{c:?} is not aes-gcm-128, aes-gcm-256, aes-cbc-128 or aes-cbc-256"))),
+        c => {
+            return Err(err(
+                field("cipher"),
+                format!("{c:?} is not aes-gcm-128, aes-gcm-256, aes-cbc-128 or aes-cbc-256"),
+            ))
+        }
     };
     let lifetime = s.lifetime.clone().unwrap_or_default();
     let config = SaConfig {

@@ -77,16 +77,10 @@ pub enum NextHop {
     /// Addressed to the box.
     Local,
     /// Out of a port; `gateway: None` means on-link: resolve the destination itself.
-    Port {
-        port: PortId,
-        gateway: Option<IpAddr>,
-    },
+    Port { port: PortId, gateway: Option<IpAddr> },
     /// Into an mGRE tunnel; `peer` is the overlay next hop looked up in the TEIB, `None` for the tunnel's
     /// connected subnet: the destination itself.
-    Tunnel {
-        tunnel: TunnelId,
-        peer: Option<IpAddr>,
-    },
+    Tunnel { tunnel: TunnelId, peer: Option<IpAddr> },
 }
 
 /// The FIBs of one VRF.
@@ -203,47 +197,23 @@ impl Tables {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TablesError {
     #[error("route {prefix}/{len} in VRF {vrf}: {error}")]
-    Prefix {
-        vrf: u16,
-        prefix: IpAddr,
-        len: u8,
-        error: FibError,
-    },
+    Prefix { vrf: u16, prefix: IpAddr, len: u8, error: FibError },
     #[error("address {addr}/{len} in VRF {vrf}: {error}")]
-    Address {
-        vrf: u16,
-        addr: IpAddr,
-        len: u8,
-        error: FibError,
-    },
+    Address { vrf: u16, addr: IpAddr, len: u8, error: FibError },
     #[error("port {port} does not exist")]
     NoSuchPort { port: u16 },
     #[error("tunnel {tunnel} does not exist")]
     NoSuchTunnel { tunnel: u16 },
     #[error("route in VRF {vrf} via {what} {id}, which is in VRF {its_vrf}")]
-    VrfMismatch {
-        vrf: u16,
-        what: &'static str,
-        id: u16,
-        its_vrf: u16,
-    },
+    VrfMismatch { vrf: u16, what: &'static str, id: u16, its_vrf: u16 },
     #[error("tunnel {tunnel}: source {local} key {key:?} is already used by tunnel {other}")]
-    DuplicateTunnelKey {
-        tunnel: u16,
-        local: IpAddr,
-        key: Option<u32>,
-        other: u16,
-    },
+    DuplicateTunnelKey { tunnel: u16, local: IpAddr, key: Option<u32>, other: u16 },
     #[error("route {prefix}/{len} in VRF {vrf} is a connected or local route; change the address instead")]
     Connected { vrf: u16, prefix: IpAddr, len: u8 },
     #[error("address {prefix}/{len} in VRF {vrf}: a route to that prefix already exists")]
     AddressConflict { vrf: u16, prefix: IpAddr, len: u8 },
     #[error("{what} {id} is used by {routes} static route(s); remove them first")]
-    InUse {
-        what: &'static str,
-        id: u16,
-        routes: u32,
-    },
+    InUse { what: &'static str, id: u16, routes: u32 },
     #[error("next-hop table full ({max} entries)", max = NextHopId::MAX + 1)]
     NextHopsFull,
 }
@@ -304,9 +274,7 @@ impl TablesPublisher {
 
     /// Another reader (for a new worker).
     pub fn reader(&self) -> TablesReader {
-        TablesReader {
-            shared: Arc::clone(&self.shared),
-        }
+        TablesReader { shared: Arc::clone(&self.shared) }
     }
 
     /// The staged tables (what the next [`Self::publish`] makes visible), for control-side lookups.
@@ -326,12 +294,7 @@ impl TablesPublisher {
         self.staged.vrfs = self
             .fibs
             .iter()
-            .map(|f| {
-                f.as_ref().map(|(v4, v6)| VrfFibs {
-                    v4: v4.snapshot(),
-                    v6: v6.snapshot(),
-                })
-            })
+            .map(|f| f.as_ref().map(|(v4, v6)| VrfFibs { v4: v4.snapshot(), v6: v6.snapshot() }))
             .collect();
         self.shared.store(Arc::new(self.staged.clone()));
         self.staged.generation
@@ -344,37 +307,21 @@ impl TablesPublisher {
             IpAddr::V4(a) => FibBuilder4::check(a, len).map(drop),
             IpAddr::V6(a) => FibBuilder6::check(a, len).map(drop),
         };
-        r.map_err(|error| TablesError::Prefix {
-            vrf: vrf.0,
-            prefix,
-            len,
-            error,
-        })
+        r.map_err(|error| TablesError::Prefix { vrf: vrf.0, prefix, len, error })
     }
 
     fn validate_next_hop(&self, vrf: VrfId, nh: &NextHop) -> Result<(), TablesError> {
         match *nh {
             NextHop::Drop | NextHop::Local => Ok(()),
             NextHop::Port { port, .. } => {
-                let p = self
-                    .staged
-                    .port(port)
-                    .ok_or(TablesError::NoSuchPort { port: port.0 })?;
+                let p = self.staged.port(port).ok_or(TablesError::NoSuchPort { port: port.0 })?;
                 if p.vrf != vrf {
-                    return Err(TablesError::VrfMismatch {
-                        vrf: vrf.0,
-                        what: "port",
-                        id: port.0,
-                        its_vrf: p.vrf.0,
-                    });
+                    return Err(TablesError::VrfMismatch { vrf: vrf.0, what: "port", id: port.0, its_vrf: p.vrf.0 });
                 }
                 Ok(())
             }
             NextHop::Tunnel { tunnel, .. } => {
-                let t = self
-                    .staged
-                    .tunnel(tunnel)
-                    .ok_or(TablesError::NoSuchTunnel { tunnel: tunnel.0 })?;
+                let t = self.staged.tunnel(tunnel).ok_or(TablesError::NoSuchTunnel { tunnel: tunnel.0 })?;
                 if t.vrf != vrf {
                     return Err(TablesError::VrfMismatch {
                         vrf: vrf.0,
@@ -406,8 +353,7 @@ impl TablesPublisher {
         let id = match self.nh_free.pop() {
             Some(id) => id,
             None => {
-                let id =
-                    u32::try_from(self.nh_refs.len()).map_err(|_| TablesError::NextHopsFull)?;
+                let id = u32::try_from(self.nh_refs.len()).map_err(|_| TablesError::NextHopsFull)?;
                 if id > NextHopId::MAX {
                     return Err(TablesError::NextHopsFull);
                 }
@@ -433,13 +379,7 @@ impl TablesPublisher {
     }
 
     /// Installs a validated route; releases the next hop it replaces.
-    fn install(
-        &mut self,
-        vrf: VrfId,
-        prefix: IpAddr,
-        len: u8,
-        nh: NextHop,
-    ) -> Result<(), TablesError> {
+    fn install(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nh: NextHop) -> Result<(), TablesError> {
         let id = self.intern(nh)?;
         let v = usize::from(vrf.0);
         if self.fibs.len() <= v {
@@ -455,12 +395,7 @@ impl TablesPublisher {
             Ok(None) => {}
             Err(error) => {
                 self.release(id);
-                return Err(TablesError::Prefix {
-                    vrf: vrf.0,
-                    prefix,
-                    len,
-                    error,
-                });
+                return Err(TablesError::Prefix { vrf: vrf.0, prefix, len, error });
             }
         }
         Ok(())
@@ -475,12 +410,7 @@ impl TablesPublisher {
             IpAddr::V4(a) => v4.remove(a, len),
             IpAddr::V6(a) => v6.remove(a, len),
         }
-        .map_err(|error| TablesError::Prefix {
-            vrf: vrf.0,
-            prefix,
-            len,
-            error,
-        })?;
+        .map_err(|error| TablesError::Prefix { vrf: vrf.0, prefix, len, error })?;
         if let Some(old) = old {
             self.release(old);
         }
@@ -488,39 +418,20 @@ impl TablesPublisher {
     }
 
     /// Adds or replaces the static route `prefix/len → nh` in `vrf` (`ip route [vrf …]`).
-    pub fn add_route(
-        &mut self,
-        vrf: VrfId,
-        prefix: IpAddr,
-        len: u8,
-        nh: NextHop,
-    ) -> Result<(), TablesError> {
+    pub fn add_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nh: NextHop) -> Result<(), TablesError> {
         Self::validate_prefix(vrf, prefix, len)?;
         self.validate_next_hop(vrf, &nh)?;
         if self.connected.contains_key(&(vrf, prefix, len)) {
-            return Err(TablesError::Connected {
-                vrf: vrf.0,
-                prefix,
-                len,
-            });
+            return Err(TablesError::Connected { vrf: vrf.0, prefix, len });
         }
         self.install(vrf, prefix, len, nh)
     }
 
     /// Removes the static route `prefix/len` from `vrf`; returns whether it existed.
-    pub fn remove_route(
-        &mut self,
-        vrf: VrfId,
-        prefix: IpAddr,
-        len: u8,
-    ) -> Result<bool, TablesError> {
+    pub fn remove_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> Result<bool, TablesError> {
         Self::validate_prefix(vrf, prefix, len)?;
         if self.connected.contains_key(&(vrf, prefix, len)) {
-            return Err(TablesError::Connected {
-                vrf: vrf.0,
-                prefix,
-                len,
-            });
+            return Err(TablesError::Connected { vrf: vrf.0, prefix, len });
         }
         self.uninstall(vrf, prefix, len)
     }
@@ -537,22 +448,11 @@ impl TablesPublisher {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if len > max {
             let error = FibError::PrefixLength { len, max };
-            return Err(TablesError::Address {
-                vrf: vrf.0,
-                addr,
-                len,
-                error,
-            });
+            return Err(TablesError::Address { vrf: vrf.0, addr, len, error });
         }
         let (host_len, network) = match addr {
-            IpAddr::V4(a) => (
-                32,
-                IpAddr::V4(Ipv4Addr::from(V4::network(u32::from(a), len))),
-            ),
-            IpAddr::V6(a) => (
-                128,
-                IpAddr::V6(Ipv6Addr::from(V6::network(u128::from(a), len))),
-            ),
+            IpAddr::V4(a) => (32, IpAddr::V4(Ipv4Addr::from(V4::network(u32::from(a), len)))),
+            IpAddr::V6(a) => (128, IpAddr::V6(Ipv6Addr::from(V6::network(u128::from(a), len)))),
         };
         let mut routes = vec![((vrf, addr, host_len), NextHop::Local)];
         if len < host_len {
@@ -563,27 +463,14 @@ impl TablesPublisher {
 
     /// Replaces the connected routes of `owner` with `new`, refusing (and changing nothing) if a new
     /// prefix is already routed by someone else.
-    fn replace_connected(
-        &mut self,
-        owner: Owner,
-        new: Vec<(RouteKey, NextHop)>,
-    ) -> Result<(), TablesError> {
-        let old: Vec<RouteKey> = self
-            .connected
-            .iter()
-            .filter(|(_, o)| **o == owner)
-            .map(|(k, _)| *k)
-            .collect();
+    fn replace_connected(&mut self, owner: Owner, new: Vec<(RouteKey, NextHop)>) -> Result<(), TablesError> {
+        let old: Vec<RouteKey> = self.connected.iter().filter(|(_, o)| **o == owner).map(|(k, _)| *k).collect();
         let mut seen = HashSet::new();
         for &((vrf, prefix, len), _) in &new {
             Self::validate_prefix(vrf, prefix, len)?;
             let ours = self.connected.get(&(vrf, prefix, len)) == Some(&owner);
             if !seen.insert((vrf, prefix, len)) || (!ours && self.route_exists(vrf, prefix, len)) {
-                return Err(TablesError::AddressConflict {
-                    vrf: vrf.0,
-                    prefix,
-                    len,
-                });
+                return Err(TablesError::AddressConflict { vrf: vrf.0, prefix, len });
             }
         }
         for (vrf, prefix, len) in old {
@@ -599,18 +486,11 @@ impl TablesPublisher {
 
     /// Static routes (not connected ones) whose next hop matches `uses`.
     fn static_uses(&self, owner: Owner, uses: impl Fn(&NextHop) -> bool) -> u32 {
-        let all: u32 = self
-            .nh_ids
-            .iter()
-            .filter(|(nh, _)| uses(nh))
-            .map(|(_, id)| self.nh_refs[id.0 as usize])
-            .sum();
+        let all: u32 = self.nh_ids.iter().filter(|(nh, _)| uses(nh)).map(|(_, id)| self.nh_refs[id.0 as usize]).sum();
         let connected = self
             .connected
             .iter()
-            .filter(|((_, prefix, len), o)| {
-                **o == owner && *len < if prefix.is_ipv4() { 32 } else { 128 }
-            })
+            .filter(|((_, prefix, len), o)| **o == owner && *len < if prefix.is_ipv4() { 32 } else { 128 })
             .count();
         all.saturating_sub(u32::try_from(connected).unwrap_or(u32::MAX))
     }
@@ -623,23 +503,14 @@ impl TablesPublisher {
         let id = config.id;
         if let Some(old) = self.staged.port(id) {
             if old.vrf != config.vrf {
-                let routes = self.static_uses(
-                    Owner::Port(id),
-                    |nh| matches!(nh, NextHop::Port { port, .. } if *port == id),
-                );
+                let routes =
+                    self.static_uses(Owner::Port(id), |nh| matches!(nh, NextHop::Port { port, .. } if *port == id));
                 if routes > 0 {
-                    return Err(TablesError::InUse {
-                        what: "port",
-                        id: id.0,
-                        routes,
-                    });
+                    return Err(TablesError::InUse { what: "port", id: id.0, routes });
                 }
             }
         }
-        let subnet = NextHop::Port {
-            port: id,
-            gateway: None,
-        };
+        let subnet = NextHop::Port { port: id, gateway: None };
         let routes = config
             .addresses
             .iter()
@@ -660,16 +531,9 @@ impl TablesPublisher {
         if self.staged.port(id).is_none() {
             return Err(TablesError::NoSuchPort { port: id.0 });
         }
-        let routes = self.static_uses(
-            Owner::Port(id),
-            |nh| matches!(nh, NextHop::Port { port, .. } if *port == id),
-        );
+        let routes = self.static_uses(Owner::Port(id), |nh| matches!(nh, NextHop::Port { port, .. } if *port == id));
         if routes > 0 {
-            return Err(TablesError::InUse {
-                what: "port",
-                id: id.0,
-                routes,
-            });
+            return Err(TablesError::InUse { what: "port", id: id.0, routes });
         }
         self.replace_connected(Owner::Port(id), Vec::new())?;
         self.staged.neighbours.remove_where(|(p, _), _| *p == id);
@@ -698,23 +562,14 @@ impl TablesPublisher {
         let old = self.staged.tunnel(id).map(|t| (t.vrf, t.source, t.key));
         if let Some((vrf, ..)) = old {
             if vrf != config.vrf {
-                let routes = self.static_uses(
-                    Owner::Tunnel(id),
-                    |nh| matches!(nh, NextHop::Tunnel { tunnel, .. } if *tunnel == id),
-                );
+                let routes = self
+                    .static_uses(Owner::Tunnel(id), |nh| matches!(nh, NextHop::Tunnel { tunnel, .. } if *tunnel == id));
                 if routes > 0 {
-                    return Err(TablesError::InUse {
-                        what: "tunnel",
-                        id: id.0,
-                        routes,
-                    });
+                    return Err(TablesError::InUse { what: "tunnel", id: id.0, routes });
                 }
             }
         }
-        let subnet = NextHop::Tunnel {
-            tunnel: id,
-            peer: None,
-        };
+        let subnet = NextHop::Tunnel { tunnel: id, peer: None };
         let routes = config
             .address
             .iter()
@@ -739,16 +594,10 @@ impl TablesPublisher {
         let Some(old) = self.staged.tunnel(id).map(|t| (t.source, t.key)) else {
             return Err(TablesError::NoSuchTunnel { tunnel: id.0 });
         };
-        let routes = self.static_uses(
-            Owner::Tunnel(id),
-            |nh| matches!(nh, NextHop::Tunnel { tunnel, .. } if *tunnel == id),
-        );
+        let routes =
+            self.static_uses(Owner::Tunnel(id), |nh| matches!(nh, NextHop::Tunnel { tunnel, .. } if *tunnel == id));
         if routes > 0 {
-            return Err(TablesError::InUse {
-                what: "tunnel",
-                id: id.0,
-                routes,
-            });
+            return Err(TablesError::InUse { what: "tunnel", id: id.0, routes });
         }
         self.replace_connected(Owner::Tunnel(id), Vec::new())?;
         self.staged.teib.remove_tunnel(id);
@@ -781,12 +630,7 @@ impl TablesPublisher {
     }
 
     /// Sets the link-layer address of `ip` on `port` (ARP, RFC 826; ND, RFC 4861 §7.2.5).
-    pub fn set_neighbour(
-        &mut self,
-        port: PortId,
-        ip: IpAddr,
-        mac: [u8; 6],
-    ) -> Result<(), TablesError> {
+    pub fn set_neighbour(&mut self, port: PortId, ip: IpAddr, mac: [u8; 6]) -> Result<(), TablesError> {
         if self.staged.port(port).is_none() {
             return Err(TablesError::NoSuchPort { port: port.0 });
         }
@@ -821,12 +665,7 @@ mod tests {
         }
     }
 
-    fn tunnel(
-        id: u16,
-        source: &str,
-        key: Option<u32>,
-        address: Option<(&str, u8)>,
-    ) -> TunnelConfig {
+    fn tunnel(id: u16, source: &str, key: Option<u32>, address: Option<(&str, u8)>) -> TunnelConfig {
         TunnelConfig {
             id: TunnelId(id),
             source: ip(source),
@@ -842,48 +681,29 @@ mod tests {
     }
 
     fn teib(nbma: &str) -> TeibEntry {
-        TeibEntry {
-            nbma: ip(nbma),
-            sa_out: Some(SaIndex(1)),
-            dynamic: true,
-        }
+        TeibEntry { nbma: ip(nbma), sa_out: Some(SaIndex(1)), dynamic: true }
     }
 
     #[test]
     fn connected_and_local_routes_are_derived_like_ios() {
         let (mut p, reader) = TablesPublisher::new();
-        p.set_port(port(0, 0, &[("192.0.2.1", 24), ("2001:db8::1", 64)]))
-            .unwrap();
-        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24))))
-            .unwrap();
-        assert_eq!(
-            reader.load().route(VrfId(0), ip("192.0.2.1")),
-            None,
-            "visible before publish"
-        );
+        p.set_port(port(0, 0, &[("192.0.2.1", 24), ("2001:db8::1", 64)])).unwrap();
+        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)))).unwrap();
+        assert_eq!(reader.load().route(VrfId(0), ip("192.0.2.1")), None, "visible before publish");
         assert_eq!(p.publish(), 1);
         let t = reader.load();
         assert_eq!(t.generation(), 1);
         assert!(t.is_local(VrfId(0), ip("192.0.2.1")));
         assert!(t.is_local(VrfId(0), ip("2001:db8::1")));
         assert!(!t.is_local(VrfId(0), ip("192.0.2.2")));
-        let on_link = NextHop::Port {
-            port: PortId(0),
-            gateway: None,
-        };
+        let on_link = NextHop::Port { port: PortId(0), gateway: None };
         assert_eq!(t.resolve(VrfId(0), ip("192.0.2.200")), Some(&on_link));
         assert_eq!(t.resolve(VrfId(0), ip("2001:db8::9")), Some(&on_link));
         assert_eq!(t.resolve(VrfId(0), ip("198.51.100.1")), None);
         // The overlay address lives in the overlay VRF, not the front-door one.
         assert!(t.is_local(VrfId(1), ip("10.0.0.1")));
         assert!(!t.is_local(VrfId(0), ip("10.0.0.1")));
-        assert_eq!(
-            t.resolve(VrfId(1), ip("10.0.0.7")),
-            Some(&NextHop::Tunnel {
-                tunnel: TunnelId(1),
-                peer: None
-            })
-        );
+        assert_eq!(t.resolve(VrfId(1), ip("10.0.0.7")), Some(&NextHop::Tunnel { tunnel: TunnelId(1), peer: None }));
         assert_eq!(t.tunnel_rx(ip("192.0.2.1"), Some(42)), Some(TunnelId(1)));
         assert_eq!(t.tunnel_rx(ip("192.0.2.1"), None), None);
         assert_eq!(t.tunnel_rx(ip("192.0.2.1"), Some(43)), None);
@@ -905,69 +725,39 @@ mod tests {
     fn next_hops_are_shared_and_reused() {
         let (mut p, reader) = TablesPublisher::new();
         p.set_port(port(0, 0, &[("192.0.2.1", 24)])).unwrap();
-        let gw = NextHop::Port {
-            port: PortId(0),
-            gateway: Some(ip("192.0.2.254")),
-        };
+        let gw = NextHop::Port { port: PortId(0), gateway: Some(ip("192.0.2.254")) };
         p.add_route(VrfId(0), ip("0.0.0.0"), 0, gw).unwrap();
         p.add_route(VrfId(0), ip("203.0.113.0"), 24, gw).unwrap();
         p.publish();
         let t = reader.load();
-        assert_eq!(
-            t.route(VrfId(0), ip("8.8.8.8")),
-            t.route(VrfId(0), ip("203.0.113.5"))
-        );
+        assert_eq!(t.route(VrfId(0), ip("8.8.8.8")), t.route(VrfId(0), ip("203.0.113.5")));
         assert_eq!(t.resolve(VrfId(0), ip("8.8.8.8")), Some(&gw));
         let before = p.nh_refs.len();
         p.remove_route(VrfId(0), ip("0.0.0.0"), 0).unwrap();
         p.remove_route(VrfId(0), ip("203.0.113.0"), 24).unwrap();
-        p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Drop)
-            .unwrap();
+        p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Drop).unwrap();
         assert_eq!(p.nh_refs.len(), before, "a freed next-hop slot is reused");
         p.publish();
-        assert_eq!(
-            reader.load().resolve(VrfId(0), ip("8.8.8.8")),
-            Some(&NextHop::Drop)
-        );
-        assert_eq!(
-            t.resolve(VrfId(0), ip("8.8.8.8")),
-            Some(&gw),
-            "old snapshot keeps its next hops"
-        );
+        assert_eq!(reader.load().resolve(VrfId(0), ip("8.8.8.8")), Some(&NextHop::Drop));
+        assert_eq!(t.resolve(VrfId(0), ip("8.8.8.8")), Some(&gw), "old snapshot keeps its next hops");
     }
 
     #[test]
     fn refused_changes_name_the_value_and_change_nothing() {
         let (mut p, reader) = TablesPublisher::new();
         p.set_port(port(0, 0, &[("192.0.2.1", 24)])).unwrap();
-        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24))))
-            .unwrap();
+        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)))).unwrap();
         p.add_route(
             VrfId(1),
             ip("172.16.0.0"),
             12,
-            NextHop::Tunnel {
-                tunnel: TunnelId(1),
-                peer: Some(ip("10.0.0.2")),
-            },
+            NextHop::Tunnel { tunnel: TunnelId(1), peer: Some(ip("10.0.0.2")) },
         )
         .unwrap();
         p.publish();
         let probe = |t: &Tables| {
-            [
-                "192.0.2.1",
-                "192.0.2.9",
-                "10.0.0.1",
-                "10.0.0.9",
-                "172.16.1.1",
-                "2001:db8::1",
-            ]
-            .map(|a| {
-                (
-                    t.resolve(VrfId(0), ip(a)).copied(),
-                    t.resolve(VrfId(1), ip(a)).copied(),
-                )
-            })
+            ["192.0.2.1", "192.0.2.9", "10.0.0.1", "10.0.0.9", "172.16.1.1", "2001:db8::1"]
+                .map(|a| (t.resolve(VrfId(0), ip(a)).copied(), t.resolve(VrfId(1), ip(a)).copied()))
         };
         let want = probe(&p.staged);
 
@@ -976,39 +766,15 @@ mod tests {
             r.unwrap_err().to_string()
         }
         assert_eq!(
-            err(p.add_route(
-                VrfId(0),
-                ip("10.9.0.0"),
-                16,
-                NextHop::Port {
-                    port: PortId(7),
-                    gateway: None
-                }
-            )),
+            err(p.add_route(VrfId(0), ip("10.9.0.0"), 16, NextHop::Port { port: PortId(7), gateway: None })),
             "port 7 does not exist"
         );
         assert_eq!(
-            err(p.add_route(
-                VrfId(1),
-                ip("10.9.0.0"),
-                16,
-                NextHop::Tunnel {
-                    tunnel: TunnelId(9),
-                    peer: None
-                }
-            )),
+            err(p.add_route(VrfId(1), ip("10.9.0.0"), 16, NextHop::Tunnel { tunnel: TunnelId(9), peer: None })),
             "tunnel 9 does not exist"
         );
         assert_eq!(
-            err(p.add_route(
-                VrfId(0),
-                ip("10.9.0.0"),
-                16,
-                NextHop::Tunnel {
-                    tunnel: TunnelId(1),
-                    peer: None
-                }
-            )),
+            err(p.add_route(VrfId(0), ip("10.9.0.0"), 16, NextHop::Tunnel { tunnel: TunnelId(1), peer: None })),
             "route in VRF 0 via tunnel 1, which is in VRF 1"
         );
         assert_eq!(
@@ -1039,38 +805,24 @@ mod tests {
             err(p.set_port(port(3, 0, &[("198.51.100.1", 40)]))),
             "address 198.51.100.1/40 in VRF 0: prefix length 40 out of range (0..=32)"
         );
-        assert_eq!(
-            err(p.remove_tunnel(TunnelId(1))),
-            "tunnel 1 is used by 1 static route(s); remove them first"
-        );
+        assert_eq!(err(p.remove_tunnel(TunnelId(1))), "tunnel 1 is used by 1 static route(s); remove them first");
         let mut moved = tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)));
         moved.vrf = VrfId(2);
-        assert_eq!(
-            err(p.set_tunnel(moved)),
-            "tunnel 1 is used by 1 static route(s); remove them first"
-        );
+        assert_eq!(err(p.set_tunnel(moved)), "tunnel 1 is used by 1 static route(s); remove them first");
         assert_eq!(
             p.set_teib(TunnelId(5), ip("10.0.0.2"), teib("198.51.100.2")),
             Err(TablesError::NoSuchTunnel { tunnel: 5 })
         );
-        assert_eq!(
-            err(p.set_neighbour(PortId(5), ip("192.0.2.2"), [0; 6])),
-            "port 5 does not exist"
-        );
+        assert_eq!(err(p.set_neighbour(PortId(5), ip("192.0.2.2"), [0; 6])), "port 5 does not exist");
 
-        assert_eq!(
-            probe(&p.staged),
-            want,
-            "staged tables changed by a refused change"
-        );
+        assert_eq!(probe(&p.staged), want, "staged tables changed by a refused change");
         assert!(p.staged.port(PortId(3)).is_none() && p.staged.tunnel(TunnelId(2)).is_none());
         assert_eq!(p.staged.tunnel_rx(ip("192.0.2.1"), Some(43)), None);
         assert_eq!(probe(&reader.load()), want);
         assert_eq!(reader.load().generation(), 1);
 
         // Once the static route is gone the tunnel goes, with its connected routes and TEIB entries.
-        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2"))
-            .unwrap();
+        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2")).unwrap();
         assert_eq!(p.remove_route(VrfId(1), ip("172.16.0.0"), 12), Ok(true));
         p.remove_tunnel(TunnelId(1)).unwrap();
         p.publish();
@@ -1088,10 +840,7 @@ mod tests {
         let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
         p.set_neighbour(PortId(0), ip("192.0.2.2"), mac).unwrap();
         p.publish();
-        assert_eq!(
-            reader.load().neighbour(PortId(0), ip("192.0.2.2")),
-            Some(mac)
-        );
+        assert_eq!(reader.load().neighbour(PortId(0), ip("192.0.2.2")), Some(mac));
         assert_eq!(reader.load().neighbour(PortId(1), ip("192.0.2.2")), None);
         p.remove_port(PortId(0)).unwrap();
         p.publish();
@@ -1105,8 +854,7 @@ mod tests {
     #[test]
     fn readers_see_whole_snapshots_while_the_publisher_runs() {
         let (mut p, reader) = TablesPublisher::new();
-        p.set_tunnel(tunnel(1, "192.0.2.1", None, Some(("10.0.0.1", 16))))
-            .unwrap();
+        p.set_tunnel(tunnel(1, "192.0.2.1", None, Some(("10.0.0.1", 16)))).unwrap();
         p.publish();
         const PEERS: u32 = 64;
         let peer = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0100 + i));
@@ -1130,21 +878,12 @@ mod tests {
                     for (i, nh) in out.iter().enumerate() {
                         let Some(nh) = nh else { continue };
                         seen_routes += 1;
-                        let Some(NextHop::Tunnel {
-                            tunnel,
-                            peer: Some(peer_ip),
-                        }) = t.next_hop(*nh)
-                        else {
+                        let Some(NextHop::Tunnel { tunnel, peer: Some(peer_ip) }) = t.next_hop(*nh) else {
                             panic!("route {i} resolves to {:?}", t.next_hop(*nh));
                         };
                         assert_eq!(*peer_ip, peer(i as u32));
-                        let entry = t
-                            .teib(*tunnel, *peer_ip)
-                            .expect("route published without its TEIB entry");
-                        assert_eq!(
-                            entry.nbma,
-                            IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i as u32))
-                        );
+                        let entry = t.teib(*tunnel, *peer_ip).expect("route published without its TEIB entry");
+                        assert_eq!(entry.nbma, IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i as u32)));
                     }
                 }
                 (snapshots, seen_routes)
@@ -1154,12 +893,8 @@ mod tests {
             for i in 0..PEERS {
                 if (i + round) % 3 == 0 {
                     let nbma = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i));
-                    p.set_teib(TunnelId(1), peer(i), teib(&nbma.to_string()))
-                        .unwrap();
-                    let nh = NextHop::Tunnel {
-                        tunnel: TunnelId(1),
-                        peer: Some(peer(i)),
-                    };
+                    p.set_teib(TunnelId(1), peer(i), teib(&nbma.to_string())).unwrap();
+                    let nh = NextHop::Tunnel { tunnel: TunnelId(1), peer: Some(peer(i)) };
                     p.add_route(VrfId(1), lan(i), 24, nh).unwrap();
                 } else {
                     p.remove_route(VrfId(1), lan(i), 24).unwrap();
@@ -1170,9 +905,6 @@ mod tests {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (snapshots, seen_routes) = checker.join().unwrap();
-        assert!(
-            snapshots > 0 && seen_routes > 0,
-            "checker saw {snapshots} snapshots, {seen_routes} routes"
-        );
+        assert!(snapshots > 0 && seen_routes > 0, "checker saw {snapshots} snapshots, {seen_routes} routes");
     }
 }

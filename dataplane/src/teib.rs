@@ -76,9 +76,7 @@ pub struct Sharded<K, V> {
 
 impl<K: ShardKey + Clone, V: Clone> Default for Sharded<K, V> {
     fn default() -> Self {
-        Sharded {
-            shards: (0..SHARDS).map(|_| Arc::new(FastMap::default())).collect(),
-        }
+        Sharded { shards: (0..SHARDS).map(|_| Arc::new(FastMap::default())).collect() }
     }
 }
 
@@ -144,12 +142,7 @@ impl Teib {
 
     /// Adds or replaces an entry; returns the old one. The caller checks that the tunnel exists
     /// ([`crate::tables::TablesPublisher::set_teib`] does).
-    pub fn insert(
-        &mut self,
-        tunnel: TunnelId,
-        overlay: IpAddr,
-        entry: TeibEntry,
-    ) -> Option<TeibEntry> {
+    pub fn insert(&mut self, tunnel: TunnelId, overlay: IpAddr, entry: TeibEntry) -> Option<TeibEntry> {
         self.map.insert((tunnel, overlay), entry)
     }
 
@@ -179,11 +172,7 @@ mod tests {
     use super::*;
 
     fn entry(nbma: &str) -> TeibEntry {
-        TeibEntry {
-            nbma: nbma.parse().unwrap(),
-            sa_out: Some(SaIndex(7)),
-            dynamic: true,
-        }
+        TeibEntry { nbma: nbma.parse().unwrap(), sa_out: Some(SaIndex(7)), dynamic: true }
     }
 
     #[test]
@@ -192,15 +181,9 @@ mod tests {
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(t.insert(TunnelId(1), peer, entry("198.51.100.2")), None);
         let published = t.clone();
-        assert_eq!(
-            t.insert(TunnelId(1), peer, entry("203.0.113.9")),
-            Some(entry("198.51.100.2"))
-        );
+        assert_eq!(t.insert(TunnelId(1), peer, entry("203.0.113.9")), Some(entry("198.51.100.2")));
         t.insert(TunnelId(2), peer, entry("192.0.2.7"));
-        assert_eq!(
-            published.get(TunnelId(1), peer),
-            Some(&entry("198.51.100.2"))
-        );
+        assert_eq!(published.get(TunnelId(1), peer), Some(&entry("198.51.100.2")));
         assert_eq!(published.get(TunnelId(2), peer), None);
         assert_eq!(t.get(TunnelId(1), peer), Some(&entry("203.0.113.9")));
         assert_eq!(t.remove_tunnel(TunnelId(1)), 1);
@@ -215,33 +198,16 @@ mod tests {
         for i in 0..100_000u32 {
             let overlay = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             let nbma = IpAddr::from(std::net::Ipv4Addr::from(0xc633_0000 + i));
-            t.insert(
-                TunnelId(1),
-                overlay,
-                TeibEntry {
-                    nbma,
-                    sa_out: None,
-                    dynamic: true,
-                },
-            );
+            t.insert(TunnelId(1), overlay, TeibEntry { nbma, sa_out: None, dynamic: true });
         }
         let published = t.clone();
         t.remove(TunnelId(1), "10.0.0.5".parse().unwrap());
-        let shared = t
-            .map
-            .shards
-            .iter()
-            .zip(&published.map.shards)
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count();
+        let shared = t.map.shards.iter().zip(&published.map.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert_eq!(shared, SHARDS - 1);
         assert_eq!(t.len(), 99_999);
-        assert!(published
-            .get(TunnelId(1), "10.0.0.5".parse().unwrap())
-            .is_some());
+        assert!(published.get(TunnelId(1), "10.0.0.5".parse().unwrap()).is_some());
         assert_eq!(
-            t.get(TunnelId(1), "10.1.134.159".parse().unwrap())
-                .map(|e| e.nbma),
+            t.get(TunnelId(1), "10.1.134.159".parse().unwrap()).map(|e| e.nbma),
             Some("198.52.134.159".parse().unwrap())
         );
     }

@@ -86,14 +86,8 @@ impl<P: Port> Worker<P> {
             self.generation = tables.generation();
             self.sa_rt.reserve(tables.sas());
         }
-        let mut handled = self.pipeline.inject(
-            &tables,
-            &mut self.sa_rt,
-            &self.counters,
-            &self.rings,
-            &mut self.ports,
-            now_ns,
-        );
+        let mut handled =
+            self.pipeline.inject(&tables, &mut self.sa_rt, &self.counters, &self.rings, &mut self.ports, now_ns);
         for i in 0..self.ports.len() {
             self.burst.clear();
             let n = self.ports[i].rx_burst(&mut self.burst, self.burst_size);

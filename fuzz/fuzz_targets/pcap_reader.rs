@@ -24,10 +24,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let bytes = writer.into_inner().expect("writing to a Vec cannot fail");
-    let again: Vec<_> = Reader::new(&bytes)
-        .expect("our own header reads")
-        .collect::<Result<_, _>>()
-        .expect("our own records read");
+    let again: Vec<_> =
+        Reader::new(&bytes).expect("our own header reads").collect::<Result<_, _>>().expect("our own records read");
     assert_eq!(again.len(), written.len());
     for (a, b) in again.iter().zip(written) {
         assert_eq!((a.ts_nanos, a.data), (b.ts_nanos, b.data));

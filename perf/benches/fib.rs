@@ -79,8 +79,7 @@ fn v6_route(r: &mut Rng, providers: &[u128]) -> (u128, u8) {
 fn build<F: Family>(routes: &[(F::Bits, u8)]) -> FibBuilder<F> {
     let mut b = FibBuilder::<F>::new();
     for (i, &(p, len)) in routes.iter().enumerate() {
-        b.insert(F::addr(p), len, NextHopId(i as u32 % 100_000))
-            .unwrap();
+        b.insert(F::addr(p), len, NextHopId(i as u32 % 100_000)).unwrap();
     }
     b
 }
@@ -109,9 +108,7 @@ fn routes_v4(n: usize, seed: u64) -> Vec<(u32, u8)> {
 fn routes_v6(n: usize, seed: u64) -> Vec<(u128, u8)> {
     let mut r = Rng(seed);
     let providers: Vec<u128> = (0..20_000)
-        .map(|_| {
-            (0x2000u128 | u128::from(r.below(0x2000))) << 112 | u128::from(r.next() & 0xffff) << 96
-        })
+        .map(|_| (0x2000u128 | u128::from(r.below(0x2000))) << 112 | u128::from(r.next() & 0xffff) << 96)
         .collect();
     (0..n).map(|_| v6_route(&mut r, &providers)).collect()
 }
@@ -139,12 +136,7 @@ fn lookups<F: Family>(c: &mut Criterion, name: &str, fib: &Fib<F>, dst: &[F::Add
 
 /// Applies `batch` changes (half withdrawals of existing routes, half new routes) and publishes, while
 /// the previous snapshot is still held (as a worker would).
-fn updates<F: Family>(
-    c: &mut Criterion,
-    name: &str,
-    mut b: FibBuilder<F>,
-    fresh: Vec<(F::Bits, u8)>,
-) {
+fn updates<F: Family>(c: &mut Criterion, name: &str, mut b: FibBuilder<F>, fresh: Vec<(F::Bits, u8)>) {
     let mut g = c.benchmark_group(format!("{name}_publish_1M"));
     g.sample_size(10);
     let mut published: Arc<Fib<F>> = b.snapshot();
@@ -205,10 +197,7 @@ fn bench(c: &mut Criterion) {
             &routes,
             PROBES,
             &mut r,
-            |x, len| {
-                (u128::from(x) | u128::from(x) << 64)
-                    & u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
-            },
+            |x, len| (u128::from(x) | u128::from(x) << 64) & u128::MAX.checked_shr(u32::from(len)).unwrap_or(0),
             |a, b| a | b,
         );
         eprintln!(

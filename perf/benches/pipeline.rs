@@ -33,7 +33,13 @@ fn pipeline(c: &mut Criterion) {
                 group.bench_function(id, |b| {
                     b.iter_custom(|bursts| match bench.run_bursts(path, size, bursts) {
                         Ok(m) if m.wrong == 0 => m.busy,
-                        Ok(m) => panic!("{} {} {peers}: {} of {} packets not delivered", path.name(), size.name(), m.wrong, m.packets),
+                        Ok(m) => panic!(
+                            "{} {} {peers}: {} of {} packets not delivered",
+                            path.name(),
+                            size.name(),
+                            m.wrong,
+                            m.packets
+                        ),
                         Err(e) => panic!("{} {} {peers}: {e}", path.name(), size.name()),
                     })
                 });

@@ -68,7 +68,10 @@ pub fn speed(size: usize, seconds: u32) -> Result<OpensslRate, OpensslError> {
 /// Reads the result line of a one-size `openssl speed -evp aes-128-gcm` table (`AES-128-GCM 2629918.33k`,
 /// in 1000s of bytes per second) and returns bytes per second.
 pub fn parse(stdout: &str) -> Option<f64> {
-    let line = stdout.lines().rev().find(|l| l.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case("aes-128-gcm")))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case("aes-128-gcm")))?;
     let value = line.split_whitespace().nth(1)?;
     let kilo: f64 = value.strip_suffix('k')?.parse().ok()?;
     Some(kilo * 1000.0)

@@ -257,7 +257,12 @@ impl Scenario {
             protection: true,
             redirect: options.redirect,
         })?;
-        publisher.add_route(FVRF, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, NextHop::Port { port: WAN, gateway: Some(IpAddr::V4(WAN_GW_IP)) })?;
+        publisher.add_route(
+            FVRF,
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            0,
+            NextHop::Port { port: WAN, gateway: Some(IpAddr::V4(WAN_GW_IP)) },
+        )?;
         publisher.set_neighbour(WAN, IpAddr::V4(WAN_GW_IP), WAN_GW_MAC)?;
         publisher.set_neighbour(LAN, IpAddr::V4(LAN_HOST_IP), LAN_HOST_MAC)?;
 

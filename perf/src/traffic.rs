@@ -339,7 +339,14 @@ impl Bench {
         self.verdicts.clear();
         self.verdicts.resize(self.batch.len(), Ok(()));
         let db = &self.scenario.spoke_sas;
-        self.spoke_esp.encrypt(&mut SoftEngine, db, &mut self.spoke_rt, &mut self.batch, &self.reqs, &mut self.verdicts);
+        self.spoke_esp.encrypt(
+            &mut SoftEngine,
+            db,
+            &mut self.spoke_rt,
+            &mut self.batch,
+            &self.reqs,
+            &mut self.verdicts,
+        );
         if let Some(Err(reason)) = self.verdicts.iter().find(|v| v.is_err()) {
             return Err(TrafficError::Encrypt(*reason));
         }
@@ -396,10 +403,14 @@ fn looks_right(path: Path, frame: &[u8]) -> bool {
     let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else { return false };
     match path {
         Path::LanToTunnel | Path::SpokeToSpoke => {
-            eth.dst_addr() == Address(scenario::WAN_GW_MAC) && ip.protocol() == IpProtocol::ESP && ip.src_addr() == scenario::HUB_WAN_IP
+            eth.dst_addr() == Address(scenario::WAN_GW_MAC)
+                && ip.protocol() == IpProtocol::ESP
+                && ip.src_addr() == scenario::HUB_WAN_IP
         }
         Path::TunnelToLan => {
-            eth.dst_addr() == Address(scenario::LAN_HOST_MAC) && ip.protocol() == IpProtocol::UDP && ip.dst_addr() == scenario::LAN_HOST_IP
+            eth.dst_addr() == Address(scenario::LAN_HOST_MAC)
+                && ip.protocol() == IpProtocol::UDP
+                && ip.dst_addr() == scenario::LAN_HOST_IP
         }
     }
 }
@@ -444,7 +455,8 @@ fn push_ipv4(pkt: &mut HeapPkt, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtoc
 
 /// Prepends an untagged Ethernet header carrying IPv4.
 fn push_ethernet(pkt: &mut HeapPkt, dst: [u8; 6], src: [u8; 6]) -> Result<(), TrafficError> {
-    let repr = ethernet::Repr { src_addr: Address(src), dst_addr: Address(dst), vlan: None, ethertype: EtherType::IPV4 };
+    let repr =
+        ethernet::Repr { src_addr: Address(src), dst_addr: Address(dst), vlan: None, ethertype: EtherType::IPV4 };
     let header = pkt.prepend(repr.buffer_len()).ok_or(TrafficError::NoRoom("Ethernet"))?;
     repr.emit(&mut ethernet::Packet::new_unchecked(header));
     Ok(())

@@ -63,18 +63,34 @@ fn lan_to_tunnel_is_esp_the_spoke_decrypts() {
     assert_eq!(frame.src_addr(), Address(scenario::HUB_WAN_MAC));
     let ip = ipv4::Packet::new_checked(frame.payload()).unwrap();
     assert!(ip.verify_checksum());
-    assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol()), (scenario::HUB_WAN_IP, scenario::spoke_nbma(2), IpProtocol::ESP));
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+        (scenario::HUB_WAN_IP, scenario::spoke_nbma(2), IpProtocol::ESP)
+    );
     assert_eq!(&ip.payload()[..4], &scenario::spi_out(2).to_be_bytes());
     assert!(out.adj(14 + 20));
 
     // Spoke 2's inbound SA: the mirror of the hub's outbound one.
-    let config = scenario::sa_config(scenario::sa_out(2), scenario::spi_out(2), Direction::Inbound, scenario::spoke_nbma(2), scenario::HUB_WAN_IP);
+    let config = scenario::sa_config(
+        scenario::sa_out(2),
+        scenario::spi_out(2),
+        Direction::Inbound,
+        scenario::spoke_nbma(2),
+        scenario::HUB_WAN_IP,
+    );
     let mut db = SaDb::builder();
     db.insert(scenario::sa_out(2), Arc::new(Sa::new(config, default_backend(), [0; 16]).unwrap())).unwrap();
     let db = db.build().unwrap();
     let mut pkts = [out];
     let mut verdicts = [Err(DropReason::EspMalformed)];
-    EspProcessor::new(1).decrypt(&mut SoftEngine, &db, &mut SaRtTable::default(), &mut pkts, &[InboundReq::Spi], &mut verdicts);
+    EspProcessor::new(1).decrypt(
+        &mut SoftEngine,
+        &db,
+        &mut SaRtTable::default(),
+        &mut pkts,
+        &[InboundReq::Spi],
+        &mut verdicts,
+    );
     let decrypted = verdicts[0].expect("the spoke decrypts it");
     assert_eq!(decrypted.next_header, 47);
     let g = gre::Packet::new_checked(pkts[0].data()).unwrap();
@@ -130,7 +146,10 @@ fn tunnel_to_lan_and_spoke_to_spoke_come_out_where_expected() {
     let out = s.worker.ports[usize::from(WAN.0)].tx.pop().expect("ESP back out of the WAN port");
     let frame = ethernet::Packet::new_checked(out.data()).unwrap();
     let ip = ipv4::Packet::new_checked(frame.payload()).unwrap();
-    assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol()), (scenario::HUB_WAN_IP, scenario::spoke_nbma(1), IpProtocol::ESP));
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+        (scenario::HUB_WAN_IP, scenario::spoke_nbma(1), IpProtocol::ESP)
+    );
     assert_eq!(&ip.payload()[..4], &scenario::spi_out(1).to_be_bytes());
     assert_eq!(s.worker.counters.nonzero_drops(), vec![]);
 }

@@ -65,19 +65,15 @@ fn parse_args() -> Result<Args> {
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),
         }
     }
-    Ok(Args {
-        config: config.context(USAGE)?,
-        rx,
-        out: out.context(USAGE)?,
-        burst,
-    })
+    Ok(Args { config: config.context(USAGE)?, rx, out: out.context(USAGE)?, burst })
 }
 
 fn main() -> Result<()> {
     let args = parse_args()?;
     let text = fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let config = StaticConfig::from_json(&text).with_context(|| format!("in {}", args.config.display()))?;
-    let sas = config.sa_db(crypto::default_backend(), [0x5a; 16]).with_context(|| format!("in {}", args.config.display()))?;
+    let sas =
+        config.sa_db(crypto::default_backend(), [0x5a; 16]).with_context(|| format!("in {}", args.config.display()))?;
     let (publisher, reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
     let port_count = publisher.staged().port_count();
 
@@ -93,14 +89,7 @@ fn main() -> Result<()> {
 
     let ports = (0..port_count).map(|_| MemPort::<HeapPkt>::new(1 << 16)).collect();
     let rings = Arc::new(ControlRings::new(1 << 16));
-    let mut worker = Worker::new(
-        WorkerId(0),
-        ports,
-        reader,
-        Box::new(crypto::SoftEngine),
-        rings.clone(),
-        args.burst,
-    );
+    let mut worker = Worker::new(WorkerId(0), ports, reader, Box::new(crypto::SoftEngine), rings.clone(), args.burst);
     for (sa, seq) in config.seq_starts() {
         worker.set_outbound_seq(sa, seq);
     }
@@ -113,7 +102,8 @@ fn main() -> Result<()> {
         let mut n = 0;
         while i < frames.len() && frames[i].1 == port && n < args.burst {
             let (ts, _, ref data) = frames[i];
-            let pkt = HeapPkt::from_bytes(data).with_context(|| format!("frame {i}: {} bytes is too long", data.len()))?;
+            let pkt =
+                HeapPkt::from_bytes(data).with_context(|| format!("frame {i}: {} bytes is too long", data.len()))?;
             worker.ports[usize::from(port)].rx.push_back(pkt);
             now = ts;
             n += 1;

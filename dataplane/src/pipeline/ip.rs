@@ -3,7 +3,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Ctx, Meta, Note, Pipeline, Step};
+use super::{Ctx, Meta, Note, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::drop::DropReason;
 use crate::ids::{TunnelId, VrfId};
 use crate::pkt::PacketBuf;
@@ -314,14 +314,24 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 self.l2_output(cx, pkt, meta, port, gateway.unwrap_or(l3.dst))
             }
-            NextHop::Tunnel { tunnel, peer } => self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer.unwrap_or(l3.dst)),
+            NextHop::Tunnel { tunnel, peer } => {
+                self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer.unwrap_or(l3.dst))
+            }
             NextHop::Drop | NextHop::Local => Step::Drop(DropReason::RouteDrop),
         }
     }
 
     /// A packet over the egress MTU: with DF (always for IPv6) an ICMP "too big" goes back; the data
     /// plane does not fragment, so either way the packet is dropped and counted.
-    pub(super) fn too_big(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, mtu: usize) -> Step {
+    pub(super) fn too_big(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        vrf: VrfId,
+        l3: &L3,
+        mtu: usize,
+    ) -> Step {
         cx.counters.drop(DropReason::MtuExceeded);
         if !l3.dont_frag {
             return Step::Consumed;
@@ -338,7 +348,15 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// Turns the packet, in place, into an ICMP error to its source and sends it (RFC 1812 §4.3.2,
     /// RFC 4443 §2.4). Returns [`Step::Consumed`] when no error may be sent.
-    pub(super) fn icmp_error(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, err: IcmpError) -> Step {
+    pub(super) fn icmp_error(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        vrf: VrfId,
+        l3: &L3,
+        err: IcmpError,
+    ) -> Step {
         // Never about an ICMP error, a non-first fragment, or a multicast / unspecified source.
         if !l3.first_fragment || is_icmp_error(pkt.data(), l3) || !is_unicast(l3.src) {
             return Step::Consumed;
@@ -386,7 +404,9 @@ impl<P: PacketBuf> Pipeline<P> {
         match route(cx.t, vrf, l3.dst) {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Port { port, gateway }) => self.l2_output(cx, pkt, meta, *port, gateway.unwrap_or(l3.dst)),
-            Some(&NextHop::Tunnel { tunnel, peer }) => self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, peer.unwrap_or(l3.dst)),
+            Some(&NextHop::Tunnel { tunnel, peer }) => {
+                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, peer.unwrap_or(l3.dst))
+            }
             Some(NextHop::Drop | NextHop::Local) => Step::Drop(DropReason::RouteDrop),
         }
     }
@@ -471,7 +491,9 @@ fn icmp4_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv4Addr, dst: Ipv4Addr,
     let (msg_type, code, rest) = match err {
         IcmpError::TimeExceeded => (icmpv4::Message::TIME_EXCEEDED, icmpv4::TimeExceeded::TTL_EXPIRED.0, 0u32),
         // RFC 1191 §4: the next-hop MTU in the low 16 bits.
-        IcmpError::TooBig(mtu) => (icmpv4::Message::DST_UNREACHABLE, icmpv4::DstUnreachable::FRAG_NEEDED.0, u32::from(mtu)),
+        IcmpError::TooBig(mtu) => {
+            (icmpv4::Message::DST_UNREACHABLE, icmpv4::DstUnreachable::FRAG_NEEDED.0, u32::from(mtu))
+        }
     };
     let mut icmp = icmpv4::Packet::new_unchecked(icmp_bytes);
     icmp.set_msg_type(msg_type);
@@ -484,7 +506,7 @@ fn icmp4_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv4Addr, dst: Ipv4Addr,
         protocol: IpProtocol::ICMP,
         payload_len: icmpv4::HEADER_LEN + quote,
         ttl: 64,
-        dscp: 0x30, // CS6, internetwork control (RFC 4594)
+        dscp: NETWORK_CONTROL_DSCP,
         ecn: 0,
         ident,
         dont_frag: false,

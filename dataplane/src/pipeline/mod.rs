@@ -94,15 +94,7 @@ struct Meta {
 impl Meta {
     fn new(rx_port: PortId) -> Self {
         let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
-        Self {
-            rx_port,
-            outer_src: any,
-            outer_dst: any,
-            outer_ecn: 0,
-            sa_in: None,
-            from_tunnel: None,
-            out: None,
-        }
+        Self { rx_port, outer_src: any, outer_dst: any, outer_ecn: 0, sa_in: None, from_tunnel: None, out: None }
     }
 }
 
@@ -122,6 +114,9 @@ struct Note {
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
 }
+
+/// DSCP of what the box itself originates (NHRP, ICMP errors): CS6, network control (RFC 4594).
+const NETWORK_CONTROL_DSCP: u8 = 48;
 
 /// How long the per-key trigger limits hold back a repeat (redirects, TEIB and neighbour misses).
 const TRIGGER_INTERVAL_NS: u64 = 1_000_000_000;

@@ -5,15 +5,15 @@
 use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
-use super::{Ctx, Meta, Note, Outer, Pipeline, Step};
+use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::drop::DropReason;
+use crate::esp::{InboundReq, OutboundReq};
 use crate::ids::{SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
-use crate::esp::{InboundReq, OutboundReq};
 use crate::sa::{Mode, SaRtTable};
-use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::tables::{NextHop, TunnelConfig};
+use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::wire::gre::{self, Protocol};
 use crate::wire::ipv4;
 use crate::wire::udp;
@@ -129,7 +129,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if tunnel.protection && sa.is_none() {
             return Step::Drop(DropReason::NoOutboundSa);
         }
-        let out = match self.outer_path(cx, tunnel, nbma, sa, 0xC0) {
+        let out = match self.outer_path(cx, tunnel, nbma, sa, NETWORK_CONTROL_DSCP << 2) {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
@@ -191,7 +191,15 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
     /// unprotected tunnel, the outer header at once.
-    fn gre_encap(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, tunnel: &TunnelConfig, protocol: Protocol, out: Outer) -> Step {
+    fn gre_encap(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        tunnel: &TunnelConfig,
+        protocol: Protocol,
+        out: Outer,
+    ) -> Step {
         let repr = gre::Repr { protocol, checksum: false, key: tunnel.key, sequence: None };
         let Some(header) = pkt.prepend(repr.buffer_len()) else {
             return Step::Drop(DropReason::NoBufferSpace);
@@ -216,7 +224,8 @@ impl<P: PacketBuf> Pipeline<P> {
     #[allow(clippy::needless_range_loop)]
     pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_in.clear();
-        self.esp_in.extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
+        self.esp_in
+            .extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
         // Start loading every SA of the batch (keys, replay window) before the first is used.
         for (pkt, step) in burst.iter().zip(&self.step) {
             if *step != Step::Decrypt {
@@ -321,7 +330,14 @@ impl<P: PacketBuf> Pipeline<P> {
 /// Prepends an outer IPv4 header (IPv6 NBMA is not carried yet: such packets are refused by the
 /// caller's route lookup). DF is clear so that the path may fragment the outer packet; DSCP and ECN are
 /// copied from the inner packet (RFC 2983, RFC 6040 §4.1 normal mode).
-fn push_ip_header<P: PacketBuf>(pkt: &mut P, src: IpAddr, dst: IpAddr, protocol: IpProtocol, tos: u8, ident: u16) -> bool {
+fn push_ip_header<P: PacketBuf>(
+    pkt: &mut P,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: IpProtocol,
+    tos: u8,
+    ident: u16,
+) -> bool {
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else { return false };
     let payload_len = pkt.len();
     if payload_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {

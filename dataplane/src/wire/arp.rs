@@ -240,16 +240,10 @@ impl Repr {
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check_len()?;
         if packet.hardware_type() != Hardware::ETHERNET || packet.hardware_len() != 6 {
-            return Err(Error::Unsupported {
-                layer: LAYER,
-                what: "hardware is not Ethernet",
-            });
+            return Err(Error::Unsupported { layer: LAYER, what: "hardware is not Ethernet" });
         }
         if packet.protocol_type() != EtherType::IPV4 || packet.protocol_len() != 4 {
-            return Err(Error::Unsupported {
-                layer: LAYER,
-                what: "protocol is not IPv4",
-            });
+            return Err(Error::Unsupported { layer: LAYER, what: "protocol is not IPv4" });
         }
         Ok(Repr {
             operation: packet.operation(),

@@ -115,10 +115,7 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 §3: the bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2.
-        assert_eq!(
-            data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0xddf2
-        );
+        assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
         // An odd trailing byte is padded with zero.
         assert_eq!(data(&[0x00, 0x01, 0xf2]), 0xf201);
         assert_eq!(data(&[]), 0);
@@ -158,8 +155,7 @@ mod tests {
     #[test]
     fn udp_pseudo_header_matches_scapy() {
         // IP(src="192.0.2.1", dst="198.51.100.2")/UDP(sport=4500, dport=4500)/Raw(b"hello, world")
-        let p =
-            hex("450000280001000040118e8dc0000201c6336402119411940014b01a68656c6c6f2c20776f726c64");
+        let p = hex("450000280001000040118e8dc0000201c6336402119411940014b01a68656c6c6f2c20776f726c64");
         let udp = &p[20..];
         let ph = pseudo_header(
             &Ipv4Addr::new(192, 0, 2, 1),
@@ -169,10 +165,8 @@ mod tests {
         );
         assert_eq!(combine(&[ph, data(udp)]), 0xffff);
         // IPv6(src="2001:db8::1", dst="2001:db8::2")/UDP(sport=500, dport=500)/Raw(b"hello, world")
-        let p = hex(
-            "600000000014114020010db800000000000000000000000120010db8000000000000000000000002\
-             01f401f40014601d68656c6c6f2c20776f726c64",
-        );
+        let p = hex("600000000014114020010db800000000000000000000000120010db8000000000000000000000002\
+             01f401f40014601d68656c6c6f2c20776f726c64");
         let udp = &p[40..];
         let ph = pseudo_header(
             &"2001:db8::1".parse::<Ipv6Addr>().unwrap(),

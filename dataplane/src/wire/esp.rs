@@ -166,7 +166,11 @@ impl Trailer {
         };
         let monotonic = plaintext[pad_start..body_len].iter().zip(1u8..).all(|(b, want)| *b == want);
         if !monotonic {
-            return Err(Error::Malformed { layer: "esp trailer", offset: 0, what: "padding bytes are not 1, 2, 3, ..." });
+            return Err(Error::Malformed {
+                layer: "esp trailer",
+                offset: 0,
+                what: "padding bytes are not 1, 2, 3, ...",
+            });
         }
         Ok(Self { pad_len, next_header })
     }

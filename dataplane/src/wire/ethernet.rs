@@ -77,11 +77,7 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -112,11 +108,7 @@ impl VlanTag {
     /// Tag from a 16-bit TCI.
     #[inline]
     pub const fn from_tci(tci: u16) -> VlanTag {
-        VlanTag {
-            pcp: (tci >> 13) as u8,
-            dei: tci & 0x1000 != 0,
-            vid: tci & 0x0fff,
-        }
+        VlanTag { pcp: (tci >> 13) as u8, dei: tci & 0x1000 != 0, vid: tci & 0x0fff }
     }
 }
 
@@ -202,18 +194,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The 802.1Q tag, if present.
     #[inline]
     pub fn vlan_tag(&self) -> Option<VlanTag> {
-        self.is_tagged()
-            .then(|| VlanTag::from_tci(get_u16(self.buffer.as_ref(), field::TCI.start)))
+        self.is_tagged().then(|| VlanTag::from_tci(get_u16(self.buffer.as_ref(), field::TCI.start)))
     }
 
     /// EtherType of the payload (after the tag when tagged).
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        let at = if self.is_tagged() {
-            field::INNER_ETHERTYPE.start
-        } else {
-            field::ETHERTYPE.start
-        };
+        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
         EtherType(get_u16(self.buffer.as_ref(), at))
     }
 
@@ -240,11 +227,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the payload's EtherType (after the tag when tagged).
     #[inline]
     pub fn set_ethertype(&mut self, t: EtherType) {
-        let at = if self.is_tagged() {
-            field::INNER_ETHERTYPE.start
-        } else {
-            field::ETHERTYPE.start
-        };
+        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
         set_u16(self.buffer.as_mut(), at, t.0);
     }
 
@@ -341,14 +324,7 @@ mod tests {
         let b = hex(TAGGED);
         let f = Packet::new_checked(&b[..]).unwrap();
         assert!(f.dst_addr().is_broadcast() && f.dst_addr().is_multicast());
-        assert_eq!(
-            f.vlan_tag(),
-            Some(VlanTag {
-                pcp: 5,
-                dei: true,
-                vid: 100
-            })
-        );
+        assert_eq!(f.vlan_tag(), Some(VlanTag { pcp: 5, dei: true, vid: 100 }));
         assert_eq!(f.ethertype(), EtherType::IPV6);
         assert_eq!(f.header_len(), 18);
         assert_eq!(f.payload(), b"abcd");
@@ -383,13 +359,7 @@ mod tests {
             let b = hex(v);
             let hl = Packet::new_checked(&b[..]).unwrap().header_len();
             for n in 0..hl {
-                assert!(matches!(
-                    Packet::new_checked(&b[..n]),
-                    Err(Error::Truncated {
-                        layer: "ethernet",
-                        ..
-                    })
-                ));
+                assert!(matches!(Packet::new_checked(&b[..n]), Err(Error::Truncated { layer: "ethernet", .. })));
             }
         }
     }

@@ -17,9 +17,7 @@
 //! and the checksum (§2.6) covers the GRE header and the payload. Optional fields read as `None` when
 //! their bit is clear, so no getter reads past a checked header.
 
-use super::{
-    check, checksum, code_point, get_u16, get_u32, malformed, set_u16, set_u32, Error, Result,
-};
+use super::{check, checksum, code_point, get_u16, get_u32, malformed, set_u16, set_u32, Error, Result};
 
 const LAYER: &str = "gre";
 
@@ -81,11 +79,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         check(LAYER, BASE_HEADER_LEN, len)?;
         let w = self.flags_ver();
         if w & MUST_BE_ZERO != 0 {
-            return Err(malformed(
-                LAYER,
-                0,
-                "reserved bit 1, 4 or 5 set (RFC 1701 routing/recursion)",
-            ));
+            return Err(malformed(LAYER, 0, "reserved bit 1, 4 or 5 set (RFC 1701 routing/recursion)"));
         }
         if w & VERSION_MASK != 0 {
             return Err(malformed(LAYER, 1, "version is not 0"));
@@ -152,22 +146,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Checksum field, when C is set.
     #[inline]
     pub fn checksum(&self) -> Option<u16> {
-        self.checksum_present()
-            .then(|| get_u16(self.buffer.as_ref(), field::OPTIONAL))
+        self.checksum_present().then(|| get_u16(self.buffer.as_ref(), field::OPTIONAL))
     }
 
     /// Key, when K is set (RFC 2890 §2.1).
     #[inline]
     pub fn key(&self) -> Option<u32> {
-        self.key_present()
-            .then(|| get_u32(self.buffer.as_ref(), self.key_at()))
+        self.key_present().then(|| get_u32(self.buffer.as_ref(), self.key_at()))
     }
 
     /// Sequence number, when S is set (RFC 2890 §2.2).
     #[inline]
     pub fn sequence(&self) -> Option<u32> {
-        self.seq_present()
-            .then(|| get_u32(self.buffer.as_ref(), self.seq_at()))
+        self.seq_present().then(|| get_u32(self.buffer.as_ref(), self.seq_at()))
     }
 
     /// Whether the checksum verifies over header and payload (RFC 2784 §2.6); true when absent.
@@ -187,18 +178,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     fn set_flag(&mut self, flag: u16, on: bool) {
         let w = self.flags_ver();
-        set_u16(
-            self.buffer.as_mut(),
-            field::FLAGS_VER.start,
-            if on { w | flag } else { w & !flag },
-        );
+        set_u16(self.buffer.as_mut(), field::FLAGS_VER.start, if on { w | flag } else { w & !flag });
     }
 
     /// Writes the first word: C, K, S as given, all reserved bits and the version zero.
     #[inline]
     pub fn set_flags(&mut self, checksum: bool, key: bool, seq: bool) {
-        let w =
-            (u16::from(checksum) * FLAG_C) | (u16::from(key) * FLAG_K) | (u16::from(seq) * FLAG_S);
+        let w = (u16::from(checksum) * FLAG_C) | (u16::from(key) * FLAG_K) | (u16::from(seq) * FLAG_S);
         set_u16(self.buffer.as_mut(), field::FLAGS_VER.start, w);
     }
 
@@ -346,15 +332,7 @@ mod tests {
         assert_eq!(p.checksum(), Some(0xe338));
         assert!(p.verify_checksum());
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                protocol: Protocol::IPV4,
-                checksum: true,
-                key: Some(0x1234),
-                sequence: Some(7)
-            }
-        );
+        assert_eq!(r, Repr { protocol: Protocol::IPV4, checksum: true, key: Some(0x1234), sequence: Some(7) });
         assert_eq!(p.payload(), b"\x45innerpacket");
     }
 
@@ -363,15 +341,7 @@ mod tests {
         let b = hex(NHRP);
         let p = Packet::new_checked(&b[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                protocol: Protocol::NHRP,
-                checksum: false,
-                key: Some(100_000),
-                sequence: None
-            }
-        );
+        assert_eq!(r, Repr { protocol: Protocol::NHRP, checksum: false, key: Some(100_000), sequence: None });
         assert_eq!((p.checksum(), p.payload()), (None, &b"nhrp"[..]));
         let b = hex(PLAIN6);
         let p = Packet::new_checked(&b[..]).unwrap();
@@ -414,17 +384,11 @@ mod tests {
     fn receive_rules() {
         let mut b = hex(NHRP);
         b[1] = 1; // version 1 (PPTP's enhanced GRE)
-        assert!(matches!(
-            Packet::new_checked(&b[..]),
-            Err(Error::Malformed { offset: 1, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&b[..]), Err(Error::Malformed { offset: 1, .. })));
         for bit in [0x40u8, 0x08, 0x04] {
             let mut b = hex(NHRP);
             b[0] |= bit;
-            assert!(matches!(
-                Packet::new_checked(&b[..]),
-                Err(Error::Malformed { offset: 0, .. })
-            ));
+            assert!(matches!(Packet::new_checked(&b[..]), Err(Error::Malformed { offset: 0, .. })));
         }
         // Bits 6-12 are ignored on receipt.
         let mut b = hex(NHRP);
@@ -445,10 +409,7 @@ mod tests {
             let hl = Packet::new_checked(&b[..]).unwrap().header_len();
             for n in 0..hl {
                 assert!(
-                    matches!(
-                        Packet::new_checked(&b[..n]),
-                        Err(Error::Truncated { layer: "gre", .. })
-                    ),
+                    matches!(Packet::new_checked(&b[..n]), Err(Error::Truncated { layer: "gre", .. })),
                     "length {n}"
                 );
             }

@@ -9,9 +9,7 @@
 //! [`MAX_ERROR_DATAGRAM_LEN`]-byte datagram (RFC 1812 §4.3.2.3). Other types survive a round trip as
 //! [`Repr::Other`].
 
-use super::{
-    check, checksum, code_point, get_u16, get_u32, ipv4, malformed, set_u16, set_u32, Error, Result,
-};
+use super::{check, checksum, code_point, get_u16, get_u32, ipv4, malformed, set_u16, set_u32, Error, Result};
 
 const LAYER: &str = "icmpv4";
 
@@ -275,13 +273,9 @@ pub enum Repr<'a> {
 /// Checks that `invoking` starts with a whole IPv4 header (RFC 792: "Internet Header + 64 bits of
 /// Original Data Datagram"; the 64 bits are not insisted on).
 fn check_invoking(invoking: &[u8]) -> Result<()> {
-    ipv4::Packet::new_quoted(invoking).map(|_| ()).map_err(|_| {
-        malformed(
-            LAYER,
-            field::DATA,
-            "quoted datagram does not start with an IPv4 header",
-        )
-    })
+    ipv4::Packet::new_quoted(invoking)
+        .map(|_| ())
+        .map_err(|_| malformed(LAYER, field::DATA, "quoted datagram does not start with an IPv4 header"))
 }
 
 impl<'a> Repr<'a> {
@@ -293,16 +287,12 @@ impl<'a> Repr<'a> {
         }
         let data = &packet.buffer.as_ref()[field::DATA..];
         Ok(match packet.msg_type() {
-            Message::ECHO_REQUEST if packet.msg_code() == 0 => Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Message::ECHO_REPLY if packet.msg_code() == 0 => Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
+            Message::ECHO_REQUEST if packet.msg_code() == 0 => {
+                Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
+            }
+            Message::ECHO_REPLY if packet.msg_code() == 0 => {
+                Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
+            }
             Message::DST_UNREACHABLE => {
                 check_invoking(data)?;
                 Repr::DstUnreachable {
@@ -313,17 +303,11 @@ impl<'a> Repr<'a> {
             }
             Message::TIME_EXCEEDED => {
                 check_invoking(data)?;
-                Repr::TimeExceeded {
-                    code: TimeExceeded(packet.msg_code()),
-                    invoking: data,
-                }
+                Repr::TimeExceeded { code: TimeExceeded(packet.msg_code()), invoking: data }
             }
-            msg_type => Repr::Other {
-                msg_type,
-                code: packet.msg_code(),
-                rest_of_header: packet.rest_of_header(),
-                data,
-            },
+            msg_type => {
+                Repr::Other { msg_type, code: packet.msg_code(), rest_of_header: packet.rest_of_header(), data }
+            }
         })
     }
 
@@ -331,55 +315,25 @@ impl<'a> Repr<'a> {
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
             + match self {
-                Repr::EchoRequest { data, .. }
-                | Repr::EchoReply { data, .. }
-                | Repr::Other { data, .. } => data.len(),
-                Repr::DstUnreachable { invoking, .. } | Repr::TimeExceeded { invoking, .. } => {
-                    invoking.len()
-                }
+                Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } | Repr::Other { data, .. } => data.len(),
+                Repr::DstUnreachable { invoking, .. } | Repr::TimeExceeded { invoking, .. } => invoking.len(),
             }
     }
 
     /// Writes the whole message with its checksum into a buffer of exactly [`Repr::buffer_len`] bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         let (msg_type, code, rest, data) = match *self {
-            Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => (
-                Message::ECHO_REQUEST,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-                data,
-            ),
-            Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => (
-                Message::ECHO_REPLY,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-                data,
-            ),
-            Repr::DstUnreachable {
-                code,
-                next_hop_mtu,
-                invoking,
-            } => (
-                Message::DST_UNREACHABLE,
-                code.0,
-                u32::from(next_hop_mtu),
-                invoking,
-            ),
+            Repr::EchoRequest { ident, seq_no, data } => {
+                (Message::ECHO_REQUEST, 0, (u32::from(ident) << 16) | u32::from(seq_no), data)
+            }
+            Repr::EchoReply { ident, seq_no, data } => {
+                (Message::ECHO_REPLY, 0, (u32::from(ident) << 16) | u32::from(seq_no), data)
+            }
+            Repr::DstUnreachable { code, next_hop_mtu, invoking } => {
+                (Message::DST_UNREACHABLE, code.0, u32::from(next_hop_mtu), invoking)
+            }
             Repr::TimeExceeded { code, invoking } => (Message::TIME_EXCEEDED, code.0, 0, invoking),
-            Repr::Other {
-                msg_type,
-                code,
-                rest_of_header,
-                data,
-            } => (msg_type, code, rest_of_header, data),
+            Repr::Other { msg_type, code, rest_of_header, data } => (msg_type, code, rest_of_header, data),
         };
         packet.set_msg_type(msg_type);
         packet.set_msg_code(code);
@@ -400,16 +354,13 @@ mod tests {
     // IP(src="192.0.2.1", dst="192.0.2.2")/ICMP(type=8, id=0x1234, seq=1)/Raw(b"abcdefgh")
     const ECHO: &str = "45000024000100004001f6d4c0000201c000020208005435123400016162636465666768";
     // IP(src="192.0.2.2", dst="192.0.2.1")/ICMP(type=0, id=0x1234, seq=1)/Raw(b"abcdefgh")
-    const ECHO_REPLY: &str =
-        "45000024000100004001f6d4c0000202c000020100005c35123400016162636465666768";
+    const ECHO_REPLY: &str = "45000024000100004001f6d4c0000202c000020100005c35123400016162636465666768";
     // ICMP(type=3, code=4, nexthopmtu=1400)/IPerror(src="10.1.1.1", dst="10.2.2.2", flags="DF", id=7,
     //      len=1500)/UDPerror(sport=1234, dport=53, len=1480)
-    const FRAG_NEEDED: &str =
-        "0304146300000578450005dc0007400040111e050a0101010a02020204d2003505c8d851";
+    const FRAG_NEEDED: &str = "0304146300000578450005dc0007400040111e050a0101010a02020204d2003505c8d851";
     // ICMP(type=11, code=0)/IPerror(src="10.1.1.1", dst="10.2.2.2", ttl=1, id=9, len=84, proto=1)
     //   / ICMPerror(type=8, id=1, seq=2)
-    const TIME_EXCEEDED: &str =
-        "0b00f4ff0000000045000054000900000101a29b0a0101010a0202020800f7fc00010002";
+    const TIME_EXCEEDED: &str = "0b00f4ff0000000045000054000900000101a29b0a0101010a0202020800f7fc00010002";
 
     fn parse(b: &[u8]) -> Result<Repr<'_>> {
         Repr::parse(&Packet::new_checked(b)?)
@@ -418,56 +369,29 @@ mod tests {
     #[test]
     fn parse_echo() {
         let b = hex(ECHO);
-        assert_eq!(
-            parse(&b[20..]).unwrap(),
-            Repr::EchoRequest {
-                ident: 0x1234,
-                seq_no: 1,
-                data: b"abcdefgh"
-            }
-        );
+        assert_eq!(parse(&b[20..]).unwrap(), Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abcdefgh" });
         let b = hex(ECHO_REPLY);
-        assert_eq!(
-            parse(&b[20..]).unwrap(),
-            Repr::EchoReply {
-                ident: 0x1234,
-                seq_no: 1,
-                data: b"abcdefgh"
-            }
-        );
+        assert_eq!(parse(&b[20..]).unwrap(), Repr::EchoReply { ident: 0x1234, seq_no: 1, data: b"abcdefgh" });
     }
 
     #[test]
     fn parse_frag_needed_and_read_quote() {
         let b = hex(FRAG_NEEDED);
-        let Repr::DstUnreachable {
-            code,
-            next_hop_mtu,
-            invoking,
-        } = parse(&b).unwrap()
-        else {
+        let Repr::DstUnreachable { code, next_hop_mtu, invoking } = parse(&b).unwrap() else {
             panic!("not a destination unreachable")
         };
         assert_eq!((code, next_hop_mtu), (DstUnreachable::FRAG_NEEDED, 1400));
         let inner = ipv4::Packet::new_quoted(invoking).unwrap();
         assert_eq!(inner.dst_addr(), Ipv4Addr::new(10, 2, 2, 2));
-        assert_eq!(
-            (inner.total_len(), inner.dont_frag(), inner.protocol()),
-            (1500, true, IpProtocol::UDP)
-        );
+        assert_eq!((inner.total_len(), inner.dont_frag(), inner.protocol()), (1500, true, IpProtocol::UDP));
         assert_eq!(inner.payload(), &hex("04d2003505c8d851")[..]);
-        assert!(
-            ipv4::Packet::new_checked(invoking).is_err(),
-            "the quote is cut short"
-        );
+        assert!(ipv4::Packet::new_checked(invoking).is_err(), "the quote is cut short");
     }
 
     #[test]
     fn parse_time_exceeded() {
         let b = hex(TIME_EXCEEDED);
-        let Repr::TimeExceeded { code, invoking } = parse(&b).unwrap() else {
-            panic!("not time exceeded")
-        };
+        let Repr::TimeExceeded { code, invoking } = parse(&b).unwrap() else { panic!("not time exceeded") };
         assert_eq!(code, TimeExceeded::TTL_EXPIRED);
         assert_eq!(ipv4::Packet::new_quoted(invoking).unwrap().ttl(), 1);
     }
@@ -495,14 +419,7 @@ mod tests {
         let b = hex(FRAG_NEEDED);
         let mut short = b[..20].to_vec();
         Packet::new_unchecked(&mut short[..]).fill_checksum();
-        assert!(matches!(
-            parse(&short),
-            Err(Error::Malformed {
-                layer: "icmpv4",
-                offset: 8,
-                ..
-            })
-        ));
+        assert!(matches!(parse(&short), Err(Error::Malformed { layer: "icmpv4", offset: 8, .. })));
         for n in 0..HEADER_LEN {
             assert!(Packet::new_checked(&b[..n]).is_err());
         }

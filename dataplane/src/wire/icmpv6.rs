@@ -18,10 +18,7 @@ use core::net::Ipv6Addr;
 
 use super::checksum;
 use super::ethernet::Address;
-use super::{
-    check, code_point, get_u16, get_u32, ipv6, malformed, set_u16, set_u32, Error, IpProtocol,
-    Result,
-};
+use super::{check, code_point, get_u16, get_u32, ipv6, malformed, set_u16, set_u32, Error, IpProtocol, Result};
 
 const LAYER: &str = "icmpv6";
 
@@ -215,10 +212,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// NS/NA options (empty if the message is shorter than 24 bytes).
     #[inline]
     pub fn ndp_options(&self) -> &[u8] {
-        self.buffer
-            .as_ref()
-            .get(field::NDP_OPTIONS..)
-            .unwrap_or(&[])
+        self.buffer.as_ref().get(field::NDP_OPTIONS..).unwrap_or(&[])
     }
 
     /// Whether the checksum verifies for this source and destination.
@@ -360,13 +354,9 @@ pub enum Repr<'a> {
 }
 
 fn check_invoking(invoking: &[u8]) -> Result<()> {
-    ipv6::Packet::new_quoted(invoking).map(|_| ()).map_err(|_| {
-        malformed(
-            LAYER,
-            field::DATA,
-            "quoted packet does not start with an IPv6 header",
-        )
-    })
+    ipv6::Packet::new_quoted(invoking)
+        .map(|_| ())
+        .map_err(|_| malformed(LAYER, field::DATA, "quoted packet does not start with an IPv6 header"))
 }
 
 /// Finds the link-layer address option of `kind` (RFC 4861 §4.6); every option's length must be
@@ -377,18 +367,10 @@ fn find_lladdr(options: &[u8], kind: u8) -> Result<Option<Address>> {
     while at < options.len() {
         let len = options.get(at + 1).map_or(0, |&l| usize::from(l) * 8);
         if len == 0 {
-            return Err(malformed(
-                LAYER,
-                field::NDP_OPTIONS + at,
-                "option with length zero",
-            ));
+            return Err(malformed(LAYER, field::NDP_OPTIONS + at, "option with length zero"));
         }
         if at + len > options.len() {
-            return Err(malformed(
-                LAYER,
-                field::NDP_OPTIONS + at,
-                "option runs past the message",
-            ));
+            return Err(malformed(LAYER, field::NDP_OPTIONS + at, "option runs past the message"));
         }
         if options[at] == kind && len == 8 && found.is_none() {
             found = Some(Address::from_bytes(&options[at + 2..at + 8]));
@@ -401,11 +383,7 @@ fn find_lladdr(options: &[u8], kind: u8) -> Result<Option<Address>> {
 impl<'a> Repr<'a> {
     /// Parses a checked message from `src` to `dst`, verifying its checksum and the per-type rules
     /// of the module doc.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        packet: &Packet<&'a T>,
-        src: &Ipv6Addr,
-        dst: &Ipv6Addr,
-    ) -> Result<Repr<'a>> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>, src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<Repr<'a>> {
         packet.check_len()?;
         if !packet.verify_checksum(src, dst) {
             return Err(Error::Checksum { layer: LAYER });
@@ -415,63 +393,39 @@ impl<'a> Repr<'a> {
         let code = packet.msg_code();
         let nd_target = || -> Result<(Ipv6Addr, &'a [u8])> {
             if code != 0 {
-                return Err(malformed(
-                    LAYER,
-                    field::CODE,
-                    "neighbor discovery code is not 0",
-                ));
+                return Err(malformed(LAYER, field::CODE, "neighbor discovery code is not 0"));
             }
             check(LAYER, ND_LEN, buf.len())?;
             let mut a = [0u8; 16];
             a.copy_from_slice(&buf[field::TARGET]);
             let target = Ipv6Addr::from(a);
             if target.is_multicast() {
-                return Err(malformed(
-                    LAYER,
-                    field::TARGET.start,
-                    "target is a multicast address",
-                ));
+                return Err(malformed(LAYER, field::TARGET.start, "target is a multicast address"));
             }
             Ok((target, &buf[field::NDP_OPTIONS..]))
         };
         Ok(match packet.msg_type() {
-            Message::ECHO_REQUEST if code == 0 => Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Message::ECHO_REPLY if code == 0 => Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
+            Message::ECHO_REQUEST if code == 0 => {
+                Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
+            }
+            Message::ECHO_REPLY if code == 0 => {
+                Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
+            }
             Message::DST_UNREACHABLE => {
                 check_invoking(data)?;
-                Repr::DstUnreachable {
-                    code: DstUnreachable(code),
-                    invoking: data,
-                }
+                Repr::DstUnreachable { code: DstUnreachable(code), invoking: data }
             }
             Message::PKT_TOO_BIG if code == 0 => {
                 check_invoking(data)?;
-                Repr::PktTooBig {
-                    mtu: packet.rest_of_header(),
-                    invoking: data,
-                }
+                Repr::PktTooBig { mtu: packet.rest_of_header(), invoking: data }
             }
             Message::TIME_EXCEEDED => {
                 check_invoking(data)?;
-                Repr::TimeExceeded {
-                    code: TimeExceeded(code),
-                    invoking: data,
-                }
+                Repr::TimeExceeded { code: TimeExceeded(code), invoking: data }
             }
             Message::NEIGHBOR_SOLICIT => {
                 let (target_addr, options) = nd_target()?;
-                Repr::NeighborSolicit {
-                    target_addr,
-                    source_lladdr: find_lladdr(options, OPT_SOURCE_LLADDR)?,
-                }
+                Repr::NeighborSolicit { target_addr, source_lladdr: find_lladdr(options, OPT_SOURCE_LLADDR)? }
             }
             Message::NEIGHBOR_ADVERT => {
                 let (target_addr, options) = nd_target()?;
@@ -483,79 +437,42 @@ impl<'a> Repr<'a> {
                     target_lladdr: find_lladdr(options, OPT_TARGET_LLADDR)?,
                 }
             }
-            msg_type => Repr::Other {
-                msg_type,
-                code,
-                rest_of_header: packet.rest_of_header(),
-                data,
-            },
+            msg_type => Repr::Other { msg_type, code, rest_of_header: packet.rest_of_header(), data },
         })
     }
 
     /// Bytes [`Repr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
         match self {
-            Repr::EchoRequest { data, .. }
-            | Repr::EchoReply { data, .. }
-            | Repr::Other { data, .. } => HEADER_LEN + data.len(),
+            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } | Repr::Other { data, .. } => {
+                HEADER_LEN + data.len()
+            }
             Repr::DstUnreachable { invoking, .. }
             | Repr::PktTooBig { invoking, .. }
             | Repr::TimeExceeded { invoking, .. } => HEADER_LEN + invoking.len(),
-            Repr::NeighborSolicit {
-                source_lladdr: ll, ..
+            Repr::NeighborSolicit { source_lladdr: ll, .. } | Repr::NeighborAdvert { target_lladdr: ll, .. } => {
+                ND_LEN + if ll.is_some() { 8 } else { 0 }
             }
-            | Repr::NeighborAdvert {
-                target_lladdr: ll, ..
-            } => ND_LEN + if ll.is_some() { 8 } else { 0 },
         }
     }
 
     /// Writes the whole message with its checksum for `src` → `dst` into a buffer of exactly
     /// [`Repr::buffer_len`] bytes.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut Packet<T>,
-        src: &Ipv6Addr,
-        dst: &Ipv6Addr,
-    ) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>, src: &Ipv6Addr, dst: &Ipv6Addr) {
         let echo = |ident: u16, seq_no: u16| (u32::from(ident) << 16) | u32::from(seq_no);
         let (msg_type, code, rest, data) = match *self {
-            Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => (Message::ECHO_REQUEST, 0, echo(ident, seq_no), data),
-            Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => (Message::ECHO_REPLY, 0, echo(ident, seq_no), data),
-            Repr::DstUnreachable { code, invoking } => {
-                (Message::DST_UNREACHABLE, code.0, 0, invoking)
-            }
+            Repr::EchoRequest { ident, seq_no, data } => (Message::ECHO_REQUEST, 0, echo(ident, seq_no), data),
+            Repr::EchoReply { ident, seq_no, data } => (Message::ECHO_REPLY, 0, echo(ident, seq_no), data),
+            Repr::DstUnreachable { code, invoking } => (Message::DST_UNREACHABLE, code.0, 0, invoking),
             Repr::PktTooBig { mtu, invoking } => (Message::PKT_TOO_BIG, 0, mtu, invoking),
             Repr::TimeExceeded { code, invoking } => (Message::TIME_EXCEEDED, code.0, 0, invoking),
-            Repr::Other {
-                msg_type,
-                code,
-                rest_of_header,
-                data,
-            } => (msg_type, code, rest_of_header, data),
-            Repr::NeighborSolicit {
-                target_addr,
-                source_lladdr,
-            } => {
+            Repr::Other { msg_type, code, rest_of_header, data } => (msg_type, code, rest_of_header, data),
+            Repr::NeighborSolicit { target_addr, source_lladdr } => {
                 packet.set_target_addr(target_addr);
                 emit_lladdr(packet, OPT_SOURCE_LLADDR, source_lladdr);
                 (Message::NEIGHBOR_SOLICIT, 0, 0, &[][..])
             }
-            Repr::NeighborAdvert {
-                router,
-                solicited,
-                override_,
-                target_addr,
-                target_lladdr,
-            } => {
+            Repr::NeighborAdvert { router, solicited, override_, target_addr, target_lladdr } => {
                 packet.set_target_addr(target_addr);
                 emit_lladdr(packet, OPT_TARGET_LLADDR, target_lladdr);
                 let flags = (u8::from(router) * NA_ROUTER)
@@ -572,11 +489,7 @@ impl<'a> Repr<'a> {
     }
 }
 
-fn emit_lladdr<T: AsRef<[u8]> + AsMut<[u8]>>(
-    packet: &mut Packet<T>,
-    kind: u8,
-    lladdr: Option<Address>,
-) {
+fn emit_lladdr<T: AsRef<[u8]> + AsMut<[u8]>>(packet: &mut Packet<T>, kind: u8, lladdr: Option<Address>) {
     if let Some(a) = lladdr {
         let o = &mut packet.buffer.as_mut()[field::NDP_OPTIONS..field::NDP_OPTIONS + 8];
         o[0] = kind;
@@ -592,12 +505,10 @@ mod tests {
     use proptest::prelude::*;
 
     // IPv6(src="2001:db8::1", dst="2001:db8::2")/ICMPv6EchoRequest(id=0x1234, seq=1, data=b"abcdefgh")
-    const ECHO: &str =
-        "6000000000103a4020010db800000000000000000000000120010db8000000000000000000000002\
+    const ECHO: &str = "6000000000103a4020010db800000000000000000000000120010db8000000000000000000000002\
                         80008075123400016162636465666768";
     // IPv6(src="2001:db8::2", dst="2001:db8::1")/ICMPv6EchoReply(id=0x1234, seq=1, data=b"abcdefgh")
-    const ECHO_REPLY: &str =
-        "6000000000103a4020010db800000000000000000000000220010db8000000000000000000000001\
+    const ECHO_REPLY: &str = "6000000000103a4020010db800000000000000000000000220010db8000000000000000000000001\
                               81007f75123400016162636465666768";
     // IPv6(src="2001:db8::fe", dst="2001:db8::1")/ICMPv6PacketTooBig(mtu=1400)
     //   / IPv6(src="2001:db8::1", dst="2001:db8::2", plen=1460)/UDP(sport=1234, dport=53, len=1460)
@@ -619,13 +530,11 @@ mod tests {
                                  04d2003500089f62";
     // IPv6(src="2001:db8::1", dst="ff02::1:ff00:2", hlim=255)/ICMPv6ND_NS(tgt="2001:db8::2")
     //   / ICMPv6NDOptSrcLLAddr(lladdr="66:77:88:99:aa:bb")
-    const NS: &str =
-        "6000000000203aff20010db8000000000000000000000001ff0200000000000000000001ff000002\
+    const NS: &str = "6000000000203aff20010db8000000000000000000000001ff0200000000000000000001ff000002\
                       8700845b0000000020010db8000000000000000000000002010166778899aabb";
     // IPv6(src="2001:db8::2", dst="2001:db8::1", hlim=255)/ICMPv6ND_NA(R=0, S=1, O=1, tgt="2001:db8::2")
     //   / ICMPv6NDOptDstLLAddr(lladdr="00:11:22:33:44:55")
-    const NA: &str =
-        "6000000000203aff20010db800000000000000000000000220010db8000000000000000000000001\
+    const NA: &str = "6000000000203aff20010db800000000000000000000000220010db8000000000000000000000001\
                       880025da6000000020010db80000000000000000000000020201001122334455";
 
     /// Splits a Scapy IPv6 packet into (src, dst, ICMPv6 bytes).
@@ -646,56 +555,30 @@ mod tests {
     fn parse_echo() {
         let b = hex(ECHO);
         let (s, d, m) = split(&b);
-        assert_eq!(
-            parse(m, &s, &d).unwrap(),
-            Repr::EchoRequest {
-                ident: 0x1234,
-                seq_no: 1,
-                data: b"abcdefgh"
-            }
-        );
+        assert_eq!(parse(m, &s, &d).unwrap(), Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abcdefgh" });
         let b = hex(ECHO_REPLY);
         let (s, d, m) = split(&b);
-        assert_eq!(
-            parse(m, &s, &d).unwrap(),
-            Repr::EchoReply {
-                ident: 0x1234,
-                seq_no: 1,
-                data: b"abcdefgh"
-            }
-        );
+        assert_eq!(parse(m, &s, &d).unwrap(), Repr::EchoReply { ident: 0x1234, seq_no: 1, data: b"abcdefgh" });
     }
 
     #[test]
     fn parse_errors_and_read_quotes() {
         let b = hex(PTB);
         let (s, d, m) = split(&b);
-        let Repr::PktTooBig { mtu, invoking } = parse(m, &s, &d).unwrap() else {
-            panic!("not PTB")
-        };
+        let Repr::PktTooBig { mtu, invoking } = parse(m, &s, &d).unwrap() else { panic!("not PTB") };
         assert_eq!(mtu, 1400);
         let inner = ipv6::Packet::new_quoted(invoking).unwrap();
-        assert_eq!(
-            (inner.dst_addr(), inner.payload_len()),
-            (addr("2001:db8::2"), 1460)
-        );
-        assert!(
-            ipv6::Packet::new_checked(invoking).is_err(),
-            "the quote is cut short"
-        );
+        assert_eq!((inner.dst_addr(), inner.payload_len()), (addr("2001:db8::2"), 1460));
+        assert!(ipv6::Packet::new_checked(invoking).is_err(), "the quote is cut short");
 
         let b = hex(UNREACH);
         let (s, d, m) = split(&b);
-        let Repr::DstUnreachable { code, .. } = parse(m, &s, &d).unwrap() else {
-            panic!("not unreachable")
-        };
+        let Repr::DstUnreachable { code, .. } = parse(m, &s, &d).unwrap() else { panic!("not unreachable") };
         assert_eq!(code, DstUnreachable::PORT_UNREACHABLE);
 
         let b = hex(TIME_EXCEEDED);
         let (s, d, m) = split(&b);
-        let Repr::TimeExceeded { code, invoking } = parse(m, &s, &d).unwrap() else {
-            panic!("not TE")
-        };
+        let Repr::TimeExceeded { code, invoking } = parse(m, &s, &d).unwrap() else { panic!("not TE") };
         assert_eq!(code, TimeExceeded::HOP_LIMIT_EXCEEDED);
         assert_eq!(ipv6::Packet::new_quoted(invoking).unwrap().hop_limit(), 1);
     }
@@ -745,34 +628,18 @@ mod tests {
         let mut bad = m.to_vec();
         bad[25] = 0; // option length zero
         fix(&mut bad);
-        assert!(matches!(
-            parse(&bad, &s, &d),
-            Err(Error::Malformed { offset: 24, .. })
-        ));
+        assert!(matches!(parse(&bad, &s, &d), Err(Error::Malformed { offset: 24, .. })));
         let mut bad = m.to_vec();
         bad[1] = 1; // code 1
         fix(&mut bad);
-        assert!(matches!(
-            parse(&bad, &s, &d),
-            Err(Error::Malformed { offset: 1, .. })
-        ));
+        assert!(matches!(parse(&bad, &s, &d), Err(Error::Malformed { offset: 1, .. })));
         let mut bad = m.to_vec();
         bad[8] = 0xff; // multicast target
         fix(&mut bad);
-        assert!(matches!(
-            parse(&bad, &s, &d),
-            Err(Error::Malformed { offset: 8, .. })
-        ));
+        assert!(matches!(parse(&bad, &s, &d), Err(Error::Malformed { offset: 8, .. })));
         let mut bad = m[..20].to_vec(); // shorter than 24
         fix(&mut bad);
-        assert!(matches!(
-            parse(&bad, &s, &d),
-            Err(Error::Truncated {
-                needed: 24,
-                got: 20,
-                ..
-            })
-        ));
+        assert!(matches!(parse(&bad, &s, &d), Err(Error::Truncated { needed: 24, got: 20, .. })));
         // Wrong pseudo-header address.
         assert_eq!(parse(m, &s, &s), Err(Error::Checksum { layer: "icmpv6" }));
         for n in 0..HEADER_LEN {

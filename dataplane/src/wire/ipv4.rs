@@ -80,11 +80,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         check(LAYER, hl, len)?;
         if usize::from(self.total_len()) < hl {
-            return Err(malformed(
-                LAYER,
-                field::LENGTH.start,
-                "total length below header length",
-            ));
+            return Err(malformed(LAYER, field::LENGTH.start, "total length below header length"));
         }
         Ok(())
     }
@@ -93,11 +89,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         self.check_header()?;
-        check(
-            LAYER,
-            usize::from(self.total_len()),
-            self.buffer.as_ref().len(),
-        )
+        check(LAYER, usize::from(self.total_len()), self.buffer.as_ref().len())
     }
 
     /// The buffer back.
@@ -273,8 +265,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// bytes (a multiple of 8).
     #[inline]
     pub fn set_flags_and_frag_offset(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
-        let v =
-            (u16::from(dont_frag) * FLAG_DF) | (u16::from(more_frags) * FLAG_MF) | (offset >> 3);
+        let v = (u16::from(dont_frag) * FLAG_DF) | (u16::from(more_frags) * FLAG_MF) | (offset >> 3);
         set_u16(self.buffer.as_mut(), field::FLG_OFF.start, v);
     }
 
@@ -366,21 +357,14 @@ pub struct Options {
 
 impl Options {
     /// No options.
-    pub const NONE: Options = Options {
-        bytes: [0; MAX_OPTIONS_LEN],
-        len: 0,
-    };
+    pub const NONE: Options = Options { bytes: [0; MAX_OPTIONS_LEN], len: 0 };
 
     /// Checks the option list (RFC 791 §3.1 "Options"): at most 40 bytes, a multiple of 4 (the header
     /// is padded to 32 bits), every option other than End of Option List (0) and No Operation (1)
     /// has a length octet ≥ 2 that fits; bytes after End of Option List are padding.
     pub fn new(options: &[u8]) -> Result<Options> {
         if options.len() > MAX_OPTIONS_LEN || options.len() & 3 != 0 {
-            return Err(malformed(
-                LAYER,
-                HEADER_LEN,
-                "options length not a multiple of 4 up to 40",
-            ));
+            return Err(malformed(LAYER, HEADER_LEN, "options length not a multiple of 4 up to 40"));
         }
         let mut at = 0;
         while let Some(&kind) = options.get(at) {
@@ -398,10 +382,7 @@ impl Options {
         }
         let mut bytes = [0; MAX_OPTIONS_LEN];
         bytes[..options.len()].copy_from_slice(options);
-        Ok(Options {
-            bytes,
-            len: options.len() as u8,
-        })
+        Ok(Options { bytes, len: options.len() as u8 })
     }
 
     /// The option bytes.
@@ -498,9 +479,7 @@ impl Repr {
         packet.set_protocol(self.protocol);
         packet.set_src_addr(self.src_addr);
         packet.set_dst_addr(self.dst_addr);
-        packet
-            .options_mut()
-            .copy_from_slice(self.options.as_bytes());
+        packet.options_mut().copy_from_slice(self.options.as_bytes());
         packet.fill_checksum();
     }
 }
@@ -531,10 +510,7 @@ mod tests {
         assert_eq!(r.dst_addr, Ipv4Addr::new(198, 51, 100, 2));
         assert_eq!(r.protocol, IpProtocol::GRE);
         assert_eq!((r.dscp, r.ecn), (0xb9 >> 2, 1));
-        assert_eq!(
-            (r.ttl, r.ident, r.dont_frag, r.more_frags, r.frag_offset),
-            (64, 0x1234, true, false, 0)
-        );
+        assert_eq!((r.ttl, r.ident, r.dont_frag, r.more_frags, r.frag_offset), (64, 0x1234, true, false, 0));
         assert_eq!(r.payload_len, 8);
         assert_eq!(p.payload(), b"abcdefgh");
         assert!(!p.is_fragment());
@@ -547,10 +523,7 @@ mod tests {
         let r = Repr::parse(&p).unwrap();
         assert_eq!(p.header_len(), 28);
         assert_eq!(r.options.as_bytes(), &hex("9404000001010100")[..]);
-        assert_eq!(
-            (r.more_frags, r.dont_frag, r.frag_offset),
-            (true, false, 185 * 8)
-        );
+        assert_eq!((r.more_frags, r.dont_frag, r.frag_offset), (true, false, 185 * 8));
         assert!(p.is_fragment());
         assert_eq!(p.payload(), b"xyz!");
         assert_eq!(r.protocol, IpProtocol::UDP);
@@ -600,39 +573,21 @@ mod tests {
         assert!(Packet::new_quoted(&b[..27]).is_err());
         let mut bad = hex(PLAIN);
         bad[0] = 0x44; // IHL 4
-        assert!(matches!(
-            Packet::new_checked(&bad[..]),
-            Err(Error::Malformed { offset: 0, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&bad[..]), Err(Error::Malformed { offset: 0, .. })));
         let mut bad = hex(PLAIN);
         bad[0] = 0x65; // version 6
-        assert!(matches!(
-            Packet::new_checked(&bad[..]),
-            Err(Error::Malformed { offset: 0, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&bad[..]), Err(Error::Malformed { offset: 0, .. })));
         let mut bad = hex(PLAIN);
         bad[3] = 19; // total length below the header
-        assert!(matches!(
-            Packet::new_checked(&bad[..]),
-            Err(Error::Malformed { offset: 2, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&bad[..]), Err(Error::Malformed { offset: 2, .. })));
     }
 
     #[test]
     fn malformed_options_are_rejected() {
         assert!(Options::new(&[0x94, 0x00, 0x00, 0x00]).is_err(), "length 0");
-        assert!(
-            Options::new(&[0x01, 0x94, 0x08, 0x00]).is_err(),
-            "runs past the end"
-        );
-        assert!(
-            Options::new(&[0x01, 0x01, 0x01]).is_err(),
-            "not a multiple of 4"
-        );
-        assert!(
-            Options::new(&[0x00, 0xff, 0xff, 0xff]).is_ok(),
-            "padding after EOL"
-        );
+        assert!(Options::new(&[0x01, 0x94, 0x08, 0x00]).is_err(), "runs past the end");
+        assert!(Options::new(&[0x01, 0x01, 0x01]).is_err(), "not a multiple of 4");
+        assert!(Options::new(&[0x00, 0xff, 0xff, 0xff]).is_ok(), "padding after EOL");
     }
 
     fn arb_options() -> impl Strategy<Value = Options> {

@@ -72,11 +72,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         self.check_header()?;
-        check(
-            LAYER,
-            HEADER_LEN + usize::from(self.payload_len()),
-            self.buffer.as_ref().len(),
-        )
+        check(LAYER, HEADER_LEN + usize::from(self.payload_len()), self.buffer.as_ref().len())
     }
 
     /// The buffer back.
@@ -167,11 +163,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         loop {
             let len = match protocol {
                 IpProtocol::HOP_BY_HOP if at != 0 => {
-                    return Err(malformed(
-                        LAYER,
-                        HEADER_LEN + at,
-                        "hop-by-hop header not first",
-                    ));
+                    return Err(malformed(LAYER, HEADER_LEN + at, "hop-by-hop header not first"));
                 }
                 // RFC 8200 §4.3/§4.4/§4.6: Hdr Ext Len in 8-octet units, not counting the first 8.
                 IpProtocol::HOP_BY_HOP | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_OPTS => {
@@ -200,11 +192,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 at += len;
             }
         }
-        Ok(UpperLayer {
-            protocol,
-            offset: HEADER_LEN + at,
-            fragment,
-        })
+        Ok(UpperLayer { protocol, offset: HEADER_LEN + at, fragment })
     }
 }
 
@@ -395,22 +383,19 @@ mod tests {
     use proptest::prelude::*;
 
     // IPv6(src="2001:db8::1", dst="2001:db8::2", tc=0xb9, fl=0x12345, hlim=64, nh=59)/Raw(b"abcd")
-    const PLAIN: &str =
-        "6b91234500043b4020010db800000000000000000000000120010db8000000000000000000000002\
+    const PLAIN: &str = "6b91234500043b4020010db800000000000000000000000120010db8000000000000000000000002\
                          61626364";
     // IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=64)/IPv6ExtHdrHopByHop()
     //   / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
     //   / IPv6ExtHdrFragment(id=0xdeadbeef, offset=0, m=1)/IPv6ExtHdrDestOpt()
     //   / AH(spi=0x100, seq=1, icv=b"\x00"*12)/UDP(sport=1, dport=2)
-    const EXT_CHAIN: &str =
-        "600000000050004020010db800000000000000000000000120010db8000000000000000000000002\
+    const EXT_CHAIN: &str = "600000000050004020010db800000000000000000000000120010db8000000000000000000000002\
                              2b000104000000002c0200010000000020010db8000000000000000000000009\
                              3c000001deadbeef3300010400000000\
                              1104000000000100000000010000000000000000000000000001000200080000";
     // IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=64)
     //   / IPv6ExtHdrFragment(nh=17, id=0x01020304, offset=185, m=0)/Raw(b"12345678")
-    const LATER_FRAGMENT: &str =
-        "6000000000102c4020010db800000000000000000000000120010db800000000000000000000\
+    const LATER_FRAGMENT: &str = "6000000000102c4020010db800000000000000000000000120010db800000000000000000000\
                                   0002110005c8010203043132333435363738";
 
     #[test]
@@ -421,20 +406,11 @@ mod tests {
         assert_eq!(r.src_addr, "2001:db8::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(r.dst_addr, "2001:db8::2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.traffic_class(), 0xb9);
-        assert_eq!(
-            (r.dscp, r.ecn, r.flow_label, r.hop_limit),
-            (0xb9 >> 2, 1, 0x12345, 64)
-        );
-        assert_eq!(
-            (r.next_header, r.payload_len),
-            (IpProtocol::IPV6_NO_NEXT, 4)
-        );
+        assert_eq!((r.dscp, r.ecn, r.flow_label, r.hop_limit), (0xb9 >> 2, 1, 0x12345, 64));
+        assert_eq!((r.next_header, r.payload_len), (IpProtocol::IPV6_NO_NEXT, 4));
         assert_eq!(p.payload(), b"abcd");
         let ul = p.upper_layer().unwrap();
-        assert_eq!(
-            (ul.protocol, ul.offset, ul.fragment),
-            (IpProtocol::IPV6_NO_NEXT, 40, None)
-        );
+        assert_eq!((ul.protocol, ul.offset, ul.fragment), (IpProtocol::IPV6_NO_NEXT, 40, None));
     }
 
     #[test]
@@ -448,12 +424,7 @@ mod tests {
         assert_eq!(&b[ul.offset..], &hex("0001000200080000")[..]);
         assert_eq!(
             ul.fragment,
-            Some(FragmentRepr {
-                next_header: IpProtocol::IPV6_OPTS,
-                offset: 0,
-                more_frags: true,
-                ident: 0xdead_beef
-            })
+            Some(FragmentRepr { next_header: IpProtocol::IPV6_OPTS, offset: 0, more_frags: true, ident: 0xdead_beef })
         );
     }
 
@@ -464,10 +435,7 @@ mod tests {
         assert_eq!(ul.protocol, IpProtocol::UDP);
         assert_eq!(ul.offset, 48);
         let f = ul.fragment.unwrap();
-        assert_eq!(
-            (f.offset, f.more_frags, f.ident),
-            (185 * 8, false, 0x0102_0304)
-        );
+        assert_eq!((f.offset, f.more_frags, f.ident), (185 * 8, false, 0x0102_0304));
         let mut out = junk(8);
         f.emit(&mut out);
         assert_eq!(out, &b[40..48]);
@@ -490,10 +458,7 @@ mod tests {
         let mut b = hex(PLAIN);
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
         p.set_ecn(3);
-        assert_eq!(
-            (p.dscp(), p.ecn(), p.flow_label(), p.version()),
-            (0xb9 >> 2, 3, 0x12345, 6)
-        );
+        assert_eq!((p.dscp(), p.ecn(), p.flow_label(), p.version()), (0xb9 >> 2, 3, 0x12345, 6));
         p.set_dscp(0x2e);
         assert_eq!((p.dscp(), p.ecn(), p.flow_label()), (0x2e, 3, 0x12345));
         p.set_hop_limit(63);
@@ -512,21 +477,11 @@ mod tests {
         let mut b = hex(EXT_CHAIN);
         b[5] = 64; // AH would end at 72
         let p = Packet::new_checked(&b[..]).unwrap();
-        assert!(matches!(
-            p.upper_layer(),
-            Err(Error::Truncated { layer: "ipv6", .. })
-        ));
+        assert!(matches!(p.upper_layer(), Err(Error::Truncated { layer: "ipv6", .. })));
         // A quoted packet cut inside the chain.
         let b = hex(EXT_CHAIN);
         let q = Packet::new_quoted(&b[..60]).unwrap();
-        assert!(matches!(
-            q.upper_layer(),
-            Err(Error::Truncated {
-                needed: 72,
-                got: 60,
-                ..
-            })
-        ));
+        assert!(matches!(q.upper_layer(), Err(Error::Truncated { needed: 72, got: 60, .. })));
     }
 
     #[test]
@@ -534,10 +489,7 @@ mod tests {
         let mut b = hex(EXT_CHAIN);
         b[48] = 0; // the routing header's next header is now hop-by-hop
         let p = Packet::new_checked(&b[..]).unwrap();
-        assert!(matches!(
-            p.upper_layer(),
-            Err(Error::Malformed { offset: 72, .. })
-        ));
+        assert!(matches!(p.upper_layer(), Err(Error::Malformed { offset: 72, .. })));
     }
 
     prop_compose! {

@@ -95,11 +95,7 @@ pub(crate) fn check(layer: &'static str, needed: usize, got: usize) -> Result<()
 /// [`Error::Malformed`] shorthand.
 #[inline]
 pub(crate) fn malformed(layer: &'static str, offset: usize, what: &'static str) -> Error {
-    Error::Malformed {
-        layer,
-        offset,
-        what,
-    }
+    Error::Malformed { layer, offset, what }
 }
 
 /// Big-endian `u16` at `at`. Panics if out of bounds; callers index only checked fields.
@@ -238,16 +234,9 @@ mod tests {
 
     #[test]
     fn error_messages_name_layer_and_place() {
-        let e = Error::Truncated {
-            layer: "ipv4",
-            needed: 20,
-            got: 13,
-        };
+        let e = Error::Truncated { layer: "ipv4", needed: 20, got: 13 };
         assert_eq!(e.to_string(), "ipv4: truncated: needed 20 bytes, got 13");
         let e = malformed("gre", 0, "version is not 0");
-        assert_eq!(
-            e.to_string(),
-            "gre: malformed at offset 0: version is not 0"
-        );
+        assert_eq!(e.to_string(), "gre: malformed at offset 0: version is not 0");
     }
 }

@@ -252,10 +252,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Walks the options.
     #[inline]
     pub fn options_iter(&self) -> OptionsIter<'_> {
-        OptionsIter {
-            options: self.options(),
-            at: 0,
-        }
+        OptionsIter { options: self.options(), at: 0 }
     }
 
     /// The MSS option's value, if present.
@@ -380,11 +377,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let value_at = HEADER_LEN + at + 2;
         set_u16(self.buffer.as_mut(), value_at, max);
         // A value at an odd offset straddles two checksum words: update with swapped bytes.
-        let (old, new) = if value_at & 1 == 0 {
-            (mss, max)
-        } else {
-            (mss.swap_bytes(), max.swap_bytes())
-        };
+        let (old, new) = if value_at & 1 == 0 { (mss, max) } else { (mss.swap_bytes(), max.swap_bytes()) };
         let c = checksum::update_u16(self.checksum(), old, new);
         self.set_checksum(c);
         true
@@ -421,11 +414,7 @@ pub struct Repr {
 
 impl Repr {
     /// Parses a checked segment, verifying its checksum for `src` → `dst` and its options.
-    pub fn parse<T: AsRef<[u8]>, A: PseudoHeader>(
-        packet: &Packet<T>,
-        src: &A,
-        dst: &A,
-    ) -> Result<Repr> {
+    pub fn parse<T: AsRef<[u8]>, A: PseudoHeader>(packet: &Packet<T>, src: &A, dst: &A) -> Result<Repr> {
         packet.check_len()?;
         if !packet.verify_checksum(src, dst) {
             return Err(Error::Checksum { layer: LAYER });
@@ -487,26 +476,21 @@ mod tests {
 
     // IP(src="192.0.2.1", dst="198.51.100.2")/TCP(sport=40000, dport=443, seq=0x01020304, ack=0,
     //    flags="S", window=64240, options=[("MSS",1460)])
-    const SYN: &str =
-        "4500002c0001000040068e94c0000201c63364029c4001bb01020304000000006002faf00efd0000\
+    const SYN: &str = "4500002c0001000040068e94c0000201c63364029c4001bb01020304000000006002faf00efd0000\
                        020405b4";
     // The same with ("MSS",1360).
-    const SYN_1360: &str =
-        "4500002c0001000040068e94c0000201c63364029c4001bb01020304000000006002faf00f610000\
+    const SYN_1360: &str = "4500002c0001000040068e94c0000201c63364029c4001bb01020304000000006002faf00f610000\
                             02040550";
     // ... options=[("NOP",None),("MSS",1460),("WScale",7),("SAckOK",b""),("EOL",None)]: the MSS
     // value sits at an odd offset.
-    const SYN_ODD: &str =
-        "450000340001000040068e8cc0000201c63364029c4001bb01020304000000008002faf036990000\
+    const SYN_ODD: &str = "450000340001000040068e8cc0000201c63364029c4001bb01020304000000008002faf036990000\
                            01020405b403030704020000";
     // The same with ("MSS",1360).
-    const SYN_ODD_1360: &str =
-        "450000340001000040068e8cc0000201c63364029c4001bb01020304000000008002faf09a99\
+    const SYN_ODD_1360: &str = "450000340001000040068e8cc0000201c63364029c4001bb01020304000000008002faf09a99\
                                 0000010204055003030704020000";
     // IPv6(src="2001:db8::1", dst="2001:db8::2")/TCP(sport=22, dport=50000, seq=1000, ack=2000,
     //      flags="PA", window=501)/Raw(b"data")
-    const ACK6: &str =
-        "600000000018064020010db800000000000000000000000120010db8000000000000000000000002\
+    const ACK6: &str = "600000000018064020010db800000000000000000000000120010db8000000000000000000000002\
                         0016c350000003e8000007d0501801f5aa7d000064617461";
 
     fn v4() -> (Ipv4Addr, Ipv4Addr) {
@@ -519,14 +503,8 @@ mod tests {
         let (s, d) = v4();
         let p = Packet::new_checked(&b[20..]).unwrap();
         let r = Repr::parse(&p, &s, &d).unwrap();
-        assert_eq!(
-            (r.src_port, r.dst_port, r.seq_number, r.ack_number),
-            (40000, 443, 0x0102_0304, 0)
-        );
-        assert_eq!(
-            (r.flags, r.window_len, r.urgent_at, r.max_seg_size),
-            (Flags::SYN, 64240, 0, Some(1460))
-        );
+        assert_eq!((r.src_port, r.dst_port, r.seq_number, r.ack_number), (40000, 443, 0x0102_0304, 0));
+        assert_eq!((r.flags, r.window_len, r.urgent_at, r.max_seg_size), (Flags::SYN, 64240, 0, Some(1460)));
         assert_eq!(p.checksum(), 0x0efd);
         let b = hex(SYN_ODD);
         let p = Packet::new_checked(&b[20..]).unwrap();
@@ -536,10 +514,7 @@ mod tests {
             [
                 TcpOption::NoOperation,
                 TcpOption::MaxSegmentSize(1460),
-                TcpOption::Other {
-                    kind: 3,
-                    data: &[7]
-                },
+                TcpOption::Other { kind: 3, data: &[7] },
                 TcpOption::Other { kind: 4, data: &[] },
                 TcpOption::EndOfList,
             ]
@@ -600,14 +575,7 @@ mod tests {
         let mut b = hex(SYN);
         b[41] = 3; // MSS length 3
         let p = Packet::new_checked(&b[20..]).unwrap();
-        assert!(matches!(
-            p.max_seg_size(),
-            Err(Error::Malformed {
-                layer: "tcp",
-                offset: 20,
-                ..
-            })
-        ));
+        assert!(matches!(p.max_seg_size(), Err(Error::Malformed { layer: "tcp", offset: 20, .. })));
         let mut b = hex(SYN);
         b[41] = 0;
         let mut p = Packet::new_checked(&mut b[20..]).unwrap();
@@ -626,10 +594,7 @@ mod tests {
         }
         let mut b = hex(SYN);
         b[32] = 0x40; // data offset 4
-        assert!(matches!(
-            Packet::new_checked(&b[20..]),
-            Err(Error::Malformed { offset: 12, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&b[20..]), Err(Error::Malformed { offset: 12, .. })));
     }
 
     prop_compose! {

@@ -162,19 +162,12 @@ pub struct Repr {
 
 impl Repr {
     /// Parses a checked datagram, verifying its checksum for `src` → `dst`.
-    pub fn parse<T: AsRef<[u8]>, A: PseudoHeader>(
-        packet: &Packet<T>,
-        src: &A,
-        dst: &A,
-    ) -> Result<Repr> {
+    pub fn parse<T: AsRef<[u8]>, A: PseudoHeader>(packet: &Packet<T>, src: &A, dst: &A) -> Result<Repr> {
         packet.check_len()?;
         if !packet.verify_checksum(src, dst) {
             return Err(Error::Checksum { layer: LAYER });
         }
-        Ok(Repr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-        })
+        Ok(Repr { src_port: packet.src_port(), dst_port: packet.dst_port() })
     }
 
     /// 8 bytes.
@@ -200,21 +193,16 @@ mod tests {
     use proptest::prelude::*;
 
     // IP(src="192.0.2.1", dst="198.51.100.2")/UDP(sport=4500, dport=4500)/Raw(b"hello, world")
-    const UDP4: &str =
-        "450000280001000040118e8dc0000201c6336402119411940014b01a68656c6c6f2c20776f726c64";
+    const UDP4: &str = "450000280001000040118e8dc0000201c6336402119411940014b01a68656c6c6f2c20776f726c64";
     // IPv6(src="2001:db8::1", dst="2001:db8::2")/UDP(sport=500, dport=500)/Raw(b"hello, world")
-    const UDP6: &str =
-        "600000000014114020010db800000000000000000000000120010db8000000000000000000000002\
+    const UDP6: &str = "600000000014114020010db800000000000000000000000120010db8000000000000000000000002\
                         01f401f40014601d68656c6c6f2c20776f726c64";
 
     fn v4() -> (Ipv4Addr, Ipv4Addr) {
         (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 2))
     }
     fn v6() -> (Ipv6Addr, Ipv6Addr) {
-        (
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-        )
+        ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
     }
 
     #[test]
@@ -223,13 +211,7 @@ mod tests {
         let (s, d) = v4();
         let p = Packet::new_checked(&b[20..]).unwrap();
         let r = Repr::parse(&p, &s, &d).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                src_port: 4500,
-                dst_port: 4500
-            }
-        );
+        assert_eq!(r, Repr { src_port: 4500, dst_port: 4500 });
         assert_eq!(p.payload(), b"hello, world");
         assert_eq!(p.checksum(), 0xb01a);
         let mut out = junk(b.len() - 20);
@@ -246,13 +228,7 @@ mod tests {
         let (s, d) = v6();
         let p = Packet::new_checked(&b[40..]).unwrap();
         let r = Repr::parse(&p, &s, &d).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                src_port: 500,
-                dst_port: 500
-            }
-        );
+        assert_eq!(r, Repr { src_port: 500, dst_port: 500 });
         let mut out = junk(b.len() - 40);
         out[8..].copy_from_slice(p.payload());
         let mut q = Packet::new_unchecked(&mut out[..]);
@@ -272,10 +248,7 @@ mod tests {
         b[46] = 0;
         b[47] = 0;
         let (s, d) = v6();
-        assert_eq!(
-            Repr::parse(&Packet::new_checked(&b[40..]).unwrap(), &s, &d),
-            Err(Error::Checksum { layer: "udp" })
-        );
+        assert_eq!(Repr::parse(&Packet::new_checked(&b[40..]).unwrap(), &s, &d), Err(Error::Checksum { layer: "udp" }));
     }
 
     #[test]
@@ -295,10 +268,7 @@ mod tests {
         }
         let mut bad = u.to_vec();
         bad[5] = 7;
-        assert!(matches!(
-            Packet::new_checked(&bad[..]),
-            Err(Error::Malformed { offset: 4, .. })
-        ));
+        assert!(matches!(Packet::new_checked(&bad[..]), Err(Error::Malformed { offset: 4, .. })));
     }
 
     proptest! {

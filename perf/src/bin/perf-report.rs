@@ -53,20 +53,31 @@ fn parse_args() -> Result<Mode> {
             let [_, path, size, peers, rest @ ..] = args.as_slice() else {
                 bail!("--case needs PATH SIZE PEERS (e.g. --case lan-to-tunnel 64 1000)");
             };
-            let path = Path::ALL.into_iter().find(|p| p.name() == path).with_context(|| format!("--case: unknown path {path:?}"))?;
+            let path = Path::ALL
+                .into_iter()
+                .find(|p| p.name() == path)
+                .with_context(|| format!("--case: unknown path {path:?}"))?;
             let size = match size.as_str() {
                 "imix" | "IMIX" => FrameSize::Imix,
-                s => FrameSize::Fixed(s.trim_end_matches('B').parse().with_context(|| format!("--case: size {s:?} is not a number or imix"))?),
+                s => FrameSize::Fixed(
+                    s.trim_end_matches('B')
+                        .parse()
+                        .with_context(|| format!("--case: size {s:?} is not a number or imix"))?,
+                ),
             };
             let peers = peers.parse().with_context(|| format!("--case: peers {peers:?} is not a number"))?;
             let seconds = match rest {
                 [] => 5.0,
-                [flag, s] if flag == "--seconds" => s.parse().with_context(|| format!("--seconds {s:?} is not a number"))?,
+                [flag, s] if flag == "--seconds" => {
+                    s.parse().with_context(|| format!("--seconds {s:?} is not a number"))?
+                }
                 _ => bail!("--case PATH SIZE PEERS [--seconds N]"),
             };
             Ok(Mode::Case(path, size, peers, Duration::from_secs_f64(seconds)))
         }
-        Some(other) => bail!("unknown argument {other:?}; usage: perf-report [--quick | --case PATH SIZE PEERS [--seconds N]]"),
+        Some(other) => {
+            bail!("unknown argument {other:?}; usage: perf-report [--quick | --case PATH SIZE PEERS [--seconds N]]")
+        }
     }
 }
 
@@ -83,7 +94,8 @@ fn main() -> Result<()> {
 }
 
 fn build(peers: u32) -> Result<Bench> {
-    let scenario = Scenario::build(ScenarioOptions::new(peers)).with_context(|| format!("building the {peers}-spoke hub"))?;
+    let scenario =
+        Scenario::build(ScenarioOptions::new(peers)).with_context(|| format!("building the {peers}-spoke hub"))?;
     let mut bench = Bench::new(scenario);
     let warm = bench.prewarm().with_context(|| format!("warming the {peers}-spoke hub"))?;
     if warm.wrong != 0 {
@@ -93,7 +105,14 @@ fn build(peers: u32) -> Result<Bench> {
 }
 
 fn describe(m: &Measurement) -> String {
-    format!("{:.3} Mpps, {:.2} Gbps, {:.0} ns/packet, {} packets, {} not delivered", m.mpps(), m.gbps(), m.ns_per_packet(), m.packets, m.wrong)
+    format!(
+        "{:.3} Mpps, {:.2} Gbps, {:.0} ns/packet, {} packets, {} not delivered",
+        m.mpps(),
+        m.gbps(),
+        m.ns_per_packet(),
+        m.packets,
+        m.wrong
+    )
 }
 
 struct CryptoRow {
@@ -195,7 +214,10 @@ fn other_backend(b: Backend) -> Backend {
 
 fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_string());
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!("{} ({cores} logical cores visible)", model.unwrap_or_else(|| "unknown".into()))
 }
@@ -203,11 +225,19 @@ fn cpu_model() -> String {
 fn print_crypto(rows: &[CryptoRow], default: Backend) {
     println!("## AES-GCM-128 references, one core\n");
     println!("OpenSSL: `openssl speed -evp aes-128-gcm -bytes S` (EVP_EncryptUpdate of S bytes per op, no per-op IV/AAD/tag).");
-    println!("Ours: `SaKeys::seal` of one ESP packet with S bytes of text (new IV, 8 B AAD, 16 B tag per op), no pipeline.");
-    println!("IMIX row: the 7×64 + 4×576 + 1×1400 mix, from the per-size times. Ours: best of {ROUNDS} rounds; OpenSSL");
+    println!(
+        "Ours: `SaKeys::seal` of one ESP packet with S bytes of text (new IV, 8 B AAD, 16 B tag per op), no pipeline."
+    );
+    println!(
+        "IMIX row: the 7×64 + 4×576 + 1×1400 mix, from the per-size times. Ours: best of {ROUNDS} rounds; OpenSSL"
+    );
     println!("reports bytes per second of its own CPU time.\n");
     let names: Vec<&str> = rows.first().map(|r| r.ours.iter().map(|(b, _)| b.name()).collect()).unwrap_or_default();
-    println!("| size | openssl Gbps (Mops) | {} | {} / openssl |", names.iter().map(|n| format!("{n} Gbps (Mops)")).collect::<Vec<_>>().join(" | "), default.name());
+    println!(
+        "| size | openssl Gbps (Mops) | {} | {} / openssl |",
+        names.iter().map(|n| format!("{n} Gbps (Mops)")).collect::<Vec<_>>().join(" | "),
+        default.name()
+    );
     println!("|---|---|{}---|", "---|".repeat(names.len()));
     for r in rows {
         let ours: Vec<String> = r.ours.iter().map(|(_, a)| format!("{:.2} ({:.2})", a.gbps(), a.mops())).collect();
@@ -220,16 +250,25 @@ fn print_crypto(rows: &[CryptoRow], default: Backend) {
     // IMIX: mean time per packet from the 64/576/1400 rows.
     let at = |size: usize| rows.iter().find(|r| r.size == size);
     let imix_bytes: f64 = IMIX.iter().map(|&s| f64::from(s)).sum();
-    let imix_time = |t: &dyn Fn(&CryptoRow) -> Option<f64>| -> Option<f64> { IMIX.iter().map(|&s| at(usize::from(s)).and_then(t)).sum() };
+    let imix_time = |t: &dyn Fn(&CryptoRow) -> Option<f64>| -> Option<f64> {
+        IMIX.iter().map(|&s| at(usize::from(s)).and_then(t)).sum()
+    };
     let openssl_t = imix_time(&|r| r.openssl.map(|o| r.size as f64 / o.bytes_per_sec));
-    let ours_t: Vec<Option<f64>> = (0..names.len()).map(|k| imix_time(&|r| r.ours.get(k).map(|(_, a)| a.ns_per_op() * 1e-9))).collect();
+    let ours_t: Vec<Option<f64>> =
+        (0..names.len()).map(|k| imix_time(&|r| r.ours.get(k).map(|(_, a)| a.ns_per_op() * 1e-9))).collect();
     let gbps = |t: Option<f64>| t.map(|t| imix_bytes * 8.0 / t / 1e9);
-    let cell = |t: Option<f64>| t.map_or("n/a".into(), |t| format!("{:.2} ({:.2})", imix_bytes * 8.0 / t / 1e9, IMIX.len() as f64 / t / 1e6));
+    let cell = |t: Option<f64>| {
+        t.map_or("n/a".into(), |t| format!("{:.2} ({:.2})", imix_bytes * 8.0 / t / 1e9, IMIX.len() as f64 / t / 1e6))
+    };
     let ratio = match (gbps(ours_t.first().copied().flatten()), gbps(openssl_t)) {
         (Some(a), Some(b)) => format!("{:.2}×", a / b),
         _ => "n/a".into(),
     };
-    println!("| IMIX | {} | {} | {ratio} |\n", cell(openssl_t), ours_t.iter().map(|t| cell(*t)).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| IMIX | {} | {} | {ratio} |\n",
+        cell(openssl_t),
+        ours_t.iter().map(|t| cell(*t)).collect::<Vec<_>>().join(" | ")
+    );
 }
 
 fn print_pipeline(results: &[(Path, FrameSize, u32, Measurement)]) {
@@ -266,18 +305,28 @@ fn verdict(ok: bool) -> &'static str {
 
 fn print_targets(crypto: &[CryptoRow], results: &[(Path, FrameSize, u32, Measurement)], default: Backend) {
     println!("## Targets (issue 2 §5)\n");
-    let ours_at = |size: usize| crypto.iter().find(|r| r.size == size).and_then(|r| r.ours.iter().find(|(b, _)| *b == default).map(|(_, a)| *a));
+    let ours_at = |size: usize| {
+        crypto.iter().find(|r| r.size == size).and_then(|r| r.ours.iter().find(|(b, _)| *b == default).map(|(_, a)| *a))
+    };
     for size in [1024, 1400] {
         let row = crypto.iter().find(|r| r.size == size);
         match (ours_at(size), row.and_then(|r| r.openssl)) {
             (Some(a), Some(o)) => {
                 let ratio = a.gbps() / o.gbps();
-                println!("- raw AEAD ({}) ≥ 1.0× OpenSSL at {size} B: {ratio:.2}× ({:.2} vs {:.2} Gbps) — {}", default.name(), a.gbps(), o.gbps(), verdict(ratio >= 1.0));
+                println!(
+                    "- raw AEAD ({}) ≥ 1.0× OpenSSL at {size} B: {ratio:.2}× ({:.2} vs {:.2} Gbps) — {}",
+                    default.name(),
+                    a.gbps(),
+                    o.gbps(),
+                    verdict(ratio >= 1.0)
+                );
             }
             _ => println!("- raw AEAD ≥ 1.0× OpenSSL at {size} B: no OpenSSL figure — **not measured**"),
         }
     }
-    let find = |path: Path, size: FrameSize, peers: u32| results.iter().find(|r| r.0 == path && r.1 == size && r.2 == peers).map(|r| r.3);
+    let find = |path: Path, size: FrameSize, peers: u32| {
+        results.iter().find(|r| r.0 == path && r.1 == size && r.2 == peers).map(|r| r.3)
+    };
     if let Some(aead) = ours_at(1400) {
         for peers in PEERS {
             if let Some(m) = find(Path::LanToTunnel, FrameSize::Fixed(1400), peers) {
@@ -295,7 +344,12 @@ fn print_targets(crypto: &[CryptoRow], results: &[(Path, FrameSize, u32, Measure
     }
     for peers in PEERS {
         if let Some(m) = find(Path::LanToTunnel, FrameSize::Fixed(64), peers) {
-            println!("- ≥ 2 Mpps per core at 64 B LAN→tunnel, {peers} spokes: {:.2} Mpps ({:.0} ns/packet) — {}", m.mpps(), m.ns_per_packet(), verdict(m.mpps() >= 2.0 && m.wrong == 0));
+            println!(
+                "- ≥ 2 Mpps per core at 64 B LAN→tunnel, {peers} spokes: {:.2} Mpps ({:.0} ns/packet) — {}",
+                m.mpps(),
+                m.ns_per_packet(),
+                verdict(m.mpps() >= 2.0 && m.wrong == 0)
+            );
         }
     }
 }
