@@ -231,7 +231,13 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 impl StaticConfig {
     /// Parses the JSON text.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|e| err("config", e))
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)).map_err(|e| {
+            let field = match e.path().to_string() {
+                p if p == "." => "config".to_string(),
+                p => p,
+            };
+            err(field, e.into_inner())
+        })
     }
 
     /// Builds the SA database, with keys expanded for `backend`. `iv_seed` feeds the CBC IV keys.
@@ -406,4 +412,49 @@ fn sa_config(s: &SaJson, field: &dyn Fn(&str) -> String) -> Result<SaConfig, Con
     };
     config.validate().map_err(|e| err(field("replay_window"), e))?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::default_backend;
+
+    const PORT: &str = r#"{"id": 0, "name": "wan", "mac": "02:00:00:00:00:01", "addresses": ["192.0.2.1/24"]}"#;
+
+    fn refused(json: &str) -> String {
+        let config = match StaticConfig::from_json(json) {
+            Ok(c) => c,
+            Err(e) => return e.to_string(),
+        };
+        let sas = match config.sa_db(default_backend(), [0; 16]) {
+            Ok(sas) => sas,
+            Err(e) => return e.to_string(),
+        };
+        match config.publish(sas) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e =
+            refused(&format!(r#"{{"ports": [{PORT}], "tunnels": [{{"id": 1, "source": "192.0.2.1", "keyy": 5}}]}}"#));
+        assert!(e.starts_with("tunnels[0].keyy: unknown field `keyy`"), "{e}");
+
+        let sa = r#"{"index": 1, "spi": 4097, "direction": "in", "cipher": "aes-gcm-128",
+                     "enc_key": "00112233445566778899aabbccddeeff", "tunnel": 1,
+                     "local": "192.0.2.1", "peer": "198.51.100.1"}"#;
+        let e = refused(&format!(r#"{{"ports": [{PORT}], "sas": [{sa}]}}"#));
+        assert_eq!(e, "sas[0].enc_key: aes-gcm-128 needs 20 bytes (key and salt), got 16");
+
+        let e = refused(&format!(
+            r#"{{"ports": [{PORT}], "routes": [{{"prefix": "10.0.0.0/8", "via": {{"tunnel": 9, "peer": null}}}}]}}"#
+        ));
+        assert!(e.starts_with("routes[0].via: "), "{e}");
+        assert!(e.contains("tunnel 9"), "{e}");
+
+        let e = refused(&format!(r#"{{"ports": [{PORT}], "routes": [{{"prefix": "10.0.0.0/33", "via": "drop"}}]}}"#));
+        assert_eq!(e, r#"routes[0].prefix: "10.0.0.0/33" is not prefix/length"#);
+    }
 }
