@@ -1205,7 +1205,7 @@ impl TrafficSelector {
         for _ in 0..n {
             let at = r.offset();
             let ty = TsType(r.u8("traffic selector")?);
-            let _proto = r.u8("traffic selector")?;
+            let protocol = r.u8("traffic selector")?;
             let len = r.u16("traffic selector")? as usize;
             let want = match ty {
                 TsType::TS_IPV4_ADDR_RANGE => Some(16),
@@ -1216,7 +1216,6 @@ impl TrafficSelector {
                 return Err(Error::Malformed { what: "traffic selector", offset: at + 2, why: "bad selector length" });
             }
             let mut s = r.sub(len - 4, "traffic selector")?;
-            let protocol = _proto;
             v.push(match ty {
                 TsType::TS_IPV4_ADDR_RANGE => {
                     let (start_port, end_port) = (s.u16("TS")?, s.u16("TS")?);
