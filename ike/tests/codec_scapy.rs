@@ -323,3 +323,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn receive_rules() {
+    // Bytes after the Encrypted payload (§3.14: it is the last) are refused.
+    let mut b = hex(AUTH_SK);
+    b.extend_from_slice(&[0, 0, 0, 4]);
+    let n = b.len() as u32;
+    b[24..28].copy_from_slice(&n.to_be_bytes());
+    assert!(matches!(Message::parse(&b), Err(Error::Malformed { what: "encrypted payload", .. })));
+    // Fragment number 0, or above the total (RFC 7383 §2.6.1).
+    for (num, total) in [(0u16, 3u16), (4, 3)] {
+        let mut b = hex(SKF);
+        b[32..34].copy_from_slice(&num.to_be_bytes());
+        b[34..36].copy_from_slice(&total.to_be_bytes());
+        assert!(matches!(Message::parse(&b), Err(Error::Malformed { what: "encrypted fragment", offset: 32, .. })));
+    }
+    // A payload length below the generic header's 4 octets.
+    let mut b = hex(INIT_RESP_KE);
+    b[HEADER_LEN + 3] = 3;
+    assert!(matches!(Message::parse(&b), Err(Error::Malformed { offset: 30, .. })));
+    // A transform count that disagrees with the transforms.
+    let mut b = hex(INIT_REQ);
+    b[HEADER_LEN + 4 + 7] = 5;
+    assert!(matches!(Message::parse(&b), Err(Error::Malformed { what: "proposal", .. })));
+    // Emit refuses what cannot be said on the wire.
+    let d = Delete { protocol: ProtocolId::ESP, spi_size: 4, spis: vec![1, 2, 3] };
+    let m = Message {
+        spi_i: 1,
+        spi_r: 2,
+        minor: 0,
+        exchange: ExchangeType::INFORMATIONAL,
+        flags: Flags::INITIATOR,
+        message_id: 5,
+        payloads: vec![PayloadBody::Delete(d).into()],
+    };
+    assert!(matches!(m.to_vec(), Err(Error::TooLong { .. })));
+}
