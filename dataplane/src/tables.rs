@@ -12,6 +12,10 @@
 //! - Publication cost is proportional to what changed: every table sits behind its own `Arc` (the FIBs
 //!   and the hash tables in copy-on-write chunks or shards, see [`crate::fib`] and [`crate::teib`]);
 //!   publishing clones pointers, and a change copies only the chunks it writes.
+//! - Publishing resolves each TEIB entry's outer path into a [`Rewrite`] (port, Ethernet header, outer
+//!   IPv4 header): the new and changed entries, or every entry when a port, a tunnel, a neighbour or a
+//!   route of a front-door VRF changed (about 10 ms at 100,000 peers; only the shards whose rewrites
+//!   changed are copied).
 //!
 //! Connected and local routes are derived as IOS derives them: an address `A/len` on a port installs
 //! `A/32` (or `/128`) → [`NextHop::Local`] and `network(A)/len` → `Port { gateway: None }` (on-link: the
@@ -29,7 +33,9 @@ use arc_swap::{ArcSwap, Guard};
 use crate::fib::{Family, Fib4, Fib6, FibBuilder4, FibBuilder6, FibError, NextHopId, V4, V6};
 use crate::ids::{PortId, TunnelId, VrfId};
 use crate::sa::SaDb;
-use crate::teib::{FastMap, Sharded, Teib, TeibEntry};
+use crate::teib::{Adjacency, FastMap, Rewrite, Sharded, Teib, TeibEntry, TUNNEL_TTL};
+use crate::wire::ethernet::{self, Address, EtherType, VlanTag};
+use crate::wire::{ipv4, IpProtocol};
 
 /// A port of the box and its layer-3 configuration (`interface GigabitEthernet…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +189,28 @@ impl Tables {
     /// The TEIB entry of overlay peer `overlay` on `tunnel`.
     #[inline]
     pub fn teib(&self, tunnel: TunnelId, overlay: IpAddr) -> Option<&TeibEntry> {
+        self.teib.get(tunnel, overlay).map(|a| &a.entry)
+    }
+
+    /// The TEIB entry of overlay peer `overlay` on `tunnel` with its resolved outer path (hot path).
+    #[inline]
+    pub fn adjacency(&self, tunnel: TunnelId, overlay: IpAddr) -> Option<&Adjacency> {
         self.teib.get(tunnel, overlay)
+    }
+
+    /// The outer path from `tunnel` to `entry`'s NBMA address in these tables, if complete.
+    fn rewrite(&self, tunnel: TunnelId, entry: &TeibEntry) -> Option<Rewrite> {
+        let t = self.tunnel(tunnel)?;
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.source, entry.nbma) else { return None };
+        let NextHop::Port { port, gateway } = *self.resolve(t.fvrf, entry.nbma)? else { return None };
+        let p = self.port(port)?;
+        let eth = ethernet::Repr {
+            src_addr: Address(p.mac),
+            dst_addr: Address(self.neighbour(port, gateway.unwrap_or(entry.nbma))?),
+            vlan: p.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
+            ethertype: EtherType::IPV4,
+        };
+        Some(Rewrite::new(port, p.mtu, ipv4::Template::new(src, dst, IpProtocol::GRE, TUNNEL_TTL), &eth))
     }
 
     /// The link-layer address of `ip` on `port`.
@@ -254,6 +281,10 @@ pub struct TablesPublisher {
     nh_free: Vec<NextHopId>,
     /// Connected and local routes and their owners.
     connected: HashMap<RouteKey, Owner>,
+    /// TEIB entries set since the last publication, whose rewrites to resolve.
+    teib_changed: Vec<(TunnelId, IpAddr)>,
+    /// Something every rewrite may depend on changed: resolve them all at the next publication.
+    rewrites_stale: bool,
 }
 
 impl TablesPublisher {
@@ -268,6 +299,8 @@ impl TablesPublisher {
             nh_refs: Vec::new(),
             nh_free: Vec::new(),
             connected: HashMap::new(),
+            teib_changed: Vec::new(),
+            rewrites_stale: false,
         };
         (publisher, TablesReader { shared })
     }
@@ -296,8 +329,28 @@ impl TablesPublisher {
             .iter()
             .map(|f| f.as_ref().map(|(v4, v6)| VrfFibs { v4: v4.snapshot(), v6: v6.snapshot() }))
             .collect();
+        self.resolve_rewrites();
         self.shared.store(Arc::new(self.staged.clone()));
         self.staged.generation
+    }
+
+    /// Gives the changed TEIB entries (all of them, when their dependencies changed) the rewrite the
+    /// staged tables resolve.
+    fn resolve_rewrites(&mut self) {
+        let keys = (!self.rewrites_stale).then_some(&self.teib_changed[..]);
+        if keys.is_some_and(|k| k.is_empty()) {
+            return;
+        }
+        let mut teib = std::mem::take(&mut self.staged.teib);
+        teib.resolve(keys, |tunnel, entry| self.staged.rewrite(tunnel, entry));
+        self.staged.teib = teib;
+        self.teib_changed.clear();
+        self.rewrites_stale = false;
+    }
+
+    /// True when `vrf` is some tunnel's front-door VRF.
+    fn is_fvrf(&self, vrf: VrfId) -> bool {
+        self.staged.tunnels.by_id.iter().flatten().any(|t| t.fvrf == vrf)
     }
 
     // ---- routes -------------------------------------------------------------------------------
@@ -380,6 +433,7 @@ impl TablesPublisher {
 
     /// Installs a validated route; releases the next hop it replaces.
     fn install(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nh: NextHop) -> Result<(), TablesError> {
+        self.rewrites_stale |= self.is_fvrf(vrf);
         let id = self.intern(nh)?;
         let v = usize::from(vrf.0);
         if self.fibs.len() <= v {
@@ -403,6 +457,7 @@ impl TablesPublisher {
 
     /// Removes a route if present; releases its next hop.
     fn uninstall(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> Result<bool, TablesError> {
+        self.rewrites_stale |= self.is_fvrf(vrf);
         let Some(Some((v4, v6))) = self.fibs.get_mut(usize::from(vrf.0)) else {
             return Ok(false);
         };
@@ -500,6 +555,7 @@ impl TablesPublisher {
     /// Adds or replaces a port, with its connected and local routes. Changing the VRF of a port that
     /// static routes use is refused.
     pub fn set_port(&mut self, config: PortConfig) -> Result<(), TablesError> {
+        self.rewrites_stale = true;
         let id = config.id;
         if let Some(old) = self.staged.port(id) {
             if old.vrf != config.vrf {
@@ -528,6 +584,7 @@ impl TablesPublisher {
 
     /// Removes a port, its connected routes and its neighbours; refused while static routes use it.
     pub fn remove_port(&mut self, id: PortId) -> Result<(), TablesError> {
+        self.rewrites_stale = true;
         if self.staged.port(id).is_none() {
             return Err(TablesError::NoSuchPort { port: id.0 });
         }
@@ -548,6 +605,7 @@ impl TablesPublisher {
     /// Adds or replaces a tunnel, with its connected and local overlay routes. Refused when another
     /// tunnel has the same (source, key), or when the overlay VRF changes while static routes use it.
     pub fn set_tunnel(&mut self, config: TunnelConfig) -> Result<(), TablesError> {
+        self.rewrites_stale = true;
         let id = config.id;
         if let Some(&other) = self.staged.tunnels.rx.get(&(config.source, config.key)) {
             if other != id {
@@ -591,6 +649,7 @@ impl TablesPublisher {
 
     /// Removes a tunnel, its connected routes and its TEIB entries; refused while static routes use it.
     pub fn remove_tunnel(&mut self, id: TunnelId) -> Result<(), TablesError> {
+        self.rewrites_stale = true;
         let Some(old) = self.staged.tunnel(id).map(|t| (t.source, t.key)) else {
             return Err(TablesError::NoSuchTunnel { tunnel: id.0 });
         };
@@ -621,6 +680,7 @@ impl TablesPublisher {
         if self.staged.tunnel(tunnel).is_none() {
             return Err(TablesError::NoSuchTunnel { tunnel: tunnel.0 });
         }
+        self.teib_changed.push((tunnel, overlay));
         Ok(self.staged.teib.insert(tunnel, overlay, entry))
     }
 
@@ -634,12 +694,14 @@ impl TablesPublisher {
         if self.staged.port(port).is_none() {
             return Err(TablesError::NoSuchPort { port: port.0 });
         }
+        self.rewrites_stale = true;
         self.staged.neighbours.insert((port, ip), mac);
         Ok(())
     }
 
     /// Forgets the link-layer address of `ip` on `port`; returns it.
     pub fn remove_neighbour(&mut self, port: PortId, ip: IpAddr) -> Option<[u8; 6]> {
+        self.rewrites_stale = true;
         self.staged.neighbours.remove(&(port, ip))
     }
 }
@@ -719,6 +781,58 @@ mod tests {
         assert_eq!(t2.resolve(VrfId(0), ip("2001:db8::9")), None);
         // The old snapshot is unchanged.
         assert!(t.is_local(VrfId(0), ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn teib_rewrites_follow_routes_neighbours_and_ports() {
+        let (mut p, reader) = TablesPublisher::new();
+        p.set_port(port(0, 0, &[("192.0.2.1", 24)])).unwrap();
+        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)))).unwrap();
+        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2")).unwrap();
+        p.publish();
+        let rewrite = |reader: &TablesReader| reader.load().adjacency(TunnelId(1), ip("10.0.0.2")).unwrap().rewrite;
+        assert_eq!(rewrite(&reader), None, "no route to the NBMA address yet");
+
+        let gw = NextHop::Port { port: PortId(0), gateway: Some(ip("192.0.2.254")) };
+        p.add_route(VrfId(0), ip("0.0.0.0"), 0, gw).unwrap();
+        p.publish();
+        assert_eq!(rewrite(&reader), None, "the gateway's MAC address is not known yet");
+
+        p.set_neighbour(PortId(0), ip("192.0.2.254"), [0x52, 0x54, 0, 0, 0, 0xfe]).unwrap();
+        p.publish();
+        let r = rewrite(&reader).expect("resolved once the gateway is known");
+        assert_eq!(r.port, PortId(0));
+        assert_eq!(r.port_mtu, 1500);
+        // Ether(dst="52:54:00:00:00:fe", src="02:00:00:00:00:00", type=0x0800): gateway's MAC, port's MAC
+        assert_eq!(r.l2(), [0x52, 0x54, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, 0, 0x08, 0x00]);
+        assert_eq!(r.ip, ipv4::Template::new([192, 0, 2, 1].into(), [198, 51, 100, 2].into(), IpProtocol::GRE, 255));
+
+        // A new entry is resolved when it is published; a VLAN on the port changes every rewrite.
+        p.set_teib(TunnelId(1), ip("10.0.0.3"), teib("203.0.113.3")).unwrap();
+        let mut tagged = port(0, 0, &[("192.0.2.1", 24)]);
+        tagged.vlan = Some(100);
+        p.set_port(tagged).unwrap();
+        p.publish();
+        let t = reader.load();
+        for peer in ["10.0.0.2", "10.0.0.3"] {
+            let r = t.adjacency(TunnelId(1), ip(peer)).unwrap().rewrite.unwrap();
+            assert_eq!(&r.l2()[12..], [0x81, 0x00, 0x00, 100, 0x08, 0x00], "{peer}");
+        }
+
+        // Removing the route takes the rewrites away; routes in the overlay VRF do not touch them.
+        p.add_route(
+            VrfId(1),
+            ip("172.16.0.0"),
+            16,
+            NextHop::Tunnel { tunnel: TunnelId(1), peer: Some(ip("10.0.0.2")) },
+        )
+        .unwrap();
+        p.publish();
+        assert!(!p.rewrites_stale && rewrite(&reader).is_some());
+        p.remove_route(VrfId(0), ip("0.0.0.0"), 0).unwrap();
+        p.publish();
+        assert_eq!(rewrite(&reader), None);
+        assert!(t.adjacency(TunnelId(1), ip("10.0.0.2")).unwrap().rewrite.is_some(), "old snapshot unchanged");
     }
 
     #[test]

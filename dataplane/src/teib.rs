@@ -13,6 +13,10 @@
 //!
 //! The outer VRF of the NBMA side is the tunnel's front-door VRF ([`crate::tables::TunnelConfig::fvrf`]),
 //! not repeated here. The inbound SA is found by SPI in the SA database, so only the outbound one is here.
+//!
+//! Each entry also carries its [`Rewrite`], the outer path to the NBMA address resolved when the tables
+//! are published (VPP's midchain adjacency), so that encapsulation does no front-door route or
+//! neighbour lookup per packet.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -20,6 +24,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::ids::{PortId, SaIndex, TunnelId};
+use crate::wire::{ethernet, ipv4};
+
+/// Outer TTL of tunnel packets (IOS's default `tunnel ttl`).
+pub const TUNNEL_TTL: u8 = 255;
 
 /// Number of shards of a [`Sharded`] map.
 pub const SHARDS: usize = 256;
@@ -35,6 +43,49 @@ pub struct TeibEntry {
     pub sa_out: Option<SaIndex>,
     /// Learned from a registration (NHRP dynamic entry) rather than configured (`ip nhrp map`).
     pub dynamic: bool,
+}
+
+/// The outer path from a tunnel to one NBMA address, resolved by
+/// [`crate::tables::TablesPublisher::publish`] from the tunnel, the front-door route, the port and the
+/// neighbour table of the same snapshot. An entry whose path is not complete (no route, no ARP entry
+/// yet, an IPv6 NBMA address) has none, and its packets take the slow path, which routes, resolves and
+/// asks the control plane for what is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Egress port.
+    pub port: PortId,
+    /// Its MTU.
+    pub port_mtu: u16,
+    /// The outer IPv4 header with GRE as protocol; the SA of each packet turns it into ESP or UDP.
+    pub ip: ipv4::Template,
+    /// The Ethernet header toward the front-door next hop, with the port's VLAN tag.
+    l2: [u8; ethernet::TAGGED_HEADER_LEN],
+    l2_len: u8,
+}
+
+impl Rewrite {
+    /// The rewrite out of `port` (of MTU `port_mtu`) with the outer header `ip` behind `eth`.
+    pub fn new(port: PortId, port_mtu: u16, ip: ipv4::Template, eth: &ethernet::Repr) -> Rewrite {
+        let mut l2 = [0; ethernet::TAGGED_HEADER_LEN];
+        let len = eth.buffer_len();
+        eth.emit(&mut ethernet::Packet::new_unchecked(&mut l2[..len]));
+        Rewrite { port, port_mtu, ip, l2, l2_len: len as u8 }
+    }
+
+    /// The Ethernet header bytes.
+    #[inline]
+    pub fn l2(&self) -> &[u8] {
+        &self.l2[..usize::from(self.l2_len)]
+    }
+}
+
+/// A TEIB entry as published: what the control plane set, and the resolved outer path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adjacency {
+    /// The entry.
+    pub entry: TeibEntry,
+    /// Its outer path, if complete.
+    pub rewrite: Option<Rewrite>,
 }
 
 /// A key whose shard is cheap to compute and spreads typical keys (sequential overlay addresses).
@@ -127,33 +178,73 @@ impl<K: ShardKey + Clone, V: Clone> Sharded<K, V> {
     }
 }
 
-/// The TEIB of all tunnels: (tunnel, overlay address) → [`TeibEntry`].
+/// The TEIB of all tunnels: (tunnel, overlay address) → [`Adjacency`].
 #[derive(Debug, Clone, Default)]
 pub struct Teib {
-    map: Sharded<(TunnelId, IpAddr), TeibEntry>,
+    map: Sharded<(TunnelId, IpAddr), Adjacency>,
 }
 
 impl Teib {
-    /// The entry for overlay peer `overlay` on `tunnel` (hot path).
+    /// The entry for overlay peer `overlay` on `tunnel` with its rewrite (hot path).
     #[inline]
-    pub fn get(&self, tunnel: TunnelId, overlay: IpAddr) -> Option<&TeibEntry> {
+    pub fn get(&self, tunnel: TunnelId, overlay: IpAddr) -> Option<&Adjacency> {
         self.map.get(&(tunnel, overlay))
     }
 
-    /// Adds or replaces an entry; returns the old one. The caller checks that the tunnel exists
-    /// ([`crate::tables::TablesPublisher::set_teib`] does).
+    /// Adds or replaces an entry, without a rewrite until [`Teib::resolve`] gives it one; returns the old
+    /// entry. The caller checks that the tunnel exists ([`crate::tables::TablesPublisher::set_teib`]
+    /// does).
     pub fn insert(&mut self, tunnel: TunnelId, overlay: IpAddr, entry: TeibEntry) -> Option<TeibEntry> {
-        self.map.insert((tunnel, overlay), entry)
+        self.map.insert((tunnel, overlay), Adjacency { entry, rewrite: None }).map(|a| a.entry)
     }
 
     /// Removes an entry; returns it.
     pub fn remove(&mut self, tunnel: TunnelId, overlay: IpAddr) -> Option<TeibEntry> {
-        self.map.remove(&(tunnel, overlay))
+        self.map.remove(&(tunnel, overlay)).map(|a| a.entry)
     }
 
     /// Removes every entry of `tunnel`; returns how many.
     pub fn remove_tunnel(&mut self, tunnel: TunnelId) -> usize {
         self.map.remove_where(|(t, _), _| *t == tunnel)
+    }
+
+    /// Sets the rewrite of the entries named in `keys` (of every entry when `keys` is `None`) to what
+    /// `resolve` says. A shard is copied only when one of its rewrites changes.
+    pub fn resolve(
+        &mut self,
+        keys: Option<&[(TunnelId, IpAddr)]>,
+        mut resolve: impl FnMut(TunnelId, &TeibEntry) -> Option<Rewrite>,
+    ) {
+        let Some(keys) = keys else {
+            for shard in &mut self.map.shards {
+                let fresh: Vec<_> = shard
+                    .iter()
+                    .filter_map(|(k, a)| {
+                        let rewrite = resolve(k.0, &a.entry);
+                        (rewrite != a.rewrite).then_some((*k, rewrite))
+                    })
+                    .collect();
+                if !fresh.is_empty() {
+                    let map = Arc::make_mut(shard);
+                    for (k, rewrite) in fresh {
+                        if let Some(a) = map.get_mut(&k) {
+                            a.rewrite = rewrite;
+                        }
+                    }
+                }
+            }
+            return;
+        };
+        for key in keys {
+            let Some(shard) = self.map.shards.get_mut(key.shard()) else { continue };
+            let Some(a) = shard.get(key) else { continue };
+            let rewrite = resolve(key.0, &a.entry);
+            if rewrite != a.rewrite {
+                if let Some(a) = Arc::make_mut(shard).get_mut(key) {
+                    a.rewrite = rewrite;
+                }
+            }
+        }
     }
 
     /// Number of entries.
@@ -183,9 +274,9 @@ mod tests {
         let published = t.clone();
         assert_eq!(t.insert(TunnelId(1), peer, entry("203.0.113.9")), Some(entry("198.51.100.2")));
         t.insert(TunnelId(2), peer, entry("192.0.2.7"));
-        assert_eq!(published.get(TunnelId(1), peer), Some(&entry("198.51.100.2")));
+        assert_eq!(published.get(TunnelId(1), peer).map(|a| a.entry), Some(entry("198.51.100.2")));
         assert_eq!(published.get(TunnelId(2), peer), None);
-        assert_eq!(t.get(TunnelId(1), peer), Some(&entry("203.0.113.9")));
+        assert_eq!(t.get(TunnelId(1), peer).map(|a| a.entry), Some(entry("203.0.113.9")));
         assert_eq!(t.remove_tunnel(TunnelId(1)), 1);
         assert_eq!(t.get(TunnelId(1), peer), None);
         assert_eq!(t.len(), 1);
@@ -207,7 +298,7 @@ mod tests {
         assert_eq!(t.len(), 99_999);
         assert!(published.get(TunnelId(1), "10.0.0.5".parse().unwrap()).is_some());
         assert_eq!(
-            t.get(TunnelId(1), "10.1.134.159".parse().unwrap()).map(|e| e.nbma),
+            t.get(TunnelId(1), "10.1.134.159".parse().unwrap()).map(|a| a.entry.nbma),
             Some("198.52.134.159".parse().unwrap())
         );
     }

@@ -73,6 +73,8 @@ struct Outer {
     natt: Option<(u16, u16)>,
     port: PortId,
     gateway: IpAddr,
+    /// The TEIB entry's resolved headers, when it has them: then `port` and `gateway` come from it.
+    rewrite: Option<crate::teib::Rewrite>,
 }
 
 /// Per-packet state carried between phases.

@@ -8,19 +8,17 @@ use super::ip::{l3_header, route, L3};
 use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::drop::DropReason;
 use crate::esp::{InboundReq, OutboundReq};
-use crate::ids::{SaIndex, TunnelId, VrfId};
+use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
 use crate::sa::{Mode, SaRtTable};
 use crate::tables::{NextHop, TunnelConfig};
+use crate::teib::{Rewrite, TeibEntry, TUNNEL_TTL};
 use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::wire::gre::{self, Protocol};
 use crate::wire::ipv4;
 use crate::wire::udp;
 use crate::wire::IpProtocol;
-
-/// Outer TTL of tunnel packets (IOS's default `tunnel ttl`).
-const TUNNEL_TTL: u8 = 255;
 
 impl<P: PacketBuf> Pipeline<P> {
     /// GRE input with the data at the GRE header. `sa` is the inbound SA that decrypted the packet, or
@@ -88,18 +86,23 @@ impl<P: PacketBuf> Pipeline<P> {
             let note = Note { kind: PuntKind::Redirect, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(l3.dst) };
             self.trigger(cx, meta, header, note);
         }
-        let Some(entry) = cx.t.teib(tunnel_id, nh) else {
+        let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
             let header = pkt.data();
             let note = Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
             self.trigger(cx, meta, header, note);
             return Step::Drop(DropReason::TeibMiss);
         };
+        let entry = &adjacency.entry;
         let sa = match (tunnel.protection, entry.sa_out) {
             (true, None) => return Step::Drop(DropReason::NoOutboundSa),
             (true, Some(sa)) => Some(sa),
             (false, _) => None,
         };
-        let out = match self.outer_path(cx, tunnel, entry.nbma, sa, l3.tos) {
+        let path = match adjacency.rewrite {
+            Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
+            None => outer_route(cx, tunnel, entry.nbma),
+        };
+        let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
@@ -129,42 +132,12 @@ impl<P: PacketBuf> Pipeline<P> {
         if tunnel.protection && sa.is_none() {
             return Step::Drop(DropReason::NoOutboundSa);
         }
-        let out = match self.outer_path(cx, tunnel, nbma, sa, NETWORK_CONTROL_DSCP << 2) {
+        let path = outer_route(cx, tunnel, nbma);
+        let out = match path.and_then(|path| outer(cx, tunnel, nbma, sa, NETWORK_CONTROL_DSCP << 2, path)) {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
         self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol), out)
-    }
-
-    /// Where the encapsulated packet will go: outer addresses, SA, NAT-T ports, and the front-door
-    /// route to the peer's NBMA address.
-    fn outer_path(
-        &self,
-        cx: &Ctx<'_, P>,
-        tunnel: &TunnelConfig,
-        nbma: IpAddr,
-        sa: Option<SaIndex>,
-        inner_tos: u8,
-    ) -> Result<Outer, DropReason> {
-        let (next_header, natt) = match sa {
-            Some(index) => {
-                let sa = cx.t.sas().hot(index).ok_or(DropReason::NoOutboundSa)?;
-                let next_header = match sa.mode {
-                    Mode::Transport => IpProtocol::GRE.0,
-                    Mode::Tunnel if nbma.is_ipv4() => IpProtocol::IPV4.0,
-                    Mode::Tunnel => IpProtocol::IPV6.0,
-                };
-                (next_header, sa.natt.map(|n| (n.local, n.peer)))
-            }
-            None => (IpProtocol::GRE.0, None),
-        };
-        let (port, gateway) = match route(cx.t, tunnel.fvrf, nbma) {
-            Some(NextHop::Port { port, gateway }) => (*port, gateway.unwrap_or(nbma)),
-            Some(NextHop::Drop) => return Err(DropReason::RouteDrop),
-            // A tunnel routed over itself (or over another tunnel) is a configuration loop.
-            Some(_) | None => return Err(DropReason::NoRoute),
-        };
-        Ok(Outer { src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway })
     }
 
     /// The largest overlay packet that fits: the tunnel's `ip mtu`, and what the egress port's MTU leaves
@@ -173,7 +146,10 @@ impl<P: PacketBuf> Pipeline<P> {
     fn tunnel_mtu(&self, cx: &Ctx<'_, P>, tunnel: &TunnelConfig, out: &Outer) -> usize {
         let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { crate::wire::ipv6::HEADER_LEN };
         let gre = gre::BASE_HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
-        let port_mtu = cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu));
+        let port_mtu = match out.rewrite {
+            Some(rewrite) => usize::from(rewrite.port_mtu),
+            None => cx.t.port(out.port).map_or(0, |p| usize::from(p.mtu)),
+        };
         let mut room = port_mtu.saturating_sub(outer_ip);
         if let Some(sa) = out.sa.and_then(|i| cx.t.sas().hot(i)) {
             if out.natt.is_some() {
@@ -320,11 +296,75 @@ impl<P: PacketBuf> Pipeline<P> {
             (None, _) => IpProtocol::GRE,
         };
         let ident = self.next_ip_id();
-        if !push_ip_header(pkt, out.src, out.dst, protocol, out.tos, ident) {
+        let Some(rewrite) = out.rewrite else {
+            if !push_ip_header(pkt, out.src, out.dst, protocol, out.tos, ident) {
+                return Step::Drop(DropReason::NoBufferSpace);
+            }
+            return self.l2_output(cx, pkt, meta, out.port, out.gateway);
+        };
+        let payload_len = pkt.len();
+        let l2 = rewrite.l2();
+        if payload_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {
             return Step::Drop(DropReason::NoBufferSpace);
         }
-        self.l2_output(cx, pkt, meta, out.port, out.gateway)
+        let Some(headers) = pkt.prepend(l2.len() + ipv4::HEADER_LEN) else {
+            return Step::Drop(DropReason::NoBufferSpace);
+        };
+        let (eth, ip) = headers.split_at_mut(l2.len());
+        eth.copy_from_slice(l2);
+        rewrite.ip.with_protocol(protocol).emit(ip, out.tos, ident, payload_len);
+        Step::Tx(rewrite.port)
     }
+}
+
+/// The outer path an entry's rewrite resolved.
+fn rewrite_path(entry: &TeibEntry, rewrite: Rewrite) -> OuterPath {
+    OuterPath { port: rewrite.port, gateway: entry.nbma, rewrite: Some(rewrite) }
+}
+
+/// The outer path to `nbma` looked up now: the front-door route (the slow path, for entries without a
+/// rewrite and for control-plane packets).
+fn outer_route<P: PacketBuf>(cx: &Ctx<'_, P>, tunnel: &TunnelConfig, nbma: IpAddr) -> Result<OuterPath, DropReason> {
+    match route(cx.t, tunnel.fvrf, nbma) {
+        Some(NextHop::Port { port, gateway }) => {
+            Ok(OuterPath { port: *port, gateway: gateway.unwrap_or(nbma), rewrite: None })
+        }
+        Some(NextHop::Drop) => Err(DropReason::RouteDrop),
+        // A tunnel routed over itself (or over another tunnel) is a configuration loop.
+        Some(_) | None => Err(DropReason::NoRoute),
+    }
+}
+
+/// Where the encapsulated packet goes: outer addresses, SA, NAT-T ports, and the front-door `path`.
+fn outer<P: PacketBuf>(
+    cx: &Ctx<'_, P>,
+    tunnel: &TunnelConfig,
+    nbma: IpAddr,
+    sa: Option<SaIndex>,
+    inner_tos: u8,
+    path: OuterPath,
+) -> Result<Outer, DropReason> {
+    let (next_header, natt) = match sa {
+        Some(index) => {
+            let sa = cx.t.sas().hot(index).ok_or(DropReason::NoOutboundSa)?;
+            let next_header = match sa.mode {
+                Mode::Transport => IpProtocol::GRE.0,
+                Mode::Tunnel if nbma.is_ipv4() => IpProtocol::IPV4.0,
+                Mode::Tunnel => IpProtocol::IPV6.0,
+            };
+            (next_header, sa.natt.map(|n| (n.local, n.peer)))
+        }
+        None => (IpProtocol::GRE.0, None),
+    };
+    let OuterPath { port, gateway, rewrite } = path;
+    Ok(Outer { src: tunnel.source, dst: nbma, sa, next_header, tos: inner_tos, natt, port, gateway, rewrite })
+}
+
+/// The front-door part of an [`Outer`].
+struct OuterPath {
+    port: PortId,
+    gateway: IpAddr,
+    rewrite: Option<Rewrite>,
 }
 
 /// Prepends an outer IPv4 header (IPv6 NBMA is not carried yet: such packets are refused by the
@@ -344,21 +384,7 @@ fn push_ip_header<P: PacketBuf>(
         return false;
     }
     let Some(header) = pkt.prepend(ipv4::HEADER_LEN) else { return false };
-    let repr = ipv4::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol,
-        payload_len,
-        ttl: TUNNEL_TTL,
-        dscp: tos >> 2,
-        ecn: tos & 0x03,
-        ident,
-        dont_frag: false,
-        more_frags: false,
-        frag_offset: 0,
-        options: ipv4::Options::default(),
-    };
-    repr.emit(&mut ipv4::Packet::new_unchecked(header));
+    ipv4::Template::new(src, dst, protocol, TUNNEL_TTL).emit(header, tos, ident, payload_len);
     true
 }
 
