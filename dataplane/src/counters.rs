@@ -48,6 +48,8 @@ pub struct WorkerCounters {
     pub esp_decrypted: Counter,
     /// Packets encrypted.
     pub esp_encrypted: Counter,
+    /// Packets handed to the worker that owns their SA.
+    pub handed_off: Counter,
     /// ICMP errors generated (time exceeded, unreachable, fragmentation needed / packet too big).
     pub icmp_sent: Counter,
     /// TCP SYNs whose MSS option was clamped.
@@ -64,6 +66,7 @@ impl Default for WorkerCounters {
             tx_packets: Counter::default(),
             tx_bytes: Counter::default(),
             punted: Counter::default(),
+            handed_off: Counter::default(),
             esp_decrypted: Counter::default(),
             esp_encrypted: Counter::default(),
             icmp_sent: Counter::default(),

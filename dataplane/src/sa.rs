@@ -262,6 +262,8 @@ pub struct SaHot {
     pub icv_len: u8,
     /// What the encrypted part must be a multiple of.
     pub align: u8,
+    /// The worker that owns the runtime state; other workers hand the SA's packets to it.
+    pub owner: WorkerId,
 }
 
 impl SaHot {
@@ -273,6 +275,7 @@ impl SaHot {
             iv_len: config.cipher.iv_len() as u8,
             icv_len: config.cipher.icv_len() as u8,
             align: config.cipher.align() as u8,
+            owner: config.owner,
         }
     }
 }

@@ -167,6 +167,9 @@ pub struct SaJson {
     pub seq_start: u64,
     #[serde(default)]
     pub lifetime: Option<LifetimeJson>,
+    /// The worker that owns the SA's sequence number and replay window.
+    #[serde(default)]
+    pub owner: u16,
 }
 
 fn default_mode() -> String {
@@ -408,7 +411,7 @@ fn sa_config(s: &SaJson, field: &dyn Fn(&str) -> String) -> Result<SaConfig, Con
         local: s.local,
         peer: s.peer,
         natt: s.natt.as_ref().map(|n| NattPorts { local: n.local_port, peer: n.peer_port }),
-        owner: WorkerId(0),
+        owner: WorkerId(s.owner),
     };
     config.validate().map_err(|e| err(field("replay_window"), e))?;
     Ok(config)

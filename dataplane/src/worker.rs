@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
 use crate::ids::{PortId, SaIndex, WorkerId};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{HandoffRings, Pipeline};
 use crate::port::Port;
 use crate::punt::ControlRings;
 use crate::sa::SaRtTable;
@@ -57,7 +57,7 @@ impl<P: Port> Worker<P> {
         let burst_size = burst_size.clamp(1, MAX_BURST);
         Self {
             id,
-            pipeline: Pipeline::new(engine, ports.len()),
+            pipeline: Pipeline::new(id, engine, ports.len()),
             ports,
             counters: Arc::new(WorkerCounters::default()),
             rings,
@@ -69,6 +69,14 @@ impl<P: Port> Worker<P> {
         }
     }
 
+    /// Connects the worker to the others of its dataplane: each SA's packets are handed to its owner
+    /// ([`crate::sa::SaConfig::owner`]), the one writer of its sequence number and replay window. A worker
+    /// without handoff runs every SA itself, which is right only when it is the only worker.
+    pub fn with_handoff(mut self, rings: Arc<HandoffRings<P::Buf>>) -> Self {
+        self.pipeline = self.pipeline.with_handoff(rings);
+        self
+    }
+
     /// Outbound SA `sa` continues after sequence number `last` (an SA whose state moved here).
     pub fn set_outbound_seq(&mut self, sa: SaIndex, last: u64) {
         let tables = self.tables.load();
@@ -77,7 +85,7 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// Polls every port once and the inject ring once; `now_ns` is the clock (nanoseconds, any epoch)
+    /// Polls every port once, the inject ring once and the handoff ring once; `now_ns` is the clock (nanoseconds, any epoch)
     /// for rate limits and lifetimes. Returns the number of packets handled, so that an adaptive poller
     /// can back off when it is zero.
     pub fn poll(&mut self, now_ns: u64) -> usize {
@@ -88,6 +96,8 @@ impl<P: Port> Worker<P> {
         }
         let mut handled =
             self.pipeline.inject(&tables, &mut self.sa_rt, &self.counters, &self.rings, &mut self.ports, now_ns);
+        handled +=
+            self.pipeline.handoffs(&tables, &mut self.sa_rt, &self.counters, &self.rings, &mut self.ports, now_ns);
         for i in 0..self.ports.len() {
             self.burst.clear();
             let n = self.ports[i].rx_burst(&mut self.burst, self.burst_size);

@@ -17,8 +17,12 @@
 //! back into a tunnel; (4) one encrypt batch; (5) outer headers and L2; (6) packets go to their port's
 //! transmit staging, to the punt ring, or are dropped with their reason counted.
 //!
-//! Contract: no allocation, no lock, no syscall, no logging; every packet ends counted (tx, punt or a
-//! [`DropReason`]). Packets the pipeline answers itself (ARP replies, ICMP errors and echo replies, ND
+//! Each SA has one owner worker, the only writer of its sequence number and replay window (VPP binds
+//! SAs to threads the same way). Before each batch, a packet whose SA another worker owns is parked on
+//! that worker's [`HandoffRings`] ring with its state, and the owner runs the rest of its path.
+//!
+//! Contract: no allocation, no lock, no syscall, no logging; every packet ends counted (tx, punt, handoff
+//! or a [`DropReason`]). Packets the pipeline answers itself (ARP replies, ICMP errors and echo replies, ND
 //! advertisements) are rewritten in place in the buffer that carried the question.
 
 mod ip;
@@ -27,12 +31,15 @@ pub mod ratelimit;
 mod tunnel;
 
 use core::net::IpAddr;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
 
 use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
 use crate::drop::DropReason;
 use crate::esp::{EspProcessor, InboundReq, InboundVerdict, OutboundReq, OutboundVerdict};
-use crate::ids::{PortId, SaIndex, TunnelId};
+use crate::ids::{PortId, SaIndex, TunnelId, WorkerId};
 use crate::pkt::PacketBuf;
 use crate::port::Port;
 use crate::punt::{ControlRings, Inject, Punt, PuntData, PuntKind, Snapshot};
@@ -57,6 +64,48 @@ enum Step {
     Decrypt,
     /// Waits for the encrypt batch: data is the ESP payload, [`Meta::out`] says where it goes.
     Encrypt,
+    /// Goes to the worker that owns its SA, to wait there for the batch `Step` says.
+    Handoff(WorkerId, Batch),
+}
+
+/// The batch a handed-off packet waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Decrypt,
+    Encrypt,
+}
+
+/// A packet on its way to the worker that owns its SA, with the state of its path so far.
+#[derive(Debug)]
+struct Parked<P> {
+    pkt: P,
+    batch: Batch,
+    meta: Meta,
+}
+
+/// One ring per worker, into which the other workers hand the packets of the SAs it owns. Shared by all
+/// the workers of a dataplane; a full ring is a counted drop
+/// ([`DropReason::HandoffRingFull`]), never a wait.
+pub struct HandoffRings<P> {
+    rings: Vec<ArrayQueue<Parked<P>>>,
+}
+
+impl<P> HandoffRings<P> {
+    /// Rings for `workers` workers, each holding `capacity` packets.
+    pub fn new(workers: usize, capacity: usize) -> Self {
+        Self { rings: (0..workers).map(|_| ArrayQueue::new(capacity.max(1))).collect() }
+    }
+
+    /// Packets waiting for `worker`.
+    pub fn pending(&self, worker: WorkerId) -> usize {
+        self.rings.get(usize::from(worker.0)).map_or(0, ArrayQueue::len)
+    }
+}
+
+impl<P> core::fmt::Debug for HandoffRings<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HandoffRings").field("workers", &self.rings.len()).finish()
+    }
 }
 
 /// Where an encapsulated packet goes: filled by tunnel output, read after encryption.
@@ -125,6 +174,10 @@ const TRIGGER_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// The per-worker pipeline: scratch arrays, batch crypto, rate limiters.
 pub struct Pipeline<P> {
+    /// The worker this pipeline runs on.
+    id: WorkerId,
+    /// The other workers' rings; `None` when this is the only worker.
+    handoff: Option<Arc<HandoffRings<P>>>,
     engine: Box<dyn CryptoEngine<P>>,
     step: Vec<Step>,
     meta: Vec<Meta>,
@@ -134,7 +187,8 @@ pub struct Pipeline<P> {
     esp_out: Vec<Option<OutboundReq>>,
     out_verdicts: Vec<OutboundVerdict>,
     tx: Vec<Vec<P>>,
-    injected: Vec<P>,
+    /// The burst of injected or handed-off packets.
+    side: Vec<P>,
     redirects: PerKey,
     misses: PerKey,
     icmp: TokenBucket,
@@ -148,9 +202,12 @@ impl<P> core::fmt::Debug for Pipeline<P> {
 }
 
 impl<P: PacketBuf> Pipeline<P> {
-    /// A pipeline for a worker with `ports` ports, encrypting with `engine`.
-    pub fn new(engine: Box<dyn CryptoEngine<P>>, ports: usize) -> Self {
+    /// A pipeline for worker `id` with `ports` ports, encrypting with `engine`. Alone, it runs every SA
+    /// itself; [`Self::with_handoff`] connects it to the other workers.
+    pub fn new(id: WorkerId, engine: Box<dyn CryptoEngine<P>>, ports: usize) -> Self {
         Self {
+            id,
+            handoff: None,
             engine,
             step: Vec::with_capacity(MAX_BURST),
             meta: Vec::with_capacity(MAX_BURST),
@@ -160,13 +217,19 @@ impl<P: PacketBuf> Pipeline<P> {
             esp_out: Vec::with_capacity(MAX_BURST),
             out_verdicts: Vec::with_capacity(MAX_BURST),
             tx: (0..ports).map(|_| Vec::with_capacity(MAX_BURST)).collect(),
-            injected: Vec::with_capacity(MAX_BURST),
+            side: Vec::with_capacity(MAX_BURST),
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
             // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
             icmp: TokenBucket::new(1_000, 100),
             ip_id: 0,
         }
+    }
+
+    /// Connects the pipeline to the other workers: packets of SAs they own go to them.
+    pub fn with_handoff(mut self, rings: Arc<HandoffRings<P>>) -> Self {
+        self.handoff = Some(rings);
+        self
     }
 
     /// Runs one burst received on `rx_port` through the pipeline and transmits what comes out on
@@ -215,7 +278,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let cx = Ctx { t, counters, rings, now };
         self.step.clear();
         self.meta.clear();
-        let mut burst = core::mem::take(&mut self.injected);
+        let mut burst = core::mem::take(&mut self.side);
         while burst.len() < MAX_BURST {
             let Some(inject) = rings.injects.pop() else { break };
             let (pkt, step, meta) = match inject {
@@ -234,18 +297,82 @@ impl<P: PacketBuf> Pipeline<P> {
         self.run_crypto_phases(&cx, rt, &mut burst);
         self.finish(&cx, &mut burst, ports);
         forward_sa_events(&cx, rt);
-        self.injected = burst;
+        self.side = burst;
+        n
+    }
+
+    /// Runs the rest of the path of the packets other workers handed to this one (at most one burst).
+    /// Returns how many.
+    pub fn handoffs<Q: Port<Buf = P>>(
+        &mut self,
+        t: &Tables,
+        rt: &mut SaRtTable,
+        counters: &WorkerCounters,
+        rings: &ControlRings<P>,
+        ports: &mut [Q],
+        now: u64,
+    ) -> usize {
+        let Some(handoff) = self.handoff.clone() else { return 0 };
+        let Some(ring) = handoff.rings.get(usize::from(self.id.0)) else { return 0 };
+        if ring.is_empty() {
+            return 0;
+        }
+        let cx = Ctx { t, counters, rings, now };
+        self.step.clear();
+        self.meta.clear();
+        let mut burst = core::mem::take(&mut self.side);
+        while burst.len() < MAX_BURST {
+            let Some(parked) = ring.pop() else { break };
+            burst.push(parked.pkt);
+            self.step.push(match parked.batch {
+                Batch::Decrypt => Step::Decrypt,
+                Batch::Encrypt => Step::Encrypt,
+            });
+            self.meta.push(parked.meta);
+        }
+        let n = burst.len();
+        self.run_crypto_phases(&cx, rt, &mut burst);
+        self.finish(&cx, &mut burst, ports);
+        forward_sa_events(&cx, rt);
+        self.side = burst;
         n
     }
 
     /// Phases 2 to 5: decrypt batch, overlay input of what was decrypted, encrypt batch, outer
-    /// headers.
+    /// headers. Before each batch, packets of SAs that other workers own are marked for handoff.
     fn run_crypto_phases(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         if self.step.contains(&Step::Decrypt) {
+            self.mark_handoffs(cx, burst, Batch::Decrypt);
             self.decrypt_all(cx, rt, burst);
         }
         if self.step.contains(&Step::Encrypt) {
+            self.mark_handoffs(cx, burst, Batch::Encrypt);
             self.encrypt_all(cx, rt, burst);
+        }
+    }
+
+    /// Marks for handoff the packets waiting for `batch` whose SA another worker owns. A packet whose
+    /// SA is unknown stays: the batch drops it with the reason.
+    fn mark_handoffs(&mut self, cx: &Ctx<'_, P>, burst: &[P], batch: Batch) {
+        let Some(workers) = self.handoff.as_ref().map(|h| h.rings.len()) else { return };
+        let waiting = match batch {
+            Batch::Decrypt => Step::Decrypt,
+            Batch::Encrypt => Step::Encrypt,
+        };
+        for ((pkt, step), meta) in burst.iter().zip(self.step.iter_mut()).zip(&self.meta) {
+            if *step != waiting {
+                continue;
+            }
+            let sa = match batch {
+                Batch::Decrypt => crate::wire::esp::Packet::new_checked(pkt.data())
+                    .ok()
+                    .and_then(|esp| cx.t.sas().lookup_inbound(esp.spi())),
+                Batch::Encrypt => meta.out.and_then(|out| out.sa),
+            };
+            let Some(owner) = sa.and_then(|sa| cx.t.sas().hot(sa)).map(|hot| hot.owner) else { continue };
+            if owner != self.id && usize::from(owner.0) < workers {
+                *step = Step::Handoff(owner, batch);
+            }
         }
     }
 
@@ -271,6 +398,15 @@ impl<P: PacketBuf> Pipeline<P> {
                     punt_or_count(cx, punt);
                 }
                 Step::Consumed => {}
+                Step::Handoff(owner, batch) => {
+                    let ring = self.handoff.as_ref().and_then(|h| h.rings.get(usize::from(owner.0)));
+                    let parked = Parked { pkt, batch, meta: *meta };
+                    if ring.is_some_and(|r| r.push(parked).is_ok()) {
+                        cx.counters.handed_off.inc();
+                    } else {
+                        cx.counters.drop(DropReason::HandoffRingFull);
+                    }
+                }
                 Step::Drop(reason) => cx.counters.drop(reason),
                 // A packet left waiting means a phase did not run: count it rather than lose it.
                 Step::Decrypt | Step::Encrypt => cx.counters.drop(DropReason::NoBufferSpace),

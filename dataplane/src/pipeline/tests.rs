@@ -227,3 +227,139 @@ fn full_tx_ring_and_full_punt_ring_are_counted() {
     assert_eq!(drops(&w.counters), vec![(DropReason::PuntRingFull.name(), 1)]);
     let _ = PortId(0);
 }
+
+/// A hub config whose SAs (1 in, 2 out) belong to worker 1.
+fn owned_by_worker_1(hub: &str) -> String {
+    hub.replace(r#""direction": "in""#, r#""direction": "in", "owner": 1"#)
+        .replace(r#""direction": "out""#, r#""direction": "out", "owner": 1"#)
+}
+
+/// Two workers over one set of tables, connected by handoff rings.
+fn two_workers(hub: &str) -> [Worker<MemPort<HeapPkt>>; 2] {
+    let config = StaticConfig::from_json(hub).unwrap();
+    let sas = config.sa_db(default_backend(), [7; 16]).unwrap();
+    let (publisher, reader) = config.publish(sas).unwrap();
+    let handoff = Arc::new(crate::pipeline::HandoffRings::new(2, 64));
+    [0, 1].map(|id| {
+        let ports = (0..publisher.staged().port_count()).map(|_| MemPort::new(64)).collect();
+        let reader = if id == 0 { reader.clone() } else { publisher.reader() };
+        Worker::new(WorkerId(id), ports, reader, Box::new(SoftEngine), Arc::new(ControlRings::new(64)), 32)
+            .with_handoff(Arc::clone(&handoff))
+    })
+}
+
+/// ESP from the spoke (SA 1, sequence number 1) carrying GRE key 100 with a ping from 10.2.0.7 to the LAN
+/// host, as the hub's WAN port receives it.
+fn spoke_esp() -> HeapPkt {
+    let key = "00112233445566778899aabbccddeeff01020304";
+    let spoke = format!(
+        r#"{{"ports": [], "sas": [
+            {{"index": 1, "spi": 4097, "direction": "out", "cipher": "aes-gcm-128", "enc_key": "{key}",
+              "tunnel": 1, "local": "198.51.100.12", "peer": "192.0.2.1"}}]}}"#
+    );
+    let db = StaticConfig::from_json(&spoke).unwrap().sa_db(default_backend(), [3; 16]).unwrap();
+    let ping = lan_ping([10, 8, 0, 9]);
+    let mut inner = ping.data()[ethernet::HEADER_LEN..].to_vec();
+    {
+        let mut ip = ipv4::Packet::new_checked(&mut inner[..]).unwrap();
+        ip.set_src_addr([10, 2, 0, 7].into());
+        ip.fill_checksum();
+    }
+    let mut pkt = HeapPkt::from_bytes(&inner).unwrap();
+    let g = gre::Repr { protocol: gre::Protocol::IPV4, checksum: false, key: Some(100), sequence: None };
+    g.emit(&mut gre::Packet::new_unchecked(pkt.prepend(g.buffer_len()).unwrap()));
+    let mut pkts = [pkt];
+    let mut verdicts = [Err(DropReason::NoOutboundSa)];
+    let mut rt = SaRtTable::default();
+    rt.reserve(&db);
+    let req = [Some(crate::esp::OutboundReq { sa: SaIndex(1), next_header: IpProtocol::GRE.0 })];
+    EspProcessor::new(4).encrypt(&mut SoftEngine, &db, &mut rt, &mut pkts, &req, &mut verdicts);
+    verdicts[0].expect("the spoke encrypts");
+    let [mut pkt] = pkts;
+    let ip = ipv4::Repr {
+        src_addr: [198, 51, 100, 12].into(),
+        dst_addr: [192, 0, 2, 1].into(),
+        protocol: IpProtocol::ESP,
+        payload_len: pkt.len(),
+        ttl: 64,
+        dscp: 0,
+        ecn: 0,
+        ident: 1,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        options: ipv4::Options::default(),
+    };
+    ip.emit(&mut ipv4::Packet::new_unchecked(pkt.prepend(ip.buffer_len()).unwrap()));
+    let eth = ethernet::Repr {
+        src_addr: Address([2, 0, 0, 0, 0, 0xfe]),
+        dst_addr: Address([2, 0, 0, 0, 0, 1]),
+        vlan: None,
+        ethertype: EtherType::IPV4,
+    };
+    eth.emit(&mut ethernet::Packet::new_unchecked(pkt.prepend(eth.buffer_len()).unwrap()));
+    pkt
+}
+
+#[test]
+fn packets_of_an_sa_owned_elsewhere_are_handed_to_its_owner() {
+    let (hub, spoke) = config(1000);
+    let [mut w0, mut w1] = two_workers(&owned_by_worker_1(&hub));
+
+    // LAN → spoke arrives on both workers; only worker 1, the owner, encrypts and sends.
+    w0.ports[LAN].rx.push_back(lan_ping([10, 2, 0, 7]));
+    w0.ports[LAN].rx.push_back(lan_ping([10, 2, 0, 8]));
+    w1.ports[LAN].rx.push_back(lan_ping([10, 2, 0, 9]));
+    w0.poll(1);
+    assert!(w0.ports[WAN].tx.is_empty());
+    assert_eq!(w0.counters.handed_off.get(), 2);
+    assert_eq!(w0.counters.esp_encrypted.get(), 0);
+    w1.poll(1);
+    assert_eq!((drops(&w0.counters), drops(&w1.counters)), (vec![], vec![]));
+    assert_eq!(w1.counters.esp_encrypted.get(), 3);
+    let sent: Vec<_> = w1.ports[WAN].tx.drain(..).collect();
+    let seqs: Vec<u32> = sent
+        .iter()
+        .map(|f| {
+            let esp = &f.data()[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
+            u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]])
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3], "one sequence, one writer");
+    for frame in &sent {
+        open_as_spoke(&spoke, frame);
+    }
+
+    // Spoke → LAN: worker 0 receives it, worker 1 decrypts it (its replay window) and delivers it.
+    w0.ports[WAN].rx.push_back(spoke_esp());
+    w0.poll(2);
+    assert!(w0.ports[LAN].tx.is_empty());
+    assert_eq!(w0.counters.handed_off.get(), 3);
+    w1.poll(2);
+    assert_eq!(w1.counters.esp_decrypted.get(), 1);
+    let delivered: Vec<_> = w1.ports[LAN].tx.drain(..).collect();
+    assert_eq!(delivered.len(), 1);
+    let ip = ipv4::Packet::new_checked(&delivered[0].data()[ethernet::HEADER_LEN..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), ([10, 2, 0, 7].into(), [10, 8, 0, 9].into()));
+
+    // A replay of it through the other worker meets the same window.
+    w0.ports[WAN].rx.push_back(spoke_esp());
+    w0.poll(3);
+    w1.poll(3);
+    assert!(w1.ports[LAN].tx.is_empty());
+    assert_eq!(drops(&w1.counters), vec![(DropReason::EspReplay.name(), 1)]);
+}
+
+#[test]
+fn a_full_handoff_ring_is_a_counted_drop() {
+    let (hub, _) = config(1000);
+    let [mut w0, _w1] = two_workers(&owned_by_worker_1(&hub));
+    for i in 0..70 {
+        w0.ports[LAN].rx.push_back(lan_ping([10, 2, 0, i]));
+    }
+    w0.poll(1);
+    w0.poll(1);
+    w0.poll(1);
+    assert_eq!(w0.counters.handed_off.get(), 64);
+    assert_eq!(drops(&w0.counters), vec![(DropReason::HandoffRingFull.name(), 6)]);
+}
