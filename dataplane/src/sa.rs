@@ -260,7 +260,7 @@ pub struct SaHot {
     pub iv_len: u8,
     /// Bytes of ICV on the wire.
     pub icv_len: u8,
-    /// What the encrypted part must be a multiple of.
+    /// What the encrypted part must be a multiple of: a power of two (4 or 16).
     pub align: u8,
     /// The worker that owns the runtime state; other workers hand the SA's packets to it.
     pub owner: WorkerId,
