@@ -3,4 +3,8 @@
 //!
 //! Contract: no I/O, no clock, no threads. Time comes in as an argument (`handle_datagram(now, ..)`,
 //! `handle_timeout(now)`), and the engine speaks through `poll_transmit`, `poll_timeout` and
-//! `poll_event`. The codec and engine arrive with their own issue; this crate holds the seam until then.
+//! `poll_event`. No input makes anything here panic.
+//!
+//! - [`wire`]: the packet codec (RFC 2332 §5, Cisco Traffic Indication and NAT extension).
+
+pub mod wire;
