@@ -6,5 +6,12 @@
 //! `poll_event`. No input makes anything here panic.
 //!
 //! - [`wire`]: the packet codec (RFC 2332 §5, Cisco Traffic Indication and NAT extension).
+//! - [`cache`]: the protocol → NBMA bindings, their times and flags.
+//! - [`engine`]: the NHS and NHC state machines.
 
+pub mod cache;
+pub mod engine;
 pub mod wire;
+
+pub use cache::{Entry, EntryFlags, EntryKind, Time, TunnelId};
+pub use engine::{ConfigError, Counters, Engine, Event, NhsConfig, NhsState, NhsStatus, Transmit, TunnelConfig};

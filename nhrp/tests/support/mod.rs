@@ -1,6 +1,9 @@
 //! Test support: a pcap writer (Ethernet / IPv4 / GRE 0x2001 / NHRP) and a tshark runner, so that
 //! tshark — the dissector of record — judges what we emit.
 
+#![allow(dead_code)] // each test binary uses part of it
+
+pub mod sim;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
