@@ -102,3 +102,10 @@ seeds = here.parents[2] / "fuzz" / "corpus" / "nhrp_codec"
 seeds.mkdir(parents=True, exist_ok=True)
 for k, v in vectors.items():
     (seeds / k).write_bytes(v)
+# And the engine fuzz target: each packet as a datagram to the hub (0x01), then to the spoke (0x81),
+# then a timeout (0x7f); see fuzz/fuzz_targets/nhrp_engine.rs for the input format.
+seeds = here.parents[2] / "fuzz" / "corpus" / "nhrp_engine"
+seeds.mkdir(parents=True, exist_ok=True)
+for k, v in vectors.items():
+    v = v[:255]
+    (seeds / k).write_bytes(bytes([0x01, len(v)]) + v + bytes([0x81, len(v)]) + v + bytes([0x7F, 0]))
