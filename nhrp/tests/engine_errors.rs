@@ -1,0 +1,194 @@
+//! The engine's answers to misbehaving peers (RFC 2332 §5.2.7, §5.3), and tshark's verdict on every
+//! kind of packet the engine sends: a small network (a hub, two spokes) registers, builds a Phase 3
+//! shortcut and purges, and crafted bad packets draw Error Indications; everything that crossed the
+//! wire is dissected.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use nhrp::wire::{Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Operation, Packet};
+use nhrp::{Engine, EntryKind, Event, NhsConfig, NhsState, Time, TunnelConfig};
+use support::sim::{ipv4_header, Sim, T};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+fn hub_cfg() -> TunnelConfig {
+    let mut c = TunnelConfig::new(ip("10.0.0.1"), ip("192.0.2.1"));
+    c.holding_time = 300;
+    c.auth = Some(b"s3cret".to_vec());
+    c.redirect = true;
+    c
+}
+
+fn spoke_cfg(n: u8, secret: &[u8]) -> TunnelConfig {
+    let mut c = TunnelConfig::new(ip(&format!("10.0.0.{n}")), ip(&format!("198.51.100.{n}")));
+    c.holding_time = 300;
+    c.auth = Some(secret.to_vec());
+    c.shortcut = true;
+    c.nhs = vec![NhsConfig { proto: ip("10.0.0.1"), nbma: ip("192.0.2.1"), priority: 1, cluster: 0 }];
+    c.local_networks = vec![(ip(&format!("10.{n}.0.0")), 16)];
+    c
+}
+
+fn net(secret_c: &[u8]) -> Sim {
+    let mut sim = Sim::new();
+    sim.capture = Some(Vec::new());
+    let mut hub = Engine::new(1);
+    hub.add_tunnel(Time(0), T, hub_cfg()).expect("hub");
+    hub.add_route(T, ip("10.11.0.0"), 16, ip("10.0.0.11"));
+    hub.add_route(T, ip("10.12.0.0"), 16, ip("10.0.0.12"));
+    sim.add(hub, ip("192.0.2.1"));
+    for (n, secret) in [(11u8, &b"s3cret"[..]), (12, b"s3cret"), (13, secret_c)] {
+        let mut e = Engine::new(u64::from(n));
+        e.add_tunnel(Time(0), T, spoke_cfg(n, secret)).expect("spoke");
+        sim.add(e, ip(&format!("198.51.100.{n}")));
+    }
+    sim
+}
+
+/// Sends `p` to the hub as if from NBMA `from`; returns what the hub sent (errors go back to `from`).
+fn to_hub(sim: &mut Sim, from: &str, bytes: &[u8]) -> Vec<Packet> {
+    let now = sim.now;
+    sim.nodes[0].engine.handle_datagram(now, T, ip(from), ip("192.0.2.1"), bytes);
+    let mut out = Vec::new();
+    while let Some(t) = sim.nodes[0].engine.poll_transmit() {
+        let p = Packet::parse(&t.bytes).expect("hub emits parseable packets");
+        if p.op == Operation::ERROR_INDICATION {
+            assert_eq!(t.nbma, ip(from));
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn error_code(p: &Packet) -> ErrorCode {
+    match &p.body {
+        Body::Error { code, .. } => *code,
+        b => panic!("not an Error Indication: {b:?}"),
+    }
+}
+
+fn resolution_request(extra: Vec<Extension>, hop_count: u8) -> Packet {
+    let mut ext =
+        vec![Extension { compulsory: true, body: ExtensionBody::Authentication { kind: 1, data: b"s3cret".to_vec() } }];
+    ext.extend(extra);
+    Packet {
+        nbma_family: nhrp::wire::Family::V4,
+        proto_family: nhrp::wire::Family::V4,
+        hop_count,
+        op: Operation::RESOLUTION_REQUEST,
+        src_nbma: Some(ip("198.51.100.11")),
+        src_proto: Some(ip("10.0.0.11")),
+        dst_proto: Some(ip("10.12.3.4")),
+        body: Body::Cies { flags: 0x8800, request_id: 77, cies: vec![] },
+        extensions: ext,
+    }
+}
+
+#[test]
+fn misbehaving_peers_get_error_indications_and_counters() {
+    let mut sim = net(b"wrong");
+    sim.run_for(10);
+    // Spoke 13 has the wrong secret: refused with Authentication Failure, down after 3 tries.
+    assert_eq!(sim.nodes[3].engine.nhs(T)[0].state, NhsState::Down);
+    assert!(sim.nodes[3].engine.nhs(T)[0].failures >= 3);
+    assert!(sim.nodes[0].engine.counters().auth_failures >= 4);
+    assert!(sim.nodes[0].engine.cache().get(T, &ip("10.0.0.13")).is_none());
+    assert_eq!(sim.nodes[1].engine.nhs(T)[0].state, NhsState::Up);
+
+    // Unknown compulsory extension: Unrecognized Extension; the same, not compulsory, is ignored.
+    let unknown =
+        |c| Extension { compulsory: c, body: ExtensionBody::Unknown { kind: ExtensionType(0x3ff0), data: vec![1] } };
+    let r = to_hub(&mut sim, "198.51.100.11", &resolution_request(vec![unknown(true)], 10).to_vec().expect("emit"));
+    assert_eq!(r.len(), 1);
+    assert_eq!(error_code(&r[0]), ErrorCode::UNRECOGNIZED_EXTENSION);
+    assert_eq!(r[0].dst_proto, Some(ip("10.0.0.11")), "sent back to the source");
+    let r = to_hub(&mut sim, "198.51.100.11", &resolution_request(vec![unknown(false)], 10).to_vec().expect("emit"));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].op, Operation::RESOLUTION_REQUEST, "forwarded to spoke 12, which owns 10.12/16");
+
+    // Our own address in the Forward Transit NHS Record: a loop.
+    let me = Cie {
+        code: CieCode::SUCCESS,
+        prefix_len: 32,
+        mtu: 0,
+        holding_time: 0,
+        preference: 0,
+        nbma: Some(ip("192.0.2.1")),
+        proto: Some(ip("10.0.0.1")),
+    };
+    let looped =
+        resolution_request(vec![Extension { compulsory: true, body: ExtensionBody::ForwardTransit(vec![me]) }], 10);
+    let r = to_hub(&mut sim, "198.51.100.11", &looped.to_vec().expect("emit"));
+    assert_eq!(error_code(&r[0]), ErrorCode::LOOP_DETECTED);
+    assert_eq!(sim.nodes[0].engine.counters().loops, 1);
+
+    // Hop count exhausted when it would be forwarded.
+    let r = to_hub(&mut sim, "198.51.100.11", &resolution_request(vec![], 1).to_vec().expect("emit"));
+    assert_eq!(error_code(&r[0]), ErrorCode::HOP_COUNT_EXCEEDED);
+
+    // Missing authentication: Authentication Failure, quoting the packet.
+    let mut noauth = resolution_request(vec![], 10);
+    noauth.extensions.clear();
+    let bytes = noauth.to_vec().expect("emit");
+    let r = to_hub(&mut sim, "198.51.100.11", &bytes);
+    assert_eq!(error_code(&r[0]), ErrorCode::AUTHENTICATION_FAILURE);
+    assert!(matches!(&r[0].body, Body::Error { packet, .. } if *packet == bytes));
+
+    // A bad checksum, a truncation and garbage: counted, never answered.
+    let mut bad = bytes.clone();
+    bad[25] ^= 0x40;
+    assert!(to_hub(&mut sim, "198.51.100.11", &bad).is_empty());
+    assert!(to_hub(&mut sim, "198.51.100.11", &bytes[..30]).is_empty());
+    assert!(to_hub(&mut sim, "198.51.100.11", b"\x00\x01garbage").is_empty());
+    let c = sim.nodes[0].engine.counters();
+    assert_eq!((c.rx_bad_checksum, c.rx_malformed), (1, 2));
+    // An Error Indication is never answered with one.
+    let ei = r[0].to_vec().expect("emit");
+    assert!(to_hub(&mut sim, "198.51.100.11", &ei).is_empty());
+}
+
+#[test]
+fn tshark_reads_everything_the_engine_sends() {
+    let mut sim = net(b"s3cret");
+    sim.run_for(5);
+    // Phase 3: spoke 11 sends to 10.12.0.9 through the hub; the hub redirects; 11 resolves; 12 answers.
+    let now = sim.now;
+    sim.nodes[0].engine.handle_redirect(now, T, None, &ipv4_header(ip("10.11.0.9"), ip("10.12.0.9")));
+    sim.flush(0);
+    sim.run_for(2);
+    let shortcut = sim.nodes[1].engine.cache().get(T, &ip("10.12.0.0")).cloned().expect("shortcut installed");
+    assert_eq!((shortcut.prefix_len, shortcut.nbma, shortcut.kind), (16, ip("198.51.100.12"), EntryKind::Resolved));
+    // Spoke 12 withdraws its network: purges at the hub and at spoke 11.
+    let now = sim.now;
+    sim.nodes[2].engine.purge(now, T, ip("10.12.0.0"), 16);
+    sim.flush(2);
+    sim.run_for(2);
+    assert!(sim.nodes[1].engine.cache().get(T, &ip("10.12.0.0")).is_none());
+    assert!(sim.nodes[1].events.contains(&Event::Purged { tunnel: T, proto: ip("10.12.0.0"), prefix_len: 16 }));
+    // A resolution for an unknown destination gets a negative reply; a bad request an Error Indication.
+    let now = sim.now;
+    sim.nodes[1].engine.resolve(now, T, ip("10.99.0.1"));
+    sim.flush(1);
+    let mut noauth = resolution_request(vec![], 10);
+    noauth.extensions.clear();
+    sim.nodes[0].engine.handle_datagram(now, T, ip("198.51.100.11"), ip("192.0.2.1"), &noauth.to_vec().expect("emit"));
+    sim.flush(0);
+    sim.run_for(2);
+
+    let capture = sim.capture.take().expect("captured");
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let packets: Vec<_> = capture.into_iter().map(|(s, d, b)| (v4(s), v4(d), b)).collect();
+    let rows = support::dissect_clean("engine", &packets, &["nhrp.hdr.op.type", "nhrp.code"]);
+    let mut ops: Vec<&str> = rows.iter().map(|r| r[0].split(',').next().unwrap_or("")).collect();
+    ops.sort();
+    ops.dedup();
+    assert_eq!(ops, ["1", "2", "3", "4", "5", "6", "7", "8"], "every operation was sent and dissected");
+    assert!(rows.iter().any(|r| r[0] == "2" && r[1].split(',').next() == Some("12")), "a negative reply (no binding)");
+}
