@@ -12,12 +12,16 @@
 //! - [`MbufRing`] is a lock-free `rte_ring` of mbufs; [`EthDev::from_rings`] makes a `net_ring` port
 //!   over two of them, which is how the tests and the benchmark feed a worker without a kernel.
 //!
+//! - [`lcore::run`] is the loop a worker lcore runs: busy or adaptive polling, busy/idle cycle counters,
+//!   a drain on stop.
+//!
 //! Every `unsafe` block of the crate that touches DPDK lives under this module, each with its
 //! `SAFETY:` argument. Only single-segment mbufs are accepted (ports run without scatter and pools
 //! hold [`crate::pkt::BUF_SIZE`]-byte buffers); a multi-segment mbuf is dropped on receive and counted.
 
 mod eal;
 mod ethdev;
+pub mod lcore;
 mod mbuf;
 mod ring;
 
