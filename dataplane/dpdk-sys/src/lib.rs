@@ -7,6 +7,12 @@
 //! own contracts; the safe layer that owns mbufs, mempools, ports and rings is `dataplane::dpdk`.
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, missing_debug_implementations)]
-#![allow(clippy::all, clippy::undocumented_unsafe_blocks, unused_qualifications, rust_2018_idioms, unsafe_op_in_unsafe_fn)]
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unused_qualifications,
+    rust_2018_idioms,
+    unsafe_op_in_unsafe_fn
+)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
