@@ -7,7 +7,7 @@ use super::*;
 use crate::pkt::{PacketBuf, BUF_SIZE, HEADROOM};
 use crate::port::Port;
 
-/// The process's EAL, started once: no hugepages, no PCI, a file prefix of its own.
+/// The process's EAL, started once: no hugepages, no PCI, no shared config files, a file prefix of its own.
 pub(crate) fn eal() -> &'static Eal {
     static EAL: OnceLock<Eal> = OnceLock::new();
     EAL.get_or_init(|| {
@@ -19,6 +19,7 @@ pub(crate) fn eal() -> &'static Eal {
             "-l",
             "0",
             "--log-level=error",
+            "--no-shconf",
             &format!("--file-prefix=dp-test-{}", std::process::id()),
         ];
         Eal::init(&args.map(String::from)).expect("EAL starts with --no-huge --no-pci")
