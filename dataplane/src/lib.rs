@@ -17,6 +17,8 @@
 
 pub mod counters;
 pub mod crypto;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod drop;
 pub mod esp;
 pub mod fib;

@@ -446,7 +446,7 @@ fn ipv4_repr(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload_len: us
 }
 
 /// Prepends an IPv4 header over the packet's data.
-fn push_ipv4(pkt: &mut HeapPkt, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol) -> Result<(), TrafficError> {
+pub fn push_ipv4(pkt: &mut HeapPkt, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol) -> Result<(), TrafficError> {
     let repr = ipv4_repr(src, dst, protocol, pkt.len());
     let header = pkt.prepend(repr.buffer_len()).ok_or(TrafficError::NoRoom("outer IPv4"))?;
     repr.emit(&mut ipv4::Packet::new_unchecked(header));
@@ -454,7 +454,7 @@ fn push_ipv4(pkt: &mut HeapPkt, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtoc
 }
 
 /// Prepends an untagged Ethernet header carrying IPv4.
-fn push_ethernet(pkt: &mut HeapPkt, dst: [u8; 6], src: [u8; 6]) -> Result<(), TrafficError> {
+pub fn push_ethernet(pkt: &mut HeapPkt, dst: [u8; 6], src: [u8; 6]) -> Result<(), TrafficError> {
     let repr =
         ethernet::Repr { src_addr: Address(src), dst_addr: Address(dst), vlan: None, ethertype: EtherType::IPV4 };
     let header = pkt.prepend(repr.buffer_len()).ok_or(TrafficError::NoRoom("Ethernet"))?;
