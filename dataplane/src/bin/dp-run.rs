@@ -30,6 +30,7 @@ use dataplane::dpdk::lcore::{self, LcoreCounters, PollMode};
 use dataplane::dpdk::{Eal, EthDev, Mbuf, Mempool, PortSetup};
 use dataplane::drop::DropReason;
 use dataplane::ids::WorkerId;
+use dataplane::pipeline::HandoffRings;
 use dataplane::punt::ControlRings;
 use dataplane::static_config::StaticConfig;
 use dataplane::worker::Worker;
@@ -106,14 +107,6 @@ fn main() -> Result<()> {
         port_order.push(pp.clone());
     }
     let workers = profile.workers.lcores.len();
-    let outbound_sas = config.sas.iter().filter(|s| s.direction == "out").count();
-    ensure!(
-        workers == 1 || outbound_sas == 0,
-        "profile {} has {workers} workers and the config {outbound_sas} outbound SAs: an outbound SA's sequence \
-         number (the AES-GCM nonce) needs a single writer, and handing packets to the SA's owner worker is not \
-         implemented yet; use one worker",
-        profile.name
-    );
 
     let prefix = args.file_prefix.clone().unwrap_or_else(|| format!("dmvpn-{}-{}", profile.name, std::process::id()));
     let eal = Eal::init(&profile.eal_args(&prefix)).context("starting DPDK")?;
@@ -141,6 +134,8 @@ fn main() -> Result<()> {
             PollMode::Adaptive { idle_polls, max_sleep: Duration::from_micros(u64::from(max_sleep_us)) }
         }
     };
+    // Each SA's packets go to its owner worker (the SA's `owner`), the one writer of its state.
+    let handoff = Arc::new(HandoffRings::new(workers, RING_SIZE));
     let mut views = Vec::new();
     for (i, &lcore_id) in profile.workers.lcores.iter().enumerate() {
         let ports = devs.iter().map(|d| d.worker_port(i as u16)).collect::<Option<Vec<_>>>().context("queue pair")?;
@@ -148,11 +143,13 @@ fn main() -> Result<()> {
         let lcore_counters = Arc::new(LcoreCounters::default());
         let (tx, rx) = mpsc::channel();
         let (reader, stop, lc, r) = (publisher.reader(), stop.clone(), lcore_counters.clone(), rings.clone());
+        let handoff = handoff.clone();
         let seq_starts: Vec<_> = config.seq_starts().collect();
         let burst = usize::from(profile.workers.burst);
         // The worker is built on its own lcore (its crypto engine stays there) and hands its counters back.
         eal.launch(lcore_id, move || {
-            let mut w = Worker::new(WorkerId(i as u16), ports, reader, Box::new(crypto::SoftEngine), r, burst);
+            let mut w = Worker::new(WorkerId(i as u16), ports, reader, Box::new(crypto::SoftEngine), r, burst)
+                .with_handoff(handoff);
             for (sa, seq) in seq_starts {
                 w.set_outbound_seq(sa, seq);
             }
@@ -188,7 +185,7 @@ fn main() -> Result<()> {
         let due = args.stats_every.is_some_and(|every| last_stats.elapsed() >= every);
         if usr1.swap(false, Ordering::Relaxed) || due {
             last_stats = Instant::now();
-            report(&args, &stats(&views, &devs, &punts, sa_events, &pool))?;
+            report(&args, &stats(&views, &handoff, &devs, &punts, sa_events, &pool))?;
         }
     }
 
@@ -197,8 +194,10 @@ fn main() -> Result<()> {
     eal.wait_all();
     take_punts(&views, &mut punts, &mut sa_events);
     while views.iter().any(|v| v.rings.injects.pop().is_some()) {}
-    let last = stats(&views, &devs, &punts, sa_events, &pool);
+    let last = stats(&views, &handoff, &devs, &punts, sa_events, &pool);
     let size = pool.size();
+    // Packets still parked between workers go back to the pool with the rings.
+    drop(handoff);
     drop(devs);
     let in_use = pool.in_use();
     let mut last = last;
@@ -233,6 +232,7 @@ fn take_punts(views: &[WorkerView], punts: &mut BTreeMap<&'static str, u64>, sa_
 
 fn stats(
     views: &[WorkerView],
+    handoff: &HandoffRings<Mbuf>,
     devs: &[EthDev],
     punts: &BTreeMap<&'static str, u64>,
     sa_events: u64,
@@ -251,6 +251,7 @@ fn stats(
                 "tx_packets": c.tx_packets.get(), "tx_bytes": c.tx_bytes.get(),
                 "punted": c.punted.get(), "esp_decrypted": c.esp_decrypted.get(),
                 "esp_encrypted": c.esp_encrypted.get(), "icmp_sent": c.icmp_sent.get(),
+                "handed_off": c.handed_off.get(), "handoff_ring": handoff.pending(WorkerId(i as u16)),
                 "drops": drops,
                 "polls": l.polls.get(), "busy_polls": l.busy_polls.get(),
                 "busy_cycles": l.busy_cycles.get(), "idle_cycles": l.idle_cycles.get(), "sleeps": l.sleeps.get(),

@@ -354,7 +354,7 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Marks for handoff the packets waiting for `batch` whose SA another worker owns. A packet whose
     /// SA is unknown stays: the batch drops it with the reason.
     fn mark_handoffs(&mut self, cx: &Ctx<'_, P>, burst: &[P], batch: Batch) {
-        let Some(workers) = self.handoff.as_ref().map(|h| h.rings.len()) else { return };
+        let Some(workers) = self.handoff.as_ref().map(|h| h.rings.len()).filter(|&n| n > 1) else { return };
         let waiting = match batch {
             Batch::Decrypt => Step::Decrypt,
             Batch::Encrypt => Step::Encrypt,
@@ -370,7 +370,9 @@ impl<P: PacketBuf> Pipeline<P> {
                 Batch::Encrypt => meta.out.and_then(|out| out.sa),
             };
             let Some(owner) = sa.and_then(|sa| cx.t.sas().hot(sa)).map(|hot| hot.owner) else { continue };
-            if owner != self.id && usize::from(owner.0) < workers {
+            // An owner beyond the workers there are still gets exactly one of them.
+            let owner = WorkerId((usize::from(owner.0) % workers) as u16);
+            if owner != self.id {
                 *step = Step::Handoff(owner, batch);
             }
         }
