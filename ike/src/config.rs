@@ -491,10 +491,13 @@ mod tests {
         let c = select_ike(&[gcm.clone(), cbc.clone()], &theirs, DhGroup::ECP_256);
         assert!(matches!(c, IkeChoice::Chosen(2, s) if s.encr == EncrId::ENCR_AES_GCM_16 && s.dh == DhGroup::ECP_256));
         // The KE's group is taken when acceptable, although it is our second choice.
-        let c = select_ike(&[gcm.clone()], &theirs, DhGroup::CURVE25519);
+        let c = select_ike(std::slice::from_ref(&gcm), &theirs, DhGroup::CURVE25519);
         assert!(matches!(c, IkeChoice::Chosen(2, s) if s.dh == DhGroup::CURVE25519));
         // A KE for a group we do not take in that proposal: INVALID_KE_PAYLOAD naming our first.
-        assert_eq!(select_ike(&[gcm.clone()], &theirs, DhGroup::MODP_2048), IkeChoice::WrongKe(DhGroup::ECP_256));
+        assert_eq!(
+            select_ike(std::slice::from_ref(&gcm), &theirs, DhGroup::MODP_2048),
+            IkeChoice::WrongKe(DhGroup::ECP_256)
+        );
         // No common ENCR.
         let aes128 = ike(EncrId::ENCR_AES_GCM_16, 128, IntegId::NONE, &[DhGroup::ECP_256]);
         assert_eq!(select_ike(&[aes128], &theirs, DhGroup::ECP_256), IkeChoice::None);
@@ -517,10 +520,12 @@ mod tests {
             esn: vec![EsnId::ESN, EsnId::NO_ESN],
         };
         let no_esn = EspProposal { esn: vec![EsnId::NO_ESN], ..mine.clone() };
-        let theirs = esp_sa_payload(&[no_esn.clone()], 0x1234_5678, None);
-        let (n, spi, s) = select_esp(&[mine.clone()], &theirs, None).unwrap();
+        let theirs = esp_sa_payload(std::slice::from_ref(&no_esn), 0x1234_5678, None);
+        let (n, spi, s) = select_esp(std::slice::from_ref(&mine), &theirs, None).unwrap();
         assert_eq!((n, spi, s.esn), (1, 0x1234_5678, false));
-        let (_, _, s) = select_esp(&[mine.clone()], &esp_sa_payload(&[mine.clone()], 1, None), None).unwrap();
+        let (_, _, s) =
+            select_esp(std::slice::from_ref(&mine), &esp_sa_payload(std::slice::from_ref(&mine), 1, None), None)
+                .unwrap();
         assert!(s.esn);
         let esn_only = EspProposal { esn: vec![EsnId::ESN], ..mine.clone() };
         assert_eq!(select_esp(&[esn_only], &theirs, None), None);

@@ -34,6 +34,10 @@ use crate::message::{
 };
 use crate::sk::SkCipher;
 
+/// The port of UDP-encapsulated IKE and ESP (RFC 3948): IKE datagrams on it start with four zero
+/// octets (the non-ESP marker), which the caller strips on receipt and adds on sending.
+pub const NAT_T_PORT: u16 = 4500;
+
 /// Octets of our nonces (§2.10: at least half the PRF's key size; 32 covers SHA-512's 256 bits).
 const NONCE_LEN: usize = 32;
 
@@ -79,6 +83,8 @@ pub struct SaPair {
     pub local: SocketAddr,
     /// The peer's IKE address and port (the ESP destination; the port matters under NAT-T).
     pub remote: SocketAddr,
+    /// ESP in UDP (RFC 3948) on port 4500: a NAT was detected (§2.23).
+    pub udp_encap: bool,
     /// Algorithms and ESN.
     pub suite: EspSuite,
     /// Transport or tunnel.
@@ -337,6 +343,8 @@ struct IkeSa {
     /// Our last response and its Message ID, resent when the request comes again (§2.1).
     last_response: Option<(u32, Vec<Vec<u8>>)>,
     children: Vec<Child>,
+    /// A NAT sits between us (§2.23, from the NAT_DETECTION_* notifications of IKE_SA_INIT).
+    nat: bool,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
 }
@@ -424,6 +432,43 @@ macro_rules! take {
             _ => None,
         })
     };
+}
+
+/// NAT_DETECTION_*_IP data (§2.23): SHA-1(SPIi | SPIr | IP address | port).
+fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(spi_i.to_be_bytes());
+    h.update(spi_r.to_be_bytes());
+    match addr.ip() {
+        std::net::IpAddr::V4(a) => h.update(a.octets()),
+        std::net::IpAddr::V6(a) => h.update(a.octets()),
+    }
+    h.update(addr.port().to_be_bytes());
+    h.finalize().to_vec()
+}
+
+/// The two NAT detection notifications for a message from `local` to `remote`.
+fn nat_payloads(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
+    [
+        notify(NotifyType::NAT_DETECTION_SOURCE_IP, nat_hash(spi_i, spi_r, local)),
+        notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(spi_i, spi_r, remote)),
+    ]
+}
+
+/// Whether the peer's NAT detection shows a NAT (§2.23): none of its source hashes is the address it
+/// came from, or its destination hash is not our address. A peer that sends none supports no NAT-T.
+fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> bool {
+    let of = |ty| {
+        payloads.iter().filter_map(move |p| match &p.body {
+            PayloadBody::Notify(n) if n.ty == ty => Some(&n.data),
+            _ => None,
+        })
+    };
+    let mut sources = of(NotifyType::NAT_DETECTION_SOURCE_IP).peekable();
+    let remote_behind = sources.peek().is_some() && !sources.any(|h| *h == nat_hash(spi_i, spi_r, remote));
+    let local_behind = of(NotifyType::NAT_DETECTION_DESTINATION_IP).any(|h| *h != nat_hash(spi_i, spi_r, local));
+    remote_behind || local_behind
 }
 
 /// AUTH for a pre-shared key (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>),
@@ -566,6 +611,7 @@ impl IkeSa {
             ike_sa: self.id(),
             local: self.local,
             remote: self.remote,
+            udp_encap: self.nat || self.local.port() == NAT_T_PORT,
             suite,
             mode,
             inbound: SaKeys { spi: spi_in, keys: in_keys },
@@ -617,6 +663,12 @@ impl IkeSa {
         };
         self.spi_r = msg.spi_r;
         self.nr = nr.clone();
+        // §2.23: behind a NAT, everything after IKE_SA_INIT goes between the 4500 ports.
+        self.nat = nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
+        if self.nat {
+            self.local.set_port(NAT_T_PORT);
+            self.remote.set_port(NAT_T_PORT);
+        }
         if let Err(why) = self.set_keys(suite, &g_ir) {
             return self.fail(ctx, Failure::Protocol(why));
         }
@@ -639,6 +691,7 @@ impl IkeSa {
             PayloadBody::Ke(Ke { group, data: ke.public().to_vec() }).into(),
             PayloadBody::Nonce(self.ni.clone()).into(),
         ];
+        msg.payloads.extend(nat_payloads(self.spi_i, 0, self.local, self.remote));
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
         self.start_request(ctx, now, 0, vec![request]);
@@ -894,7 +947,14 @@ impl IkeSa {
     }
 
     /// A message for this SA (§2.3: requests in order, responses to our outstanding request).
-    fn handle(&mut self, ctx: &mut Ctx, now: Instant, remote: SocketAddr, data: &[u8], msg: Message) -> Next {
+    fn handle(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        (local, remote): (SocketAddr, SocketAddr),
+        data: &[u8],
+        msg: Message,
+    ) -> Next {
         if msg.flags.response() {
             let Some(o) = &self.outstanding else {
                 ctx.stats.unexpected_message_id += 1;
@@ -930,7 +990,7 @@ impl IkeSa {
                     if self.open(ctx, data, &msg).is_some() {
                         ctx.stats.duplicate_requests += 1;
                         for p in packets.clone() {
-                            ctx.transmits.push_back(Transmit { local: self.local, remote, data: p });
+                            ctx.transmits.push_back(Transmit { local, remote, data: p });
                         }
                     }
                 }
@@ -940,6 +1000,11 @@ impl IkeSa {
         }
         let Some(inner) = self.open(ctx, data, &msg) else { return Next::Keep };
         self.peer_next_id = self.peer_next_id.wrapping_add(1);
+        // §2.23: behind a NAT (or once the peer floated to 4500), answer and send to where the latest
+        // authenticated request came from.
+        if self.nat || local.port() == NAT_T_PORT {
+            (self.local, self.remote) = (local, remote);
+        }
         match (&self.state, msg.exchange) {
             (State::HalfOpen { .. }, ExchangeType::IKE_AUTH) => self.on_auth_request(ctx, now, msg.message_id, &inner),
             (State::Established { .. }, ExchangeType::INFORMATIONAL) => {
@@ -1118,6 +1183,7 @@ impl Engine {
             outstanding: None,
             last_response: None,
             children: Vec::new(),
+            nat: false,
             filed: None,
         };
         sa.send_init(&mut self.ctx, now, group)?;
@@ -1156,7 +1222,7 @@ impl Engine {
             self.ctx.stats.malformed += 1;
             return;
         }
-        let next = sa.handle(&mut self.ctx, now, remote, data, msg);
+        let next = sa.handle(&mut self.ctx, now, (local, remote), data, msg);
         self.after(ours, next);
     }
 
@@ -1265,6 +1331,7 @@ impl Engine {
             outstanding: None,
             last_response: None,
             children: Vec::new(),
+            nat: false,
             filed: None,
         };
         if sa.set_keys(suite, &g_ir).is_err() {
@@ -1276,6 +1343,10 @@ impl Engine {
             PayloadBody::Ke(Ke { group: suite.dh, data: our_ke.public().to_vec() }).into(),
             PayloadBody::Nonce(nr).into(),
         ];
+        if find_notify(&msg.payloads, NotifyType::NAT_DETECTION_SOURCE_IP).is_some() {
+            response.payloads.extend(nat_payloads(sa.spi_i, spi_r, local, remote));
+            sa.nat = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
+        }
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });
         sa.state = State::HalfOpen {
