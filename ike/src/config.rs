@@ -147,6 +147,19 @@ pub struct Retransmit {
     pub tries: u32,
 }
 
+/// Dead peer detection (§2.4): after `interval` without hearing from the peer, an empty
+/// INFORMATIONAL request, resent every `retry_interval` up to `retries` times; unanswered, the peer is
+/// dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dpd {
+    /// Quiet time before a check.
+    pub interval: Duration,
+    /// Wait between retransmissions of the check.
+    pub retry_interval: Duration,
+    /// Retransmissions before the peer is declared dead.
+    pub retries: u32,
+}
+
 /// The engine's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -172,13 +185,17 @@ pub struct Config {
     pub ike_lifetime: Duration,
     /// CHILD SA lifetime (Cisco default 1 h).
     pub child_lifetime: Duration,
+    /// IKE and CHILD SAs are rekeyed this long before their lifetime ends (§2.8).
+    pub rekey_margin: Duration,
+    /// Dead peer detection, if enabled.
+    pub dpd: Option<Dpd>,
 }
 
 impl Config {
     /// Defaults for a DMVPN hub or spoke with identity `local_id`: AES-GCM-16-256 then AES-CBC-256 with
     /// HMAC-SHA-256, PRF SHA-256, groups 19, 31, 20, 21, 14; ESP AES-GCM-16-256/128 and AES-CBC-256 with
     /// HMAC-SHA-256, ESN preferred; transport mode with GRE selectors; 1 s initial retransmission with 6
-    /// tries; 24 h / 1 h lifetimes.
+    /// tries; 24 h / 1 h lifetimes, rekeyed 5 minutes early; DPD after 30 s of quiet, 3 retries 5 s apart.
     pub fn new(local_id: Id) -> Config {
         let groups =
             vec![DhGroup::ECP_256, DhGroup::CURVE25519, DhGroup::ECP_384, DhGroup::ECP_521, DhGroup::MODP_2048];
@@ -214,6 +231,8 @@ impl Config {
             half_open_timeout: Duration::from_secs(30),
             ike_lifetime: Duration::from_secs(24 * 3600),
             child_lifetime: Duration::from_secs(3600),
+            rekey_margin: Duration::from_secs(300),
+            dpd: Some(Dpd { interval: Duration::from_secs(30), retry_interval: Duration::from_secs(5), retries: 3 }),
         }
     }
 }

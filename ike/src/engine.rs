@@ -108,6 +108,8 @@ pub enum DownReason {
     PeerDead,
     /// The peer authenticated again with INITIAL_CONTACT (§2.4), replacing it.
     Replaced,
+    /// We deleted it (a command).
+    DeletedLocally,
 }
 
 /// Why an exchange failed.
@@ -148,7 +150,15 @@ pub enum Event {
         /// Why.
         reason: DownReason,
     },
-    /// Install this SA pair in the dataplane.
+    /// The IKE SA was rekeyed (§1.3.2): `new` replaces `old`, with its CHILD SAs.
+    IkeSaRekeyed {
+        /// The old SA.
+        old: IkeSaId,
+        /// The new SA.
+        new: IkeSaId,
+    },
+    /// Install this SA pair in the dataplane. After a CHILD SA rekey (§2.8) the new pair comes first
+    /// and the old pair's [`Event::DeleteSaPair`] later, so no packet is lost across the switch.
     InstallSaPair(Box<SaPair>),
     /// Remove this SA pair from the dataplane.
     DeleteSaPair {
@@ -188,6 +198,12 @@ pub enum CommandError {
     /// The first proposal's group is not implemented.
     #[error("{0}")]
     Dh(#[from] DhError),
+    /// No established IKE SA with this handle.
+    #[error("no established IKE SA {0:?}")]
+    UnknownSa(IkeSaId),
+    /// The IKE SA has no CHILD SA with this inbound SPI.
+    #[error("no CHILD SA with inbound SPI {0:#010x}")]
+    UnknownChild(u32),
 }
 
 /// Counters, for `show` and for spotting misbehaving peers.
@@ -228,6 +244,8 @@ pub enum IkeState {
     HalfOpen,
     /// Established.
     Established,
+    /// Replaced by a rekey, waiting for its DELETE.
+    Rekeyed,
 }
 
 /// A CHILD SA as `show crypto ipsec sa` prints it.
@@ -247,6 +265,8 @@ pub struct ChildSaInfo {
     pub ts_remote: Vec<TrafficSelector>,
     /// Lifetime left.
     pub lifetime_left: Duration,
+    /// Rekeys so far.
+    pub rekeys: u32,
 }
 
 /// An IKE SA as `show crypto ikev2 sa` prints it.
@@ -274,6 +294,8 @@ pub struct IkeSaInfo {
     pub suite: Option<IkeSuite>,
     /// Lifetime left, once established.
     pub lifetime_left: Option<Duration>,
+    /// Rekeys so far.
+    pub rekeys: u32,
     /// CHILD SAs.
     pub children: Vec<ChildSaInfo>,
 }
@@ -299,8 +321,47 @@ enum State {
     AuthSent { init_response: Vec<u8>, psk: Vec<u8>, spi_in: u32 },
     /// Responder: IKE_SA_INIT answered; waits for IKE_AUTH until `expires`.
     HalfOpen { init_request: Vec<u8>, init_response: Vec<u8>, expires: Instant },
-    /// IKE_AUTH done.
+    /// IKE_AUTH done (or created by a rekey, §1.3.2).
     Established { since: Instant },
+    /// Replaced by a rekeyed IKE SA whose CHILD SAs it handed over (§2.18); waits for the DELETE,
+    /// ours or the peer's, until `expires`.
+    Rekeyed { expires: Instant },
+}
+
+/// A request we queue while the window is full (§2.3: one outstanding at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// An empty INFORMATIONAL (§2.4).
+    Dpd,
+    /// Delete our CHILD SA with this inbound SPI (§1.4.1).
+    DeleteChild(u32),
+    /// Delete this IKE SA (§1.4.1).
+    DeleteIke,
+    /// Rekey the CHILD SA with this inbound SPI (§1.3.3).
+    RekeyChild(u32),
+    /// Rekey the IKE SA (§1.3.2).
+    RekeyIke,
+}
+
+/// What the outstanding request was, for handling its response.
+enum Sent {
+    Init,
+    Auth,
+    Dpd,
+    DeleteChild,
+    DeleteIke,
+    /// CREATE_CHILD_SA rekeying `old`, with our new inbound SPI and nonce.
+    RekeyChild {
+        old: u32,
+        spi_in: u32,
+        ni: Vec<u8>,
+    },
+    /// CREATE_CHILD_SA rekeying the IKE SA, with our new SPI, nonce and DH key.
+    RekeyIke {
+        spi: u64,
+        ni: Vec<u8>,
+        ke: KeyExchange,
+    },
 }
 
 /// A request of ours waiting for its response (window of one, §2.3).
@@ -309,6 +370,7 @@ struct Outstanding {
     packets: Vec<Vec<u8>>,
     sends: u32,
     next: Instant,
+    kind: Sent,
 }
 
 struct Child {
@@ -319,6 +381,25 @@ struct Child {
     ts_local: Vec<TrafficSelector>,
     ts_remote: Vec<TrafficSelector>,
     created: Instant,
+    rekeys: u32,
+    /// Our CREATE_CHILD_SA rekeying it is outstanding.
+    rekeying: bool,
+    /// The peer rekeyed it: (its Ni, our Nr, our new inbound SPI), for the collision rule (§2.8.1).
+    peer_rekey: Option<(Vec<u8>, Vec<u8>, u32)>,
+}
+
+/// A CHILD SA to derive and report (§2.17).
+struct NewChild<'a> {
+    spis: (u32, u32),
+    suite: EspSuite,
+    mode: Mode,
+    ts: (Vec<TrafficSelector>, Vec<TrafficSelector>),
+    /// Ni and Nr of the exchange that created it.
+    nonces: (&'a [u8], &'a [u8]),
+    /// g^ir of a CREATE_CHILD_SA with KE (PFS).
+    g_ir: Option<&'a [u8]>,
+    we_initiated: bool,
+    rekeys: u32,
 }
 
 struct IkeSa {
@@ -345,18 +426,25 @@ struct IkeSa {
     children: Vec<Child>,
     /// A NAT sits between us (§2.23, from the NAT_DETECTION_* notifications of IKE_SA_INIT).
     nat: bool,
+    /// Requests waiting for the window.
+    pending: VecDeque<Request>,
+    /// When the peer last sent something authenticated (for DPD, §2.4).
+    last_heard: Instant,
+    /// Rekeys of this IKE SA so far (the count carries over to the new SA).
+    rekeys: u32,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
 }
 
 /// What the engine does with an SA after it handled something.
-#[derive(Debug, PartialEq, Eq)]
 enum Next {
     Keep,
     /// Established by an IKE_AUTH with INITIAL_CONTACT: other SAs with the peer's identity go.
     KeepReplacing,
     /// Remove it; an established one reports [`Event::IkeSaDown`] with this reason.
     Remove(Option<DownReason>),
+    /// A rekey made this new IKE SA (§1.3.2); the old one stays until deleted.
+    Rekeyed(Box<IkeSa>),
 }
 
 struct Ctx {
@@ -382,6 +470,18 @@ impl Ctx {
             self.rng.fill(&mut b);
             let spi = u32::from_be_bytes(b);
             if spi >= 256 && self.child_spis.insert(spi) {
+                return spi;
+            }
+        }
+    }
+
+    /// A fresh IKE SPI (the engine checks it is unused before filing an SA under it).
+    fn ike_spi(&mut self) -> u64 {
+        loop {
+            let mut b = [0u8; 8];
+            self.rng.fill(&mut b);
+            let spi = u64::from_be_bytes(b);
+            if spi != 0 {
                 return spi;
             }
         }
@@ -517,19 +617,22 @@ impl IkeSa {
         }
     }
 
-    fn send_request(&mut self, ctx: &mut Ctx, now: Instant, exchange: ExchangeType, inner: &[Payload]) {
+    fn send_request(&mut self, ctx: &mut Ctx, now: Instant, exchange: ExchangeType, inner: &[Payload], kind: Sent) {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let packets = self.seal(ctx, exchange, id, false, inner);
-        self.start_request(ctx, now, id, packets);
+        self.start_request(ctx, now, id, packets, kind);
     }
 
-    fn start_request(&mut self, ctx: &mut Ctx, now: Instant, message_id: u32, packets: Vec<Vec<u8>>) {
+    fn start_request(&mut self, ctx: &mut Ctx, now: Instant, message_id: u32, packets: Vec<Vec<u8>>, kind: Sent) {
         for p in &packets {
             ctx.send(self, p.clone());
         }
-        let next = now + ctx.config.retransmit.initial;
-        self.outstanding = Some(Outstanding { message_id, packets, sends: 1, next });
+        let wait = match (&kind, ctx.config.dpd) {
+            (Sent::Dpd, Some(d)) => d.retry_interval,
+            _ => ctx.config.retransmit.initial,
+        };
+        self.outstanding = Some(Outstanding { message_id, packets, sends: 1, next: now + wait, kind });
     }
 
     fn send_response(&mut self, ctx: &mut Ctx, exchange: ExchangeType, id: u32, inner: &[Payload]) {
@@ -540,12 +643,16 @@ impl IkeSa {
         self.last_response = Some((id, packets));
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        let half_open = match self.state {
-            State::HalfOpen { expires, .. } => Some(expires),
+    fn deadline(&self, config: &Config) -> Option<Instant> {
+        let expires = match self.state {
+            State::HalfOpen { expires, .. } | State::Rekeyed { expires } => Some(expires),
             _ => None,
         };
-        [self.outstanding.as_ref().map(|o| o.next), half_open].into_iter().flatten().min()
+        let next = match &self.outstanding {
+            Some(o) => Some(o.next),
+            None => self.due(config),
+        };
+        [next, expires].into_iter().flatten().min()
     }
 
     /// Opens the SK payload that ends `msg` and parses what it carries.
@@ -590,36 +697,38 @@ impl IkeSa {
         Next::Remove(None)
     }
 
-    /// Derives a CHILD SA's keys and reports it (§2.17). `we_initiated` tells whose nonce is Ni.
-    #[allow(clippy::too_many_arguments)]
-    fn install_child(
-        &mut self,
-        ctx: &mut Ctx,
-        now: Instant,
-        (spi_in, spi_out): (u32, u32),
-        suite: EspSuite,
-        mode: Mode,
-        (ts_local, ts_remote): (Vec<TrafficSelector>, Vec<TrafficSelector>),
-        (ni, nr): (&[u8], &[u8]),
-        we_initiated: bool,
-    ) -> Result<(), &'static str> {
+    /// Derives a CHILD SA's keys and reports it (§2.17).
+    fn install_child(&mut self, ctx: &mut Ctx, now: Instant, n: NewChild<'_>) -> Result<(), &'static str> {
         let c = self.crypto.as_ref().ok_or("no keys")?;
+        let suite = n.suite;
         let l = KeyLengths::new(suite.encr, Some(suite.key_bits), suite.integ).map_err(|_| "unsupported ESP")?;
-        let k = keys::child_keys(c.prf, &c.sk_d, None, ni, nr, l).map_err(|_| "key derivation")?;
-        let (out_keys, in_keys) = if we_initiated { (k.initiator, k.responder) } else { (k.responder, k.initiator) };
+        let k = keys::child_keys(c.prf, &c.sk_d, n.g_ir, n.nonces.0, n.nonces.1, l).map_err(|_| "key derivation")?;
+        let (out_keys, in_keys) = if n.we_initiated { (k.initiator, k.responder) } else { (k.responder, k.initiator) };
+        let ((spi_in, spi_out), (ts_local, ts_remote)) = (n.spis, n.ts);
         ctx.events.push_back(Event::InstallSaPair(Box::new(SaPair {
             ike_sa: self.id(),
             local: self.local,
             remote: self.remote,
             udp_encap: self.nat || self.local.port() == NAT_T_PORT,
             suite,
-            mode,
+            mode: n.mode,
             inbound: SaKeys { spi: spi_in, keys: in_keys },
             outbound: SaKeys { spi: spi_out, keys: out_keys },
             ts_local: ts_local.clone(),
             ts_remote: ts_remote.clone(),
         })));
-        self.children.push(Child { spi_in, spi_out, suite, mode, ts_local, ts_remote, created: now });
+        self.children.push(Child {
+            spi_in,
+            spi_out,
+            suite,
+            mode: n.mode,
+            ts_local,
+            ts_remote,
+            created: now,
+            rekeys: n.rekeys,
+            rekeying: false,
+            peer_rekey: None,
+        });
         Ok(())
     }
 
@@ -694,7 +803,7 @@ impl IkeSa {
         msg.payloads.extend(nat_payloads(self.spi_i, 0, self.local, self.remote));
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
-        self.start_request(ctx, now, 0, vec![request]);
+        self.start_request(ctx, now, 0, vec![request], Sent::Init);
         self.next_id = 1;
         Ok(())
     }
@@ -726,7 +835,7 @@ impl IkeSa {
             *p = psk;
             *s = spi_in;
         }
-        self.send_request(ctx, now, ExchangeType::IKE_AUTH, &inner);
+        self.send_request(ctx, now, ExchangeType::IKE_AUTH, &inner, Sent::Auth);
         Next::Keep
     }
 
@@ -786,9 +895,17 @@ impl IkeSa {
         match child {
             Ok((spi_out, suite, mode, tsi, tsr)) => {
                 let (ni, nr) = (self.ni.clone(), self.nr.clone());
-                if let Err(why) =
-                    self.install_child(ctx, now, (spi_in, spi_out), suite, mode, (tsi, tsr), (&ni, &nr), true)
-                {
+                let child = NewChild {
+                    spis: (spi_in, spi_out),
+                    suite,
+                    mode,
+                    ts: (tsi, tsr),
+                    nonces: (&ni, &nr),
+                    g_ir: None,
+                    we_initiated: true,
+                    rekeys: 0,
+                };
+                if let Err(why) = self.install_child(ctx, now, child) {
                     ctx.events.push_back(Event::Failed {
                         sa: self.id(),
                         remote: self.remote,
@@ -840,8 +957,8 @@ impl IkeSa {
             peer_id: idi.clone(),
         });
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
-        match self.answer_child(ctx, now, inner, (&ni, &nr)) {
-            Ok(payloads) => out.extend(payloads),
+        match self.answer_child(ctx, now, inner, (&ni, &nr), None, 0) {
+            Ok((payloads, _)) => out.extend(payloads),
             Err(ty) => {
                 ctx.stats.proposals_refused += 1;
                 out.push(notify(ty, []));
@@ -860,20 +977,33 @@ impl IkeSa {
         }
     }
 
-    /// Responder side of a CHILD SA (§1.3.1, §2.7, §2.9): choose, narrow, derive, report; returns the
-    /// payloads of the answer, or the error Notify to send instead.
+    /// Responder side of a CHILD SA (§1.3.1, §2.7, §2.9): choose, narrow, derive (with the peer's KE
+    /// for PFS in CREATE_CHILD_SA, §1.3.1), report; returns the payloads of the answer (our KE
+    /// included) and our inbound SPI, or the error Notify to send instead.
     fn answer_child(
         &mut self,
         ctx: &mut Ctx,
         now: Instant,
         inner: &[Payload],
         nonces: (&[u8], &[u8]),
-    ) -> Result<Vec<Payload>, NotifyType> {
+        ke: Option<&Ke>,
+        rekeys: u32,
+    ) -> Result<(Vec<Payload>, u32), NotifyType> {
         let (Some(sa), Some(tsi), Some(tsr)) = (take!(inner, Sa), take!(inner, TsI), take!(inner, TsR)) else {
             return Err(NotifyType::INVALID_SYNTAX);
         };
+        let pfs = ke.map(|k| k.group);
         let (number, spi_out, suite) =
-            config::select_esp(&ctx.config.esp_proposals, sa, None).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+            config::select_esp(&ctx.config.esp_proposals, sa, pfs).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+        let dh = match ke {
+            Some(k) => {
+                let ours =
+                    KeyExchange::generate(k.group, ctx.rng.as_mut()).map_err(|_| NotifyType::NO_PROPOSAL_CHOSEN)?;
+                let g_ir = ours.shared(&k.data).map_err(|_| NotifyType::INVALID_SYNTAX)?;
+                Some((Ke { group: k.group, data: ours.public().to_vec() }, g_ir))
+            }
+            None => None,
+        };
         let transport = find_notify(inner, NotifyType::USE_TRANSPORT_MODE).is_some() && ctx.config.transport;
         if !transport && !ctx.config.allow_tunnel {
             return Err(NotifyType::NO_PROPOSAL_CHOSEN);
@@ -890,14 +1020,27 @@ impl IkeSa {
         if transport {
             out.push(notify(NotifyType::USE_TRANSPORT_MODE, []));
         }
-        out.push(PayloadBody::Sa(config::esp_sa_answer(number, &suite, spi_in, None)).into());
+        out.push(PayloadBody::Sa(config::esp_sa_answer(number, &suite, spi_in, pfs)).into());
+        if let Some((k, _)) = &dh {
+            out.push(PayloadBody::Ke(k.clone()).into());
+        }
         out.push(PayloadBody::TsI(ts_remote.clone()).into());
         out.push(PayloadBody::TsR(ts_local.clone()).into());
-        if self.install_child(ctx, now, (spi_in, spi_out), suite, mode, (ts_local, ts_remote), nonces, false).is_err() {
+        let child = NewChild {
+            spis: (spi_in, spi_out),
+            suite,
+            mode,
+            ts: (ts_local, ts_remote),
+            nonces,
+            g_ir: dh.as_ref().map(|(_, g)| g.as_slice()),
+            we_initiated: false,
+            rekeys,
+        };
+        if self.install_child(ctx, now, child).is_err() {
             ctx.child_spis.remove(&spi_in);
             return Err(NotifyType::NO_PROPOSAL_CHOSEN);
         }
-        Ok(out)
+        Ok((out, spi_in))
     }
 
     /// INFORMATIONAL request (§1.4): liveness checks (empty), DELETE of the IKE SA or CHILD SAs.
@@ -956,11 +1099,7 @@ impl IkeSa {
         msg: Message,
     ) -> Next {
         if msg.flags.response() {
-            let Some(o) = &self.outstanding else {
-                ctx.stats.unexpected_message_id += 1;
-                return Next::Keep;
-            };
-            if o.message_id != msg.message_id {
+            if self.outstanding.as_ref().is_none_or(|o| o.message_id != msg.message_id) {
                 ctx.stats.unexpected_message_id += 1;
                 return Next::Keep;
             }
@@ -972,11 +1111,21 @@ impl IkeSa {
                 };
             }
             let Some(inner) = self.open(ctx, data, &msg) else { return Next::Keep };
-            self.outstanding = None;
-            return match (&self.state, msg.exchange) {
-                (State::AuthSent { .. }, ExchangeType::IKE_AUTH) => self.on_auth_response(ctx, now, &inner),
-                _ => Next::Keep,
+            self.last_heard = now;
+            let Some(o) = self.outstanding.take() else { return Next::Keep };
+            let next = match o.kind {
+                Sent::Auth => self.on_auth_response(ctx, now, &inner),
+                Sent::Init | Sent::Dpd | Sent::DeleteChild => Next::Keep,
+                Sent::DeleteIke => Next::Remove(Some(DownReason::DeletedLocally)),
+                Sent::RekeyChild { old, spi_in, ni } => {
+                    self.on_rekey_child_response(ctx, now, &inner, old, spi_in, &ni)
+                }
+                Sent::RekeyIke { spi, ni, ke } => self.on_rekey_ike_response(ctx, now, &inner, spi, ni, &ke),
             };
+            if matches!(next, Next::Keep) {
+                self.pump(ctx, now);
+            }
+            return next;
         }
         // A request from the peer.
         if self.crypto.is_none() || matches!(self.state, State::InitSent { .. } | State::AuthSent { .. }) {
@@ -1000,18 +1149,22 @@ impl IkeSa {
         }
         let Some(inner) = self.open(ctx, data, &msg) else { return Next::Keep };
         self.peer_next_id = self.peer_next_id.wrapping_add(1);
+        self.last_heard = now;
         // §2.23: behind a NAT (or once the peer floated to 4500), answer and send to where the latest
         // authenticated request came from.
         if self.nat || local.port() == NAT_T_PORT {
             (self.local, self.remote) = (local, remote);
         }
+        let id = msg.message_id;
         match (&self.state, msg.exchange) {
-            (State::HalfOpen { .. }, ExchangeType::IKE_AUTH) => self.on_auth_request(ctx, now, msg.message_id, &inner),
-            (State::Established { .. }, ExchangeType::INFORMATIONAL) => {
-                self.on_informational(ctx, msg.message_id, &inner)
+            (State::HalfOpen { .. }, ExchangeType::IKE_AUTH) => self.on_auth_request(ctx, now, id, &inner),
+            (State::Established { .. } | State::Rekeyed { .. }, ExchangeType::INFORMATIONAL) => {
+                self.on_informational(ctx, id, &inner)
             }
-            (State::Established { .. }, ExchangeType::CREATE_CHILD_SA) => {
-                self.send_response(ctx, msg.exchange, msg.message_id, &[notify(NotifyType::NO_ADDITIONAL_SAS, [])]);
+            (State::Established { .. }, ExchangeType::CREATE_CHILD_SA) => self.on_create_child(ctx, now, id, &inner),
+            (State::Rekeyed { .. }, ExchangeType::CREATE_CHILD_SA) => {
+                // §2.25: this SA is being deleted.
+                self.send_response(ctx, msg.exchange, id, &[notify(NotifyType::TEMPORARY_FAILURE, [])]);
                 Next::Keep
             }
             _ => {
@@ -1021,37 +1174,421 @@ impl IkeSa {
         }
     }
 
-    /// Timers (§2.1 retransmission, §2.4 dead peer, half-open expiry).
+    /// CREATE_CHILD_SA request (§1.3): rekey of the IKE SA (§1.3.2), rekey of a CHILD SA (§1.3.3,
+    /// N(REKEY_SA)) or a new CHILD SA (§1.3.1).
+    fn on_create_child(&mut self, ctx: &mut Ctx, now: Instant, id: u32, inner: &[Payload]) -> Next {
+        let ex = ExchangeType::CREATE_CHILD_SA;
+        let (Some(sa), Some(ni)) = (take!(inner, Sa), take!(inner, Nonce)) else {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_SYNTAX, [])]);
+            return Next::Keep;
+        };
+        if !(16..=256).contains(&ni.len()) {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_SYNTAX, [])]);
+            return Next::Keep;
+        }
+        let nr = ctx.nonce();
+        if sa.proposals.iter().any(|p| p.protocol == ProtocolId::IKE) {
+            return self.answer_rekey_ike(ctx, now, id, inner, ni, nr);
+        }
+        let rekeyed = find_notify(inner, NotifyType::REKEY_SA)
+            .filter(|n| n.protocol == ProtocolId::ESP)
+            .and_then(|n| <[u8; 4]>::try_from(n.spi.as_slice()).ok())
+            .map(u32::from_be_bytes);
+        // §1.3.3: the SPI names the SA being rekeyed as its sender knows it (its inbound, our outbound).
+        let old = match rekeyed {
+            Some(spi) => match self.children.iter().position(|c| c.spi_out == spi) {
+                Some(i) => Some(i),
+                None => {
+                    let mut n = Notify::new(NotifyType::CHILD_SA_NOT_FOUND, []);
+                    (n.protocol, n.spi) = (ProtocolId::ESP, spi.to_be_bytes().to_vec());
+                    self.send_response(ctx, ex, id, &[Payload::new(PayloadBody::Notify(n))]);
+                    return Next::Keep;
+                }
+            },
+            None => None,
+        };
+        let rekeys = old.and_then(|i| self.children.get(i)).map_or(0, |c| c.rekeys + 1);
+        match self.answer_child(ctx, now, inner, (ni, &nr), take!(inner, Ke), rekeys) {
+            Ok((mut payloads, spi_in)) => {
+                if let Some(c) = old.and_then(|i| self.children.get_mut(i)) {
+                    c.peer_rekey = Some((ni.clone(), nr.clone(), spi_in));
+                }
+                payloads.insert(1, PayloadBody::Nonce(nr).into());
+                self.send_response(ctx, ex, id, &payloads);
+            }
+            Err(ty) => {
+                ctx.stats.proposals_refused += 1;
+                self.send_response(ctx, ex, id, &[notify(ty, [])]);
+            }
+        }
+        Next::Keep
+    }
+
+    /// Responder side of an IKE SA rekey (§1.3.2, §2.18): a new IKE SA with new SPIs and keys from
+    /// SK_d of this one; the CHILD SAs move to it.
+    fn answer_rekey_ike(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        id: u32,
+        inner: &[Payload],
+        ni: &[u8],
+        nr: Vec<u8>,
+    ) -> Next {
+        let ex = ExchangeType::CREATE_CHILD_SA;
+        let (Some(sa), Some(ke)) = (take!(inner, Sa), take!(inner, Ke)) else {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_SYNTAX, [])]);
+            return Next::Keep;
+        };
+        let (number, suite) = match config::select_ike(&ctx.config.ike_proposals, sa, ke.group) {
+            IkeChoice::Chosen(n, s) => (n, s),
+            IkeChoice::WrongKe(g) => {
+                ctx.stats.invalid_ke_sent += 1;
+                self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_KE_PAYLOAD, g.0.to_be_bytes())]);
+                return Next::Keep;
+            }
+            IkeChoice::None => {
+                ctx.stats.proposals_refused += 1;
+                self.send_response(ctx, ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN, [])]);
+                return Next::Keep;
+            }
+        };
+        let peer_spi = sa
+            .proposals
+            .iter()
+            .find(|p| p.number == number)
+            .and_then(|p| <[u8; 8]>::try_from(p.spi.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        let ours = KeyExchange::generate(suite.dh, ctx.rng.as_mut());
+        let (Some(peer_spi), Ok(ours)) = (peer_spi, ours) else {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_SYNTAX, [])]);
+            return Next::Keep;
+        };
+        let Ok(g_ir) = ours.shared(&ke.data) else {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::INVALID_SYNTAX, [])]);
+            return Next::Keep;
+        };
+        let spi = ctx.ike_spi();
+        let Some(new) = self.successor(now, false, (peer_spi, spi), (ni, &nr), suite, &g_ir) else {
+            self.send_response(ctx, ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN, [])]);
+            return Next::Keep;
+        };
+        let answer = [
+            PayloadBody::Sa(config::ike_sa_answer(number, &suite, &spi.to_be_bytes())).into(),
+            PayloadBody::Nonce(nr).into(),
+            PayloadBody::Ke(Ke { group: suite.dh, data: ours.public().to_vec() }).into(),
+        ];
+        self.send_response(ctx, ex, id, &answer);
+        self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+        Next::Rekeyed(Box::new(new))
+    }
+
+    /// The IKE SA that replaces this one after a rekey (§2.18): SKEYSEED = prf(SK_d (old), g^ir (new)
+    /// | Ni | Nr), keys as in §2.14 with the new SPIs; the CHILD SAs move over, the pending requests do
+    /// not (they were for this SA).
+    #[allow(clippy::too_many_arguments)]
+    fn successor(
+        &mut self,
+        now: Instant,
+        initiator: bool,
+        (spi_i, spi_r): (u64, u64),
+        (ni, nr): (&[u8], &[u8]),
+        suite: IkeSuite,
+        g_ir: &[u8],
+    ) -> Option<IkeSa> {
+        let c = self.crypto.as_ref()?;
+        let skeyseed = c.prf.skeyseed_rekey(&c.sk_d, g_ir, ni, nr);
+        let prf = Prf::from_id(suite.prf).ok()?;
+        let lengths = KeyLengths::new(suite.encr, Some(suite.key_bits), suite.integ).ok()?;
+        let k = keys::ike_keys(prf, &skeyseed, ni, nr, spi_i, spi_r, lengths).ok()?;
+        let ci = SkCipher::new(suite.encr, suite.key_bits, suite.integ, &k.initiator).ok()?;
+        let cr = SkCipher::new(suite.encr, suite.key_bits, suite.integ, &k.responder).ok()?;
+        let (out, inb) = if initiator { (ci, cr) } else { (cr, ci) };
+        Some(IkeSa {
+            initiator,
+            spi_i,
+            spi_r,
+            local: self.local,
+            remote: self.remote,
+            state: State::Established { since: now },
+            suite: Some(suite),
+            crypto: Some(SaCrypto { prf, sk_d: k.sk_d, sk_pi: k.sk_pi, sk_pr: k.sk_pr, out, inb }),
+            ni: ni.to_vec(),
+            nr: nr.to_vec(),
+            peer_id: self.peer_id.clone(),
+            next_id: 0,
+            peer_next_id: 0,
+            outstanding: None,
+            last_response: None,
+            children: std::mem::take(&mut self.children),
+            nat: self.nat,
+            pending: VecDeque::new(),
+            last_heard: now,
+            rekeys: self.rekeys + 1,
+            filed: None,
+        })
+    }
+
+    /// Our CHILD SA rekey answered (§1.3.3): install the new pair, then delete the old one — unless
+    /// the peer rekeyed the same SA at the same time and ours holds the lowest nonce (§2.8.1), in
+    /// which case ours is the redundant one and goes instead.
+    fn on_rekey_child_response(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        inner: &[Payload],
+        old: u32,
+        spi_in: u32,
+        ni: &[u8],
+    ) -> Next {
+        let Some(i) = self.children.iter().position(|c| c.spi_in == old) else {
+            // The peer deleted the old SA meanwhile; nothing to replace.
+            ctx.child_spis.remove(&spi_in);
+            return Next::Keep;
+        };
+        self.children[i].rekeying = false;
+        let answer = (|| {
+            if let Some(e) = first_error(inner) {
+                return Err(Failure::Refused(e));
+            }
+            let (Some(sa), Some(nr), Some(tsi), Some(tsr)) =
+                (take!(inner, Sa), take!(inner, Nonce), take!(inner, TsI), take!(inner, TsR))
+            else {
+                return Err(Failure::Protocol("CREATE_CHILD_SA response lacks SA, Nonce, TSi or TSr"));
+            };
+            let (spi_out, suite) = config::accepted_esp(&ctx.config.esp_proposals, sa)
+                .ok_or(Failure::Protocol("CREATE_CHILD_SA response accepts no ESP proposal of ours"))?;
+            Ok((spi_out, suite, nr.clone(), tsi.clone(), tsr.clone()))
+        })();
+        let (spi_out, suite, nr, tsi, tsr) = match answer {
+            Ok(a) => a,
+            Err(failure) => {
+                ctx.child_spis.remove(&spi_in);
+                ctx.events.push_back(Event::Failed { sa: self.id(), remote: self.remote, failure });
+                return Next::Keep;
+            }
+        };
+        let (mode, rekeys, peer_rekey) = {
+            let c = &self.children[i];
+            (c.mode, c.rekeys + 1, c.peer_rekey.clone())
+        };
+        let child = NewChild {
+            spis: (spi_in, spi_out),
+            suite,
+            mode,
+            ts: (tsi, tsr),
+            nonces: (ni, &nr),
+            g_ir: None,
+            we_initiated: true,
+            rekeys,
+        };
+        if let Err(why) = self.install_child(ctx, now, child) {
+            ctx.child_spis.remove(&spi_in);
+            ctx.events.push_back(Event::Failed { sa: self.id(), remote: self.remote, failure: Failure::Protocol(why) });
+            return Next::Keep;
+        }
+        let redundant = peer_rekey.is_some_and(|(their_ni, our_nr, _)| {
+            let ours = ni.min(nr.as_slice());
+            let theirs = their_ni.as_slice().min(our_nr.as_slice());
+            ours < theirs
+        });
+        self.pending.push_back(Request::DeleteChild(if redundant { spi_in } else { old }));
+        Next::Keep
+    }
+
+    /// Our IKE SA rekey answered (§1.3.2): the new SA takes the CHILD SAs, this one is deleted.
+    fn on_rekey_ike_response(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        inner: &[Payload],
+        spi: u64,
+        ni: Vec<u8>,
+        ke: &KeyExchange,
+    ) -> Next {
+        let answer = (|| {
+            if let Some(e) = first_error(inner) {
+                return Err(Failure::Refused(e));
+            }
+            let (Some(sa), Some(nr), Some(peer_ke)) = (take!(inner, Sa), take!(inner, Nonce), take!(inner, Ke)) else {
+                return Err(Failure::Protocol("IKE rekey response lacks SA, Nonce or KE"));
+            };
+            let suite = config::accepted_ike(&ctx.config.ike_proposals, sa)
+                .filter(|s| s.dh == ke.group() && peer_ke.group == ke.group())
+                .ok_or(Failure::Protocol("IKE rekey response accepts no proposal of ours"))?;
+            let peer_spi = sa
+                .proposals
+                .first()
+                .and_then(|p| <[u8; 8]>::try_from(p.spi.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(Failure::Protocol("IKE rekey response without an 8-octet SPI"))?;
+            let g_ir = ke.shared(&peer_ke.data).map_err(|_| Failure::Protocol("bad KE data"))?;
+            Ok((suite, peer_spi, nr.clone(), g_ir))
+        })();
+        let new = answer.and_then(|(suite, peer_spi, nr, g_ir)| {
+            self.successor(now, true, (spi, peer_spi), (&ni, &nr), suite, &g_ir)
+                .ok_or(Failure::Protocol("IKE rekey key derivation"))
+        });
+        match new {
+            Ok(new) => {
+                self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+                self.pending.clear();
+                self.pending.push_back(Request::DeleteIke);
+                self.pump(ctx, now);
+                Next::Rekeyed(Box::new(new))
+            }
+            Err(failure) => {
+                ctx.events.push_back(Event::Failed { sa: self.id(), remote: self.remote, failure });
+                Next::Keep
+            }
+        }
+    }
+
+    /// Sends the next queued request if the window is free (§2.3).
+    fn pump(&mut self, ctx: &mut Ctx, now: Instant) {
+        while self.outstanding.is_none() {
+            let Some(req) = self.pending.pop_front() else { return };
+            let ready = match self.state {
+                State::Established { .. } => true,
+                State::Rekeyed { .. } => req == Request::DeleteIke,
+                _ => false,
+            };
+            if !ready {
+                continue;
+            }
+            let info = ExchangeType::INFORMATIONAL;
+            match req {
+                Request::Dpd => self.send_request(ctx, now, info, &[], Sent::Dpd),
+                Request::DeleteIke => {
+                    let d = Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: Vec::new() };
+                    self.send_request(ctx, now, info, &[PayloadBody::Delete(d).into()], Sent::DeleteIke);
+                }
+                Request::DeleteChild(spi_in) => {
+                    // §1.4.1: stop using it now, tell the peer.
+                    let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else { continue };
+                    let c = self.children.remove(i);
+                    ctx.child_spis.remove(&c.spi_in);
+                    ctx.events.push_back(Event::DeleteSaPair {
+                        ike_sa: self.id(),
+                        inbound_spi: c.spi_in,
+                        outbound_spi: c.spi_out,
+                    });
+                    let d = Delete { protocol: ProtocolId::ESP, spi_size: 4, spis: spi_in.to_be_bytes().to_vec() };
+                    self.send_request(ctx, now, info, &[PayloadBody::Delete(d).into()], Sent::DeleteChild);
+                }
+                Request::RekeyChild(old) => {
+                    let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old && !c.rekeying) else { continue };
+                    c.rekeying = true;
+                    let (mode, ts_local, ts_remote) = (c.mode, c.ts_local.clone(), c.ts_remote.clone());
+                    let spi_in = ctx.child_spi();
+                    let ni = ctx.nonce();
+                    let mut n = Notify::new(NotifyType::REKEY_SA, []);
+                    (n.protocol, n.spi) = (ProtocolId::ESP, old.to_be_bytes().to_vec());
+                    let mut inner: Vec<Payload> = vec![PayloadBody::Notify(n).into()];
+                    if mode == Mode::Transport {
+                        inner.push(notify(NotifyType::USE_TRANSPORT_MODE, []));
+                    }
+                    inner.push(PayloadBody::Sa(config::esp_sa_payload(&ctx.config.esp_proposals, spi_in, None)).into());
+                    inner.push(PayloadBody::Nonce(ni.clone()).into());
+                    inner.push(PayloadBody::TsI(ts_local).into());
+                    inner.push(PayloadBody::TsR(ts_remote).into());
+                    let kind = Sent::RekeyChild { old, spi_in, ni };
+                    self.send_request(ctx, now, ExchangeType::CREATE_CHILD_SA, &inner, kind);
+                }
+                Request::RekeyIke => {
+                    let Some(group) = self.suite.map(|s| s.dh) else { continue };
+                    let Ok(ke) = KeyExchange::generate(group, ctx.rng.as_mut()) else { continue };
+                    let spi = ctx.ike_spi();
+                    let ni = ctx.nonce();
+                    let inner: Vec<Payload> = vec![
+                        PayloadBody::Sa(config::ike_sa_payload(&ctx.config.ike_proposals, &spi.to_be_bytes())).into(),
+                        PayloadBody::Nonce(ni.clone()).into(),
+                        PayloadBody::Ke(Ke { group, data: ke.public().to_vec() }).into(),
+                    ];
+                    self.send_request(ctx, now, ExchangeType::CREATE_CHILD_SA, &inner, Sent::RekeyIke { spi, ni, ke });
+                }
+            }
+        }
+    }
+
+    /// When the IKE SA and each CHILD SA are due for rekeying (§2.8), and when DPD is due (§2.4).
+    fn due(&self, c: &Config) -> Option<Instant> {
+        let State::Established { since } = self.state else { return None };
+        let ike = since + c.ike_lifetime.saturating_sub(c.rekey_margin);
+        let children = self
+            .children
+            .iter()
+            .filter(|ch| !ch.rekeying)
+            .map(|ch| ch.created + c.child_lifetime.saturating_sub(c.rekey_margin));
+        let dpd = c.dpd.map(|d| self.last_heard + d.interval);
+        [Some(ike), dpd].into_iter().flatten().chain(children).min()
+    }
+
+    /// Timers (§2.1 retransmission, §2.4 dead peer, §2.8 rekeying, half-open expiry).
     fn on_timeout(&mut self, ctx: &mut Ctx, now: Instant) -> Next {
-        if let State::HalfOpen { expires, .. } = self.state {
-            if now >= expires {
+        match self.state {
+            State::HalfOpen { expires, .. } if now >= expires => {
                 ctx.stats.half_open_expired += 1;
                 return Next::Remove(None);
             }
+            State::Rekeyed { expires } if now >= expires => return Next::Remove(None),
+            _ => {}
         }
-        let Some(o) = self.outstanding.as_mut() else { return Next::Keep };
-        if now < o.next {
+        if let Some(o) = self.outstanding.as_mut() {
+            if now < o.next {
+                return Next::Keep;
+            }
+            let (tries, wait) = match (&o.kind, ctx.config.dpd) {
+                (Sent::Dpd, Some(d)) => (d.retries + 1, d.retry_interval),
+                _ => {
+                    let r = ctx.config.retransmit;
+                    (r.tries, r.initial * 2u32.saturating_pow(o.sends.min(16)))
+                }
+            };
+            if o.sends >= tries {
+                return match self.state {
+                    State::Established { .. } => {
+                        if let Some(peer_id) = self.peer_id.clone() {
+                            ctx.events.push_back(Event::PeerDead { sa: self.id(), remote: self.remote, peer_id });
+                        }
+                        Next::Remove(Some(DownReason::PeerDead))
+                    }
+                    State::Rekeyed { .. } => Next::Remove(None),
+                    _ => self.fail(ctx, Failure::Timeout),
+                };
+            }
+            ctx.stats.retransmits += 1;
+            o.next = now + wait;
+            o.sends += 1;
+            let packets = o.packets.clone();
+            for p in packets {
+                ctx.send(self, p);
+            }
             return Next::Keep;
         }
-        let r = ctx.config.retransmit;
-        if o.sends >= r.tries {
-            return match self.state {
-                State::Established { .. } => {
-                    if let Some(peer_id) = self.peer_id.clone() {
-                        ctx.events.push_back(Event::PeerDead { sa: self.id(), remote: self.remote, peer_id });
-                    }
-                    Next::Remove(Some(DownReason::PeerDead))
+        if let State::Established { since } = self.state {
+            let c = &ctx.config;
+            if now >= since + c.ike_lifetime.saturating_sub(c.rekey_margin)
+                && !self.pending.contains(&Request::RekeyIke)
+            {
+                self.pending.push_back(Request::RekeyIke);
+            }
+            let due_children: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|ch| !ch.rekeying && now >= ch.created + c.child_lifetime.saturating_sub(c.rekey_margin))
+                .map(|ch| ch.spi_in)
+                .collect();
+            for spi in due_children {
+                if !self.pending.contains(&Request::RekeyChild(spi)) {
+                    self.pending.push_back(Request::RekeyChild(spi));
                 }
-                _ => self.fail(ctx, Failure::Timeout),
-            };
+            }
+            if c.dpd.is_some_and(|d| now >= self.last_heard + d.interval) && self.pending.is_empty() {
+                self.pending.push_back(Request::Dpd);
+            }
         }
-        ctx.stats.retransmits += 1;
-        o.next = now + r.initial * 2u32.saturating_pow(o.sends.min(16));
-        o.sends += 1;
-        let packets = o.packets.clone();
-        for p in packets {
-            ctx.send(self, p);
-        }
+        self.pump(ctx, now);
         Next::Keep
     }
 
@@ -1061,6 +1598,7 @@ impl IkeSa {
             State::AuthSent { .. } => IkeState::AuthSent,
             State::HalfOpen { .. } => IkeState::HalfOpen,
             State::Established { .. } => IkeState::Established,
+            State::Rekeyed { .. } => IkeState::Rekeyed,
         };
         let lifetime_left = match self.state {
             State::Established { since } => {
@@ -1080,6 +1618,7 @@ impl IkeSa {
             peer_id: self.peer_id.clone(),
             suite: self.suite,
             lifetime_left,
+            rekeys: self.rekeys,
             children: self
                 .children
                 .iter()
@@ -1091,6 +1630,7 @@ impl IkeSa {
                     ts_local: c.ts_local.clone(),
                     ts_remote: c.ts_remote.clone(),
                     lifetime_left: config.child_lifetime.saturating_sub(now.saturating_duration_since(c.created)),
+                    rekeys: c.rekeys,
                 })
                 .collect(),
         }
@@ -1184,12 +1724,57 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            pending: VecDeque::new(),
+            last_heard: now,
+            rekeys: 0,
             filed: None,
         };
         sa.send_init(&mut self.ctx, now, group)?;
         self.sas.insert(spi_i, sa);
         self.refile(spi_i);
         Ok(IkeSaId(spi_i))
+    }
+
+    /// Queues a request on an established IKE SA and sends it when the window allows.
+    fn command(&mut self, now: Instant, sa: IkeSaId, req: Request) -> Result<(), CommandError> {
+        let s = self.sas.get_mut(&sa.0).filter(|s| matches!(s.state, State::Established { .. }));
+        let s = s.ok_or(CommandError::UnknownSa(sa))?;
+        if let Request::DeleteChild(spi) | Request::RekeyChild(spi) = req {
+            if !s.children.iter().any(|c| c.spi_in == spi) {
+                return Err(CommandError::UnknownChild(spi));
+            }
+        }
+        s.pending.push_back(req);
+        s.pump(&mut self.ctx, now);
+        self.refile(sa.0);
+        Ok(())
+    }
+
+    /// Deletes an IKE SA and its CHILD SAs (§1.4.1); [`Event::IkeSaDown`] follows the peer's answer
+    /// (or its silence).
+    pub fn delete_ike_sa(&mut self, now: Instant, sa: IkeSaId) -> Result<(), CommandError> {
+        self.command(now, sa, Request::DeleteIke)
+    }
+
+    /// Deletes the CHILD SA with inbound SPI `spi_in` (§1.4.1).
+    pub fn delete_child_sa(&mut self, now: Instant, sa: IkeSaId, spi_in: u32) -> Result<(), CommandError> {
+        self.command(now, sa, Request::DeleteChild(spi_in))
+    }
+
+    /// Rekeys the CHILD SA with inbound SPI `spi_in` now (§1.3.3); it also happens by itself before
+    /// the lifetime ends.
+    pub fn rekey_child_sa(&mut self, now: Instant, sa: IkeSaId, spi_in: u32) -> Result<(), CommandError> {
+        self.command(now, sa, Request::RekeyChild(spi_in))
+    }
+
+    /// Rekeys the IKE SA now (§1.3.2); [`Event::IkeSaRekeyed`] names the new handle.
+    pub fn rekey_ike_sa(&mut self, now: Instant, sa: IkeSaId) -> Result<(), CommandError> {
+        self.command(now, sa, Request::RekeyIke)
+    }
+
+    /// Checks the peer's liveness now (§2.4).
+    pub fn dpd(&mut self, now: Instant, sa: IkeSaId) -> Result<(), CommandError> {
+        self.command(now, sa, Request::Dpd)
     }
 
     // ---- inputs ----
@@ -1332,6 +1917,9 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            pending: VecDeque::new(),
+            last_heard: now,
+            rekeys: 0,
             filed: None,
         };
         if sa.set_keys(suite, &g_ir).is_err() {
@@ -1381,6 +1969,20 @@ impl Engine {
                 self.remove(spi, reason);
                 return;
             }
+            Next::Rekeyed(new) => {
+                let new_spi = if new.initiator { new.spi_i } else { new.spi_r };
+                if self.sas.contains_key(&new_spi) {
+                    // A 2^-64 SPI collision: the old SA carries on and will be rekeyed again.
+                    if let Some(sa) = self.sas.get_mut(&spi) {
+                        sa.children = new.children;
+                        sa.state = State::Established { since: sa.last_heard };
+                    }
+                } else {
+                    self.ctx.events.push_back(Event::IkeSaRekeyed { old: IkeSaId(spi), new: IkeSaId(new_spi) });
+                    self.sas.insert(new_spi, *new);
+                    self.refile(new_spi);
+                }
+            }
         }
         if let Some(sa) = self.sas.get(&spi) {
             if matches!(sa.state, State::Established { .. }) {
@@ -1392,7 +1994,7 @@ impl Engine {
 
     fn refile(&mut self, spi: u64) {
         let Some(sa) = self.sas.get_mut(&spi) else { return };
-        let want = sa.deadline();
+        let want = sa.deadline(&self.ctx.config);
         if sa.filed != want {
             if let Some(t) = sa.filed {
                 self.timers.remove(&(t, spi));

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ike::config::Dpd;
 use ike::config::{id_fqdn, Config, EspProposal, IkeProposal, Keyring, PeerMatch};
 use ike::crypto::Random;
-use ike::engine::{Engine, Event, Failure, IkeState, Mode, SaPair};
+use ike::engine::{DownReason, Engine, Event, Failure, IkeSaId, IkeState, Mode, SaPair};
 use ike::message::{DhGroup, EncrId, EsnId, IntegId, PrfId};
 
 /// splitmix64: the seeded generator for both the engines' randomness and the link.
@@ -188,7 +189,7 @@ fn assert_keys_agree(sim: &Sim) -> (SaPair, SaPair) {
 fn clean_link_transport_mode_gre_aes_gcm_with_esn() {
     let mut sim = Sim::new(1, PERFECT, psk_config("spoke"), psk_config("hub"));
     sim.initiate();
-    sim.run(Duration::from_secs(60));
+    sim.run(Duration::from_secs(10));
     let (a, _) = assert_keys_agree(&sim);
     assert_eq!(a.mode, Mode::Transport);
     assert_eq!((a.suite.encr, a.suite.key_bits, a.suite.esn), (EncrId::ENCR_AES_GCM_16, 256, true));
@@ -266,7 +267,7 @@ fn invalid_ke_payload_makes_the_initiator_retry_with_the_named_group() {
     hub.ike_proposals.truncate(1);
     let mut sim = Sim::new(5, PERFECT, psk_config("spoke"), hub);
     sim.initiate();
-    sim.run(Duration::from_secs(60));
+    sim.run(Duration::from_secs(10));
     assert_keys_agree(&sim);
     assert_eq!(sim.nodes[1].stats().invalid_ke_sent, 1);
     assert_eq!(sim.nodes[0].stats().invalid_ke_received, 1);
@@ -378,4 +379,189 @@ fn half_open_sas_expire() {
     assert_eq!(sim.nodes[1].stats().half_open_expired, 1);
     assert!(sim.nodes[1].ike_sas(sim.now).is_empty());
     assert_eq!(sim.failures(0), vec![&Failure::Timeout]);
+}
+
+impl Sim {
+    /// The SA pairs installed and not deleted since, by inbound SPI.
+    fn live(&self, i: usize) -> BTreeMap<u32, SaPair> {
+        let mut live = BTreeMap::new();
+        for e in &self.events[i] {
+            match e {
+                Event::InstallSaPair(p) => {
+                    live.insert(p.inbound.spi, p.as_ref().clone());
+                }
+                Event::DeleteSaPair { inbound_spi, .. } => {
+                    live.remove(inbound_spi);
+                }
+                _ => {}
+            }
+        }
+        live
+    }
+
+    fn count(&self, i: usize, f: impl Fn(&Event) -> bool) -> usize {
+        self.events[i].iter().filter(|e| f(e)).count()
+    }
+}
+
+/// Each side has exactly one live SA pair and the two agree.
+fn assert_one_live_pair(sim: &Sim) -> (SaPair, SaPair) {
+    let (a, b) = (sim.live(0), sim.live(1));
+    assert_eq!((a.len(), b.len()), (1, 1), "live pairs: {a:?} / {b:?}");
+    let (a, b) = (a.into_values().next().unwrap(), b.into_values().next().unwrap());
+    assert_eq!(a.outbound, b.inbound);
+    assert_eq!(a.inbound, b.outbound);
+    (a, b)
+}
+
+fn short_lived(name: &str, child: u64, ike: u64) -> Config {
+    let mut c = psk_config(name);
+    c.child_lifetime = Duration::from_secs(child);
+    c.ike_lifetime = Duration::from_secs(ike);
+    c.rekey_margin = Duration::from_secs(30);
+    c
+}
+
+#[test]
+fn child_sas_rekey_before_expiry_from_either_side() {
+    // The hub's CHILD lifetime is shorter: it rekeys (as responder of the IKE SA), then the spoke.
+    let mut sim = Sim::new(21, PERFECT, short_lived("spoke", 400, 86400), short_lived("hub", 200, 86400));
+    sim.initiate();
+    sim.run(Duration::from_secs(10));
+    let (first, _) = assert_one_live_pair(&sim);
+    sim.run(Duration::from_secs(200));
+    let (second, _) = assert_one_live_pair(&sim);
+    assert_ne!(first.inbound.spi, second.inbound.spi);
+    assert_ne!(first.inbound.keys, second.inbound.keys);
+    // The new pair was installed before the old one was deleted (no packet lost at the switch).
+    let order: Vec<_> = sim.events[0]
+        .iter()
+        .filter_map(|e| match e {
+            Event::InstallSaPair(p) => Some(("install", p.inbound.spi)),
+            Event::DeleteSaPair { inbound_spi, .. } => Some(("delete", *inbound_spi)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![("install", first.inbound.spi), ("install", second.inbound.spi), ("delete", first.inbound.spi)]
+    );
+    let info = &sim.nodes[1].ike_sas(sim.now)[0];
+    assert_eq!(info.children[0].rekeys, 1);
+    assert!(info.children[0].lifetime_left > Duration::from_secs(150));
+    sim.run(Duration::from_secs(600));
+    assert_one_live_pair(&sim);
+    assert!(sim.nodes[0].ike_sas(sim.now)[0].children[0].rekeys >= 3);
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_one_pair() {
+    // Both sides rekey the same CHILD SA at the same instant (§2.8.1): each installs the pair of its own
+    // exchange and the peer's; the one with the lowest nonce is deleted by its initiator, the old one
+    // too, and one pair is left that both agree on.
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, PERFECT, psk_config("spoke"), psk_config("hub"));
+        sim.initiate();
+        sim.run(Duration::from_secs(5));
+        let (a, b) = assert_one_live_pair(&sim);
+        sim.nodes[0].rekey_child_sa(sim.now, a.ike_sa, a.inbound.spi).unwrap();
+        sim.nodes[1].rekey_child_sa(sim.now, b.ike_sa, b.inbound.spi).unwrap();
+        sim.drain();
+        sim.run(Duration::from_secs(5));
+        let (now, _) = assert_one_live_pair(&sim);
+        assert_ne!(a.inbound.spi, now.inbound.spi, "seed {seed}");
+        for i in 0..2 {
+            assert_eq!(sim.count(i, |e| matches!(e, Event::InstallSaPair(_))), 3, "seed {seed}");
+            assert_eq!(sim.count(i, |e| matches!(e, Event::DeleteSaPair { .. })), 2, "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn ike_sa_rekey_moves_the_children_and_keeps_working() {
+    let mut sim = Sim::new(31, PERFECT, short_lived("spoke", 3600, 300), short_lived("hub", 3600, 86400));
+    sim.initiate();
+    sim.run(Duration::from_secs(10));
+    let (pair, _) = assert_one_live_pair(&sim);
+    sim.run(Duration::from_secs(280));
+    for i in 0..2 {
+        assert_eq!(sim.count(i, |e| matches!(e, Event::IkeSaRekeyed { .. })), 1, "node {i}: {:?}", sim.events[i]);
+        assert_eq!(sim.count(i, |e| matches!(e, Event::IkeSaDown { .. } | Event::DeleteSaPair { .. })), 0);
+        let sas = sim.nodes[i].ike_sas(sim.now);
+        assert_eq!(sas.len(), 1, "the old IKE SA is deleted");
+        assert_eq!((sas[0].state, sas[0].rekeys, sas[0].children.len()), (IkeState::Established, 1, 1));
+    }
+    assert_eq!(assert_one_live_pair(&sim).0, pair);
+    // The new IKE SA works: a CHILD rekey over it (keys from the new SK_d) agrees on both sides.
+    let sa = sim.nodes[0].ike_sas(sim.now)[0].id;
+    sim.nodes[0].rekey_child_sa(sim.now, sa, pair.inbound.spi).unwrap();
+    sim.drain();
+    sim.run(Duration::from_secs(5));
+    let (new_pair, _) = assert_one_live_pair(&sim);
+    assert_ne!(new_pair.inbound.spi, pair.inbound.spi);
+    // And the engine rekeys again before the new IKE SA's lifetime ends.
+    sim.run(Duration::from_secs(300));
+    assert_eq!(sim.count(0, |e| matches!(e, Event::IkeSaRekeyed { .. })), 2);
+    assert_one_live_pair(&sim);
+}
+
+#[test]
+fn dpd_declares_a_silent_peer_dead() {
+    let mut spoke = psk_config("spoke");
+    spoke.dpd = Some(Dpd { interval: Duration::from_secs(10), retry_interval: Duration::from_secs(2), retries: 3 });
+    let mut hub = psk_config("hub");
+    hub.dpd = None;
+    let mut sim = Sim::new(41, PERFECT, spoke, hub);
+    sim.initiate();
+    sim.run(Duration::from_secs(35));
+    // Checks every 10 s of quiet, answered: nothing happens.
+    assert_eq!(sim.count(0, |e| matches!(e, Event::PeerDead { .. })), 0);
+    assert_one_live_pair(&sim);
+    let t0 = sim.now;
+    sim.link.loss = 1.0;
+    sim.run(Duration::from_secs(60));
+    let dead: Vec<_> = sim.events[0].iter().filter(|e| matches!(e, Event::PeerDead { .. })).collect();
+    assert_eq!(dead.len(), 1);
+    assert!(sim.events[0].iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::PeerDead, .. })));
+    assert!(sim.live(0).is_empty());
+    assert!(sim.nodes[0].ike_sas(sim.now).is_empty());
+    // Declared within one interval plus three retries (10 + 4 × 2 s) of the link dying.
+    assert!(sim.now - t0 <= Duration::from_secs(60));
+    assert_eq!(sim.nodes[0].stats().retransmits, 3);
+}
+
+#[test]
+fn delete_command_takes_both_sides_down() {
+    let mut sim = Sim::new(51, PERFECT, psk_config("spoke"), psk_config("hub"));
+    sim.initiate();
+    sim.run(Duration::from_secs(5));
+    let (pair, _) = assert_one_live_pair(&sim);
+    let sa: IkeSaId = pair.ike_sa;
+    sim.nodes[0].delete_child_sa(sim.now, sa, pair.inbound.spi).unwrap();
+    sim.drain();
+    sim.run(Duration::from_secs(1));
+    assert!(sim.live(0).is_empty() && sim.live(1).is_empty());
+    sim.nodes[0].delete_ike_sa(sim.now, sa).unwrap();
+    sim.drain();
+    sim.run(Duration::from_secs(1));
+    assert!(sim.events[0].iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::DeletedLocally, .. })));
+    assert!(sim.events[1].iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::DeletedByPeer, .. })));
+    assert!(sim.nodes[0].ike_sas(sim.now).is_empty() && sim.nodes[1].ike_sas(sim.now).is_empty());
+    assert!(sim.nodes[0].delete_ike_sa(sim.now, sa).is_err());
+}
+
+#[test]
+fn rekeys_survive_a_lossy_link() {
+    let bad = Link { loss: 0.15, dup: 0.2, jitter_ms: 300 };
+    for seed in 0..10 {
+        let mut sim = Sim::new(seed, bad, short_lived("spoke", 200, 500), short_lived("hub", 200, 500));
+        sim.nodes[0].initiate(sim.now, sim.addrs[0], sim.addrs[1], None).unwrap();
+        sim.drain();
+        sim.run(Duration::from_secs(1200));
+        if sim.count(0, |e| matches!(e, Event::Failed { .. } | Event::PeerDead { .. })) > 0 {
+            continue;
+        }
+        assert_one_live_pair(&sim);
+        assert!(sim.count(0, |e| matches!(e, Event::IkeSaRekeyed { .. })) >= 2, "seed {seed}");
+    }
 }

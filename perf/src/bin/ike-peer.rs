@@ -170,6 +170,9 @@ fn event_json(e: &Event) -> serde_json::Value {
             "event": "ike_sa_down", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
             "reason": format!("{reason:?}"),
         }),
+        Event::IkeSaRekeyed { old, new } => json!({
+            "event": "ike_sa_rekeyed", "old": format!("{:016x}", old.0), "new": format!("{:016x}", new.0),
+        }),
         Event::InstallSaPair(p) => json!({
             "event": "install_sa_pair", "sa": format!("{:016x}", p.ike_sa.0), "remote": p.remote.to_string(),
             "udp_encap": p.udp_encap, "encr": p.suite.encr.0, "key_bits": p.suite.key_bits, "integ": p.suite.integ.0, "esn": p.suite.esn,
@@ -197,7 +200,10 @@ fn event_json(e: &Event) -> serde_json::Value {
 /// Binds port 500 and 4500 on `ip`; each socket gets a reader thread feeding one channel, so the
 /// engine lives on the main thread alone. IKE on 4500 carries the non-ESP marker (RFC 3948 §2.2),
 /// stripped here; ESP on 4500 (a non-zero first word) is not ours to handle.
-fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<(SocketAddr, SocketAddr, Vec<u8>)>)> {
+/// A received datagram: our address, the sender's, the IKE message.
+type Received = (SocketAddr, SocketAddr, Vec<u8>);
+
+fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<Received>)> {
     let (tx, rx) = mpsc::channel();
     let mut socks = Vec::new();
     for port in [500, NAT_T_PORT] {
