@@ -144,3 +144,58 @@ def test_transport_mode_is_negotiated_and_keyed(lab):
     deleted = peer.wait_event("delete_sa_pair")
     assert (deleted["in_spi"], deleted["out_spi"]) == (pair["in_spi"], pair["out_spi"])
     assert "ESTABLISHED" in lab.swanctl("--list-sas").stdout
+
+
+def test_charon_rekeys_child_and_ike_sa_then_deletes(lab):
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK)
+    lab.start_charon(conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn"))
+    lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10")
+    first = peer.wait_event("install_sa_pair")
+    # CHILD SA rekey by charon (CREATE_CHILD_SA with REKEY_SA): the new pair has charon's new keys,
+    # and the old pair goes when charon deletes it.
+    lab.swanctl("--rekey", "--child", "gre")
+    second = peer.wait_event("install_sa_pair", count=2)
+    assert second["in_spi"] != first["in_spi"]
+    deleted = peer.wait_event("delete_sa_pair")
+    assert deleted["in_spi"] == first["in_spi"]
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert len(keys) == 2
+    assert second["in_encr"] + second["in_salt"] == keys[1]["encr_i"]
+    assert second["out_encr"] + second["out_salt"] == keys[1]["encr_r"]
+    # IKE SA rekey by charon: our engine moves the CHILD SA to the new IKE SA.
+    lab.swanctl("--rekey", "--ike", "hub")
+    rekeyed = peer.wait_event("ike_sa_rekeyed")
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between")
+    assert rekeyed["new"] in lab.swanctl("--list-sas").stdout
+    # A CHILD rekey over the new IKE SA (keys from its SK_d) still agrees with charon.
+    lab.swanctl("--rekey", "--child", "gre")
+    third = peer.wait_event("install_sa_pair", count=3)
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert third["in_encr"] + third["in_salt"] == keys[2]["encr_i"]
+    # DELETE of the IKE SA by charon.
+    lab.swanctl("--terminate", "--ike", "hub")
+    down = peer.wait_event("ike_sa_down")
+    assert down["reason"] == "DeletedByPeer" and down["sa"] == rekeyed["new"]
+
+
+def test_we_rekey_before_expiry_and_detect_charon_dead(lab):
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256", "aes128gcm16-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes128gcm16-prfsha256-ecp256",
+                          "--esp", "aes128gcm16-noesn", "--child-lifetime", "3", "--ike-lifetime", "5",
+                          "--rekey-margin", "1", "--dpd", "1")
+    first = peer.wait_event("install_sa_pair")
+    # Our CHILD rekey at 2 s, our IKE rekey at 4 s; charon derives the same keys.
+    second = peer.wait_event("install_sa_pair", count=2, timeout=6)
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert second["out_encr"] + second["out_salt"] == keys[1]["encr_i"]
+    assert peer.wait_event("delete_sa_pair")["in_spi"] == first["in_spi"]
+    peer.wait_event("ike_sa_rekeyed", timeout=6)
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between")
+    sas = lab.swanctl("--list-sas").stdout
+    assert "INSTALLED, TUNNEL" in sas and sas.count("ESTABLISHED") == 1, sas
+    # charon goes away without a word: DPD finds it dead.
+    lab.charon.kill()
+    dead = peer.wait_event("peer_dead", timeout=10)
+    assert dead["remote"] == f"{ikelab.THEM}:4500"
+    assert peer.wait_event("ike_sa_down")["reason"] == "PeerDead"

@@ -6,6 +6,7 @@
 //! ike-peer --listen 10.0.0.1 [--initiate 10.0.0.2] --id hub --psk SECRET [--remote-id spoke]
 //!          [--ike aes256gcm16-prfsha256-ecp256,...] [--esp aes256gcm16-esn,...]
 //!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
+//!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S]
 //! ```
 //!
 //! Proposals use strongSwan's syntax: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/
@@ -18,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ike::config::{id_fqdn, Config, EspProposal, IkeProposal, Keyring, PeerMatch};
+use ike::config::{id_fqdn, Config, Dpd, EspProposal, IkeProposal, Keyring, PeerMatch};
 use ike::crypto::OsRandom;
 use ike::engine::{Engine, Event, Mode, NAT_T_PORT};
 use ike::message::{DhGroup, EncrId, EsnId, Id, IntegId, PrfId};
@@ -119,6 +120,7 @@ fn parse_args() -> Result<Args> {
     let mut ike = None;
     let mut esp = None;
     let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
+    let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
         match a.as_str() {
@@ -133,6 +135,12 @@ fn parse_args() -> Result<Args> {
             "--no-transport" => transport = false,
             "--no-tunnel" => tunnel = false,
             "--exit-when-up" => exit_when_up = true,
+            "--child-lifetime" => {
+                child_lifetime = Some(Duration::from_secs(val()?.parse().context("--child-lifetime")?))
+            }
+            "--ike-lifetime" => ike_lifetime = Some(Duration::from_secs(val()?.parse().context("--ike-lifetime")?)),
+            "--rekey-margin" => margin = Some(Duration::from_secs(val()?.parse().context("--rekey-margin")?)),
+            "--dpd" => dpd = Some(Duration::from_secs(val()?.parse().context("--dpd")?)),
             _ => bail!("unknown argument {a:?}"),
         }
     }
@@ -146,6 +154,12 @@ fn parse_args() -> Result<Args> {
     }
     config.transport = transport;
     config.allow_tunnel = tunnel;
+    config.child_lifetime = child_lifetime.unwrap_or(config.child_lifetime);
+    config.ike_lifetime = ike_lifetime.unwrap_or(config.ike_lifetime);
+    config.rekey_margin = margin.unwrap_or(config.rekey_margin);
+    if let Some(interval) = dpd {
+        config.dpd = Some(Dpd { interval, retry_interval: Duration::from_secs(1), retries: 2 });
+    }
     Ok(Args {
         listen: listen.ok_or_else(|| anyhow!("--listen is required"))?,
         initiate,
