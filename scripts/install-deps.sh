@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the demo and the test suite need on a fresh Debian 12 machine with the Rust toolchain:
 # Debian's tshark, openssl and g++, DPDK 22.11 with pkg-config and libclang (dpdk-sys builds against
-# them), and Scapy, pytest and cryptography for the `python3` on PATH.
+# them), strongSwan (charon, swanctl, pki and the openssl/gcm plugins: the IKEv2 interop peer), and
+# Scapy, pytest and cryptography for the `python3` on PATH.
 # Quick when everything is already there. Sourced by test.sh and demo.sh.
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt_packages=(tshark openssl g++ dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev)
+apt_packages=(tshark openssl g++ dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,10 +8,17 @@
 //!   Notify a responder answers with.
 //! - [`keys`]: the key schedule (§2.13, §2.14, §2.17, §2.18): prf, prf+, SKEYSEED, SK_* and KEYMAT.
 //!
-//! The engine arrives with its own issue.
+//! - [`crypto`]: injected randomness ([`crypto::Random`]) and Diffie-Hellman groups 14, 19, 20, 21, 31.
+//! - [`sk`]: the Encrypted payload's protection (AES-GCM-16, AES-CBC with HMAC-SHA-2).
+//! - [`config`]: configuration, proposal selection, the PSK keyring, traffic-selector narrowing.
+//! - [`engine`]: the sans-IO [`engine::Engine`] (initiator and responder).
 
 pub mod codec;
+pub mod config;
+pub mod crypto;
+pub mod engine;
 pub mod keys;
 pub mod message;
+pub mod sk;
 
 pub use codec::{Error, Result};

@@ -1,0 +1,291 @@
+//! `ike-peer`: drives the sans-IO IKEv2 engine (`ike::engine`) over real UDP sockets, as responder or
+//! as initiator, and prints every engine event as one JSON line on stdout (keys in hex), so tests can
+//! compare them with what strongSwan derived.
+//!
+//! ```text
+//! ike-peer --listen 10.0.0.1 [--initiate 10.0.0.2] --id hub --psk SECRET [--remote-id spoke]
+//!          [--ike aes256gcm16-prfsha256-ecp256,...] [--esp aes256gcm16-esn,...]
+//!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
+//!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S]
+//! ```
+//!
+//! Proposals use strongSwan's syntax: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/
+//! `sha384`/`sha512` (integrity, with CBC), `prfsha256`/`prfsha384`/`prfsha512`, `ecp256`/`ecp384`/
+//! `ecp521`/`x25519`/`modp2048`, and for ESP `esn`/`noesn`.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ike::config::{id_fqdn, Config, Dpd, EspProposal, IkeProposal, Keyring, PeerMatch};
+use ike::crypto::OsRandom;
+use ike::engine::{Engine, Event, Mode, NAT_T_PORT};
+use ike::message::{DhGroup, EncrId, EsnId, Id, IntegId, PrfId};
+use serde_json::json;
+
+struct Args {
+    listen: IpAddr,
+    initiate: Option<IpAddr>,
+    config: Config,
+    remote_id: Option<Id>,
+    seconds: Option<u64>,
+    exit_when_up: bool,
+}
+
+fn encr(tok: &str) -> Option<(EncrId, u16)> {
+    Some(match tok {
+        "aes128gcm16" => (EncrId::ENCR_AES_GCM_16, 128),
+        "aes256gcm16" => (EncrId::ENCR_AES_GCM_16, 256),
+        "aes128" => (EncrId::ENCR_AES_CBC, 128),
+        "aes256" => (EncrId::ENCR_AES_CBC, 256),
+        _ => return None,
+    })
+}
+
+fn integ(tok: &str) -> Option<IntegId> {
+    Some(match tok {
+        "sha256" => IntegId::AUTH_HMAC_SHA2_256_128,
+        "sha384" => IntegId::AUTH_HMAC_SHA2_384_192,
+        "sha512" => IntegId::AUTH_HMAC_SHA2_512_256,
+        _ => return None,
+    })
+}
+
+fn ike_proposal(s: &str) -> Result<IkeProposal> {
+    let mut p = IkeProposal {
+        encr: EncrId::ENCR_AES_GCM_16,
+        key_bits: 0,
+        integ: IntegId::NONE,
+        prf: PrfId::PRF_HMAC_SHA2_256,
+        groups: Vec::new(),
+    };
+    for tok in s.split('-') {
+        if let Some((e, bits)) = encr(tok) {
+            (p.encr, p.key_bits) = (e, bits);
+        } else if let Some(i) = integ(tok) {
+            p.integ = i;
+        } else {
+            match tok {
+                "prfsha256" => p.prf = PrfId::PRF_HMAC_SHA2_256,
+                "prfsha384" => p.prf = PrfId::PRF_HMAC_SHA2_384,
+                "prfsha512" => p.prf = PrfId::PRF_HMAC_SHA2_512,
+                "ecp256" => p.groups.push(DhGroup::ECP_256),
+                "ecp384" => p.groups.push(DhGroup::ECP_384),
+                "ecp521" => p.groups.push(DhGroup::ECP_521),
+                "x25519" | "curve25519" => p.groups.push(DhGroup::CURVE25519),
+                "modp2048" => p.groups.push(DhGroup::MODP_2048),
+                _ => bail!("IKE proposal {s:?}: unknown token {tok:?}"),
+            }
+        }
+    }
+    if p.key_bits == 0 || p.groups.is_empty() {
+        bail!("IKE proposal {s:?} needs an encryption algorithm and a DH group");
+    }
+    Ok(p)
+}
+
+fn esp_proposal(s: &str) -> Result<EspProposal> {
+    let mut p = EspProposal { encr: EncrId::ENCR_AES_GCM_16, key_bits: 0, integ: IntegId::NONE, esn: Vec::new() };
+    for tok in s.split('-') {
+        if let Some((e, bits)) = encr(tok) {
+            (p.encr, p.key_bits) = (e, bits);
+        } else if let Some(i) = integ(tok) {
+            p.integ = i;
+        } else {
+            match tok {
+                "esn" => p.esn.push(EsnId::ESN),
+                "noesn" => p.esn.push(EsnId::NO_ESN),
+                _ => bail!("ESP proposal {s:?}: unknown token {tok:?}"),
+            }
+        }
+    }
+    if p.key_bits == 0 {
+        bail!("ESP proposal {s:?} needs an encryption algorithm");
+    }
+    if p.esn.is_empty() {
+        p.esn.push(EsnId::NO_ESN);
+    }
+    Ok(p)
+}
+
+fn parse_args() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut listen = None;
+    let mut initiate = None;
+    let mut id = None;
+    let mut psk = None;
+    let mut remote_id = None;
+    let mut ike = None;
+    let mut esp = None;
+    let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
+    let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
+        match a.as_str() {
+            "--listen" => listen = Some(val()?.parse().context("--listen")?),
+            "--initiate" => initiate = Some(val()?.parse().context("--initiate")?),
+            "--id" => id = Some(val()?),
+            "--psk" => psk = Some(val()?),
+            "--remote-id" => remote_id = Some(id_fqdn(&val()?)),
+            "--ike" => ike = Some(val()?.split(',').map(ike_proposal).collect::<Result<Vec<_>>>()?),
+            "--esp" => esp = Some(val()?.split(',').map(esp_proposal).collect::<Result<Vec<_>>>()?),
+            "--seconds" => seconds = Some(val()?.parse().context("--seconds")?),
+            "--no-transport" => transport = false,
+            "--no-tunnel" => tunnel = false,
+            "--exit-when-up" => exit_when_up = true,
+            "--child-lifetime" => {
+                child_lifetime = Some(Duration::from_secs(val()?.parse().context("--child-lifetime")?))
+            }
+            "--ike-lifetime" => ike_lifetime = Some(Duration::from_secs(val()?.parse().context("--ike-lifetime")?)),
+            "--rekey-margin" => margin = Some(Duration::from_secs(val()?.parse().context("--rekey-margin")?)),
+            "--dpd" => dpd = Some(Duration::from_secs(val()?.parse().context("--dpd")?)),
+            _ => bail!("unknown argument {a:?}"),
+        }
+    }
+    let mut config = Config::new(id_fqdn(&id.ok_or_else(|| anyhow!("--id is required"))?));
+    config.keyring = Keyring::default().with(PeerMatch::Any, psk.ok_or_else(|| anyhow!("--psk is required"))?);
+    if let Some(ike) = ike {
+        config.ike_proposals = ike;
+    }
+    if let Some(esp) = esp {
+        config.esp_proposals = esp;
+    }
+    config.transport = transport;
+    config.allow_tunnel = tunnel;
+    config.child_lifetime = child_lifetime.unwrap_or(config.child_lifetime);
+    config.ike_lifetime = ike_lifetime.unwrap_or(config.ike_lifetime);
+    config.rekey_margin = margin.unwrap_or(config.rekey_margin);
+    if let Some(interval) = dpd {
+        config.dpd = Some(Dpd { interval, retry_interval: Duration::from_secs(1), retries: 2 });
+    }
+    Ok(Args {
+        listen: listen.ok_or_else(|| anyhow!("--listen is required"))?,
+        initiate,
+        config,
+        remote_id,
+        seconds,
+        exit_when_up,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::IkeSaUp { sa, local, remote, peer_id } => json!({
+            "event": "ike_sa_up", "sa": format!("{:016x}", sa.0), "local": local.to_string(),
+            "remote": remote.to_string(), "peer_id": String::from_utf8_lossy(&peer_id.data),
+        }),
+        Event::IkeSaDown { sa, remote, reason } => json!({
+            "event": "ike_sa_down", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+            "reason": format!("{reason:?}"),
+        }),
+        Event::IkeSaRekeyed { old, new } => json!({
+            "event": "ike_sa_rekeyed", "old": format!("{:016x}", old.0), "new": format!("{:016x}", new.0),
+        }),
+        Event::InstallSaPair(p) => json!({
+            "event": "install_sa_pair", "sa": format!("{:016x}", p.ike_sa.0), "remote": p.remote.to_string(),
+            "udp_encap": p.udp_encap, "encr": p.suite.encr.0, "key_bits": p.suite.key_bits, "integ": p.suite.integ.0, "esn": p.suite.esn,
+            "mode": if p.mode == Mode::Transport { "transport" } else { "tunnel" },
+            "in_spi": format!("{:08x}", p.inbound.spi), "out_spi": format!("{:08x}", p.outbound.spi),
+            "in_encr": hex(&p.inbound.keys.encr), "in_salt": hex(&p.inbound.keys.salt),
+            "in_integ": hex(&p.inbound.keys.integ), "out_encr": hex(&p.outbound.keys.encr),
+            "out_salt": hex(&p.outbound.keys.salt), "out_integ": hex(&p.outbound.keys.integ),
+            "ts_local": format!("{:?}", p.ts_local), "ts_remote": format!("{:?}", p.ts_remote),
+        }),
+        Event::DeleteSaPair { ike_sa, inbound_spi, outbound_spi } => json!({
+            "event": "delete_sa_pair", "sa": format!("{:016x}", ike_sa.0),
+            "in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}"),
+        }),
+        Event::PeerDead { sa, remote, .. } => json!({
+            "event": "peer_dead", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+        }),
+        Event::Failed { sa, remote, failure } => json!({
+            "event": "failed", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+            "failure": format!("{failure:?}"),
+        }),
+    }
+}
+
+/// Binds port 500 and 4500 on `ip`; each socket gets a reader thread feeding one channel, so the
+/// engine lives on the main thread alone. IKE on 4500 carries the non-ESP marker (RFC 3948 §2.2),
+/// stripped here; ESP on 4500 (a non-zero first word) is not ours to handle.
+/// A received datagram: our address, the sender's, the IKE message.
+type Received = (SocketAddr, SocketAddr, Vec<u8>);
+
+fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<Received>)> {
+    let (tx, rx) = mpsc::channel();
+    let mut socks = Vec::new();
+    for port in [500, NAT_T_PORT] {
+        let local = SocketAddr::new(ip, port);
+        let sock = UdpSocket::bind(local).with_context(|| format!("binding {local}"))?;
+        let reader = sock.try_clone()?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = reader.recv_from(&mut buf) {
+                let data = match (port, &buf[..n]) {
+                    (NAT_T_PORT, [0, 0, 0, 0, rest @ ..]) => rest.to_vec(),
+                    (NAT_T_PORT, _) => continue,
+                    (_, d) => d.to_vec(),
+                };
+                if tx.send((local, from, data)).is_err() {
+                    return;
+                }
+            }
+        });
+        socks.push(sock);
+    }
+    let s4500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
+    let s500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
+    Ok((s500, s4500, rx))
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let local = SocketAddr::new(args.listen, 500);
+    let (s500, s4500, rx) = sockets(args.listen)?;
+    let mut engine = Engine::new(args.config, Box::new(OsRandom));
+    let start = Instant::now();
+    if let Some(remote) = args.initiate {
+        engine.initiate(start, local, SocketAddr::new(remote, 500), args.remote_id)?;
+    }
+    let mut out = std::io::stdout().lock();
+    let (mut up, mut installed) = (false, false);
+    loop {
+        while let Some(t) = engine.poll_transmit() {
+            let sent = if t.local.port() == NAT_T_PORT {
+                let mut d = vec![0u8; 4];
+                d.extend_from_slice(&t.data);
+                s4500.send_to(&d, t.remote)
+            } else {
+                s500.send_to(&t.data, t.remote)
+            };
+            sent.with_context(|| format!("sending to {}", t.remote))?;
+        }
+        while let Some(e) = engine.poll_event() {
+            up |= matches!(e, Event::IkeSaUp { .. });
+            installed |= matches!(e, Event::InstallSaPair(_));
+            writeln!(out, "{}", event_json(&e))?;
+            out.flush()?;
+        }
+        let now = Instant::now();
+        if args.exit_when_up && up && installed {
+            return Ok(());
+        }
+        if args.seconds.is_some_and(|s| now - start >= Duration::from_secs(s)) {
+            return Ok(());
+        }
+        let wait = engine.poll_timeout().map_or(Duration::from_millis(200), |t| t.saturating_duration_since(now));
+        match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+            Ok((local, from, data)) => engine.handle_datagram(Instant::now(), local, from, &data),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("socket readers stopped"),
+        }
+        engine.handle_timeout(Instant::now());
+    }
+}

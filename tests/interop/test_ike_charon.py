@@ -1,0 +1,201 @@
+"""IKEv2 interop with strongSwan's charon (Debian 5.9.8): our engine (`ike-peer`) as responder to charon
+and as initiator to charon, PSK, AES-GCM and AES-CBC, and the CHILD SA keys both sides derived are
+compared (charon logs its KEYMAT at `chd = 4`). How charon runs here is in `ikelab.py`.
+
+charon uses kernel-libipsec, which takes only tunnel mode, UDP encapsulation and no ESN: so its
+connections say `mode = tunnel`, `encap = yes` (it then fakes NAT detection and both sides move to
+port 4500, RFC 7296 §2.23) and `noesn`. Transport mode is negotiated by charon but cannot be installed
+by it; `test_transport_mode_is_negotiated_and_keyed` shows the negotiation and the keys."""
+import os
+import shutil
+
+import pytest
+
+import ikelab
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists(ikelab.CHARON) or not shutil.which("swanctl"),
+    reason="needs root and strongSwan (scripts/install-deps.sh)")
+
+
+@pytest.fixture
+def lab():
+    lab = ikelab.Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def conn(ike: str, esp: str, mode="tunnel", name="hub", extra=""):
+    """One charon connection `name` to our peer with CHILD SA `gre` (GRE between the two endpoints)."""
+    return f"""
+  {name} {{
+    version = 2
+    encap = yes
+    local_addrs = {ikelab.THEM}
+    remote_addrs = {ikelab.US}
+    proposals = {ike}
+    {extra}
+    local {{
+      auth = psk
+      id = spoke
+    }}
+    remote {{
+      auth = psk
+      id = hub
+    }}
+    children {{
+      gre {{
+        local_ts = dynamic[gre]
+        remote_ts = dynamic[gre]
+        mode = {mode}
+        esp_proposals = {esp}
+      }}
+    }}
+  }}"""
+
+
+def assert_same_keys(lab, pair, we_initiated: bool):
+    """Our SA pair's keys are the ones charon logged: the initiator→responder direction is charon's
+    'initiator' key (RFC 7296 §2.17), and charon's AES-GCM keys carry the salt at their end."""
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert len(keys) == 1, keys
+    k = keys[0]
+    i_to_r = "out" if we_initiated else "in"
+    r_to_i = "in" if we_initiated else "out"
+    assert pair[f"{i_to_r}_encr"] + pair[f"{i_to_r}_salt"] == k["encr_i"]
+    assert pair[f"{r_to_i}_encr"] + pair[f"{r_to_i}_salt"] == k["encr_r"]
+    assert pair[f"{i_to_r}_integ"] == k["integ_i"]
+    assert pair[f"{r_to_i}_integ"] == k["integ_r"]
+    assert len(k["encr_i"]) > 0
+
+
+def charon_child_installed(lab, pair):
+    """charon lists the CHILD SA as INSTALLED with the SPIs we reported."""
+    sas = lab.swanctl("--list-sas").stdout
+    assert "INSTALLED, TUNNEL" in sas, sas
+    assert f"in  {pair['out_spi']}," in sas and f"out {pair['in_spi']}," in sas, sas
+    return sas
+
+
+def test_charon_initiates_to_our_responder_aes_gcm(lab):
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK)
+    lab.start_charon(conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn"))
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pair = peer.wait_event("install_sa_pair")
+    assert (pair["encr"], pair["key_bits"], pair["esn"], pair["mode"]) == (20, 256, False, "tunnel")
+    assert pair["udp_encap"] and pair["remote"] == f"{ikelab.THEM}:4500"
+    assert peer.wait_event("ike_sa_up")["peer_id"] == "spoke"
+    assert_same_keys(lab, pair, we_initiated=False)
+    sas = charon_child_installed(lab, pair)
+    assert "AES_GCM_16-256/PRF_HMAC_SHA2_256/ECP_256" in sas
+
+
+def test_we_initiate_to_charon_aes_cbc_sha256(lab):
+    lab.start_charon(conn("aes256-sha256-prfsha256-x25519", "aes256-sha256-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes256-sha256-prfsha256-x25519",
+                          "--esp", "aes256-sha256-noesn")
+    pair = peer.wait_event("install_sa_pair")
+    assert (pair["encr"], pair["key_bits"], pair["integ"], pair["mode"]) == (12, 256, 12, "tunnel")
+    assert len(pair["in_integ"]) == 64
+    assert_same_keys(lab, pair, we_initiated=True)
+    lab.wait_log(r"CHILD_SA gre\{1\} established")
+    sas = charon_child_installed(lab, pair)
+    assert "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519" in sas
+
+
+def test_invalid_ke_payload_both_ways(lab):
+    # Our responder takes only Curve25519: charon's ECP-256 KE gets INVALID_KE_PAYLOAD and it retries.
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK,
+                          "--ike", "aes128gcm16-prfsha256-x25519")
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256-x25519", "aes128gcm16-noesn")
+                     + conn("aes256gcm16-prfsha384-ecp384", "aes256gcm16-noesn", name="back"))
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "peer didn't accept DH group ECP_256, it requested CURVE_25519" in lab.charon_log()
+    pair = peer.wait_event("install_sa_pair")
+    assert_same_keys(lab, pair, we_initiated=False)
+    peer.stop()
+
+    # Our initiator's first KE is ECP-256 (the first group of its proposal); charon takes only
+    # ECP-384 (connection `back`) and answers INVALID_KE_PAYLOAD; we retry with ECP-384.
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes256gcm16-prfsha384-ecp256-ecp384",
+                          "--esp", "aes256gcm16-noesn")
+    peer.wait_event("install_sa_pair")
+    lab.wait_log(r"DH group ECP_256 unacceptable, requesting ECP_384")
+    assert "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384" in lab.swanctl("--list-sas").stdout
+
+
+def test_transport_mode_is_negotiated_and_keyed(lab):
+    """charon agrees to transport mode (USE_TRANSPORT_MODE both ways) and derives the same keys, but
+    kernel-libipsec cannot install a transport-mode SA, so charon deletes the CHILD SA again and keeps
+    the IKE SA: our engine removes the pair on that DELETE."""
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK)
+    lab.start_charon(conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", mode="transport"))
+    lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    pair = peer.wait_event("install_sa_pair")
+    assert pair["mode"] == "transport"
+    assert "N(USE_TRANSP)" in lab.charon_log()
+    assert_same_keys(lab, pair, we_initiated=False)
+    deleted = peer.wait_event("delete_sa_pair")
+    assert (deleted["in_spi"], deleted["out_spi"]) == (pair["in_spi"], pair["out_spi"])
+    assert "ESTABLISHED" in lab.swanctl("--list-sas").stdout
+
+
+def test_charon_rekeys_child_and_ike_sa_then_deletes(lab):
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK)
+    lab.start_charon(conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn"))
+    lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10")
+    first = peer.wait_event("install_sa_pair")
+    # CHILD SA rekey by charon (CREATE_CHILD_SA with REKEY_SA): the new pair has charon's new keys,
+    # and the old pair goes when charon deletes it.
+    lab.swanctl("--rekey", "--child", "gre")
+    second = peer.wait_event("install_sa_pair", count=2)
+    assert second["in_spi"] != first["in_spi"]
+    deleted = peer.wait_event("delete_sa_pair")
+    assert deleted["in_spi"] == first["in_spi"]
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert len(keys) == 2
+    assert second["in_encr"] + second["in_salt"] == keys[1]["encr_i"]
+    assert second["out_encr"] + second["out_salt"] == keys[1]["encr_r"]
+    # IKE SA rekey by charon: our engine moves the CHILD SA to the new IKE SA.
+    lab.swanctl("--rekey", "--ike", "hub")
+    rekeyed = peer.wait_event("ike_sa_rekeyed")
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between")
+    assert rekeyed["new"] in lab.swanctl("--list-sas").stdout
+    # A CHILD rekey over the new IKE SA (keys from its SK_d) still agrees with charon.
+    lab.swanctl("--rekey", "--child", "gre")
+    third = peer.wait_event("install_sa_pair", count=3)
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert third["in_encr"] + third["in_salt"] == keys[2]["encr_i"]
+    # DELETE of the IKE SA by charon.
+    lab.swanctl("--terminate", "--ike", "hub")
+    down = peer.wait_event("ike_sa_down")
+    assert down["reason"] == "DeletedByPeer" and down["sa"] == rekeyed["new"]
+
+
+def test_we_rekey_before_expiry_and_detect_charon_dead(lab):
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256", "aes128gcm16-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes128gcm16-prfsha256-ecp256",
+                          "--esp", "aes128gcm16-noesn", "--child-lifetime", "3", "--ike-lifetime", "5",
+                          "--rekey-margin", "1", "--dpd", "1")
+    first = peer.wait_event("install_sa_pair")
+    # Our CHILD rekey at 2 s, our IKE rekey at 4 s; charon derives the same keys.
+    second = peer.wait_event("install_sa_pair", count=2, timeout=6)
+    keys = ikelab.charon_child_keys(lab.charon_log())
+    assert second["out_encr"] + second["out_salt"] == keys[1]["encr_i"]
+    assert peer.wait_event("delete_sa_pair")["in_spi"] == first["in_spi"]
+    peer.wait_event("ike_sa_rekeyed", timeout=6)
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between")
+    sas = lab.swanctl("--list-sas").stdout
+    assert "INSTALLED, TUNNEL" in sas and sas.count("ESTABLISHED") == 1, sas
+    # charon goes away without a word: DPD finds it dead.
+    lab.charon.kill()
+    dead = peer.wait_event("peer_dead", timeout=10)
+    assert dead["remote"] == f"{ikelab.THEM}:4500"
+    assert peer.wait_event("ike_sa_down")["reason"] == "PeerDead"
