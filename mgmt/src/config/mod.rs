@@ -468,7 +468,7 @@ pub struct IpsecProfile {
     /// SA lifetime in seconds, 120..=86400 (IOS's default 3600).
     #[serde(default = "default_ipsec_lifetime")]
     pub lifetime: u32,
-    /// SA lifetime in kilobytes, 2560..; `None` for none.
+    /// SA lifetime in kilobytes, 2560..=4294967295 (IOS's range); `None` for none.
     #[serde(default)]
     pub lifetime_kilobytes: Option<u64>,
     /// Anti-replay window in packets: 64, 128, ..., 4096.
@@ -611,6 +611,14 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// It could not be written in that format.
+    #[error("cannot write the configuration as {format}: {message}")]
+    Serialize {
+        /// `toml`.
+        format: &'static str,
+        /// What the serialiser said.
+        message: String,
+    },
     /// It parsed but is not valid: every problem found, each with its path.
     #[error("invalid configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
@@ -637,10 +645,16 @@ impl Config {
         })
     }
 
-    /// The configuration as TOML, as the store writes it.
-    pub fn to_toml(&self) -> String {
-        // Every field serialises: the model has no maps with non-string keys and no untagged enums.
-        toml::to_string(self).unwrap_or_default()
+    /// The configuration as TOML, as the store writes it. A valid configuration always serialises; an
+    /// invalid one may not (TOML has no integers above 2^63 - 1).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Serialize { format: "toml", message: e.to_string() })
+    }
+
+    /// The configuration as JSON (the REST API's format).
+    pub fn to_json(&self) -> String {
+        // Cannot fail: every map key in the model is a string and every value serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// Checks everything a parse cannot; see the module docs.

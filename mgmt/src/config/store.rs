@@ -50,9 +50,9 @@ pub struct ConfigStore {
     revision: String,
 }
 
-/// A configuration's revision: the SHA-256 of its canonical TOML, in hex (short enough to read).
+/// A configuration's revision: the SHA-256 of its JSON, in hex (short enough to read).
 pub fn revision(config: &Config) -> String {
-    let digest = Sha256::digest(config.to_toml().as_bytes());
+    let digest = Sha256::digest(config.to_json().as_bytes());
     hex::encode(&digest[..8])
 }
 
@@ -90,11 +90,7 @@ impl ConfigStore {
             }
         }
         new.validate()?;
-        let text = if self.path.extension().is_some_and(|e| e == "json") {
-            serde_json::to_string_pretty(&new).unwrap_or_default()
-        } else {
-            new.to_toml()
-        };
+        let text = if self.path.extension().is_some_and(|e| e == "json") { new.to_json() } else { new.to_toml()? };
         write_atomically(&self.path, text.as_bytes())
             .map_err(|source| StoreError::Io { path: self.path.clone(), source })?;
         self.revision = revision(&new);

@@ -39,7 +39,7 @@ fn shipped_configs_are_valid_and_read_as_written() {
 #[test]
 fn toml_and_json_round_trip() {
     let h = hub();
-    assert_eq!(Config::from_toml(&h.to_toml()).unwrap(), h);
+    assert_eq!(Config::from_toml(&h.to_toml().unwrap()).unwrap(), h);
     let json = serde_json::to_string(&h).unwrap();
     assert_eq!(Config::from_json(&json).unwrap(), h);
     assert!(json.contains(r#""address":"10.0.0.1/24""#), "prefixes travel as strings: {json}");

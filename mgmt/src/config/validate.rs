@@ -355,7 +355,7 @@ impl Checker<'_> {
         }
         self.range(format!("{path}.lifetime"), p.lifetime, 120, 86400);
         if let Some(kb) = p.lifetime_kilobytes {
-            self.range(format!("{path}.lifetime_kilobytes"), kb, 2560, u64::MAX);
+            self.range(format!("{path}.lifetime_kilobytes"), kb, 2560, u64::from(u32::MAX));
         }
         self.replay_window(format!("{path}.replay_window"), p.replay_window);
     }
