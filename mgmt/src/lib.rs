@@ -5,6 +5,11 @@
 //!   with errors that name the field, and [`config::store::ConfigStore`], which applies and persists a
 //!   configuration atomically.
 //!
-//! The control loop, the daemon and the API arrive with their issues.
+//! - [`api`]: the REST API over HTTPS (bearer tokens with roles; configuration changes validated,
+//!   applied through a [`api::Backend`] and persisted, conflicting ones refused; views, actions,
+//!   metrics) and its OpenAPI document.
+//!
+//! The control loop and the daemon arrive with their issue.
 
+pub mod api;
 pub mod config;

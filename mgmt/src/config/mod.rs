@@ -19,6 +19,7 @@ mod validate;
 
 pub mod store;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -28,7 +29,7 @@ pub use types::{Mac, Prefix};
 pub const VERSION: u32 = 1;
 
 /// The whole configuration of one appliance (hub or spoke: a tunnel with NHSs configured is a spoke's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Model version; must be [`VERSION`].
@@ -57,7 +58,7 @@ pub struct Config {
 }
 
 /// A VRF (`vrf definition NAME` with its route distinguisher's local id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vrf {
     /// Name, as interfaces, tunnels and routes refer to it.
@@ -67,7 +68,7 @@ pub struct Vrf {
 }
 
 /// A layer-3 interface on a port of the hardware profile (`interface GigabitEthernet0/0/0`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
     /// Name, unique among interfaces and tunnels.
@@ -96,7 +97,7 @@ fn default_interface_mtu() -> u16 {
 }
 
 /// An mGRE tunnel (`interface TunnelN` with `tunnel mode gre multipoint`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tunnel {
     /// Name, unique among interfaces and tunnels.
@@ -138,7 +139,7 @@ fn default_tunnel_mtu() -> u16 {
 }
 
 /// `tunnel route-via`: lock the tunnel's packets to one front-door interface (dual ISP).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteVia {
     /// The front-door interface.
@@ -149,7 +150,7 @@ pub struct RouteVia {
 }
 
 /// How strict `tunnel route-via` is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteViaMode {
     /// Only through that interface.
@@ -159,7 +160,7 @@ pub enum RouteViaMode {
 }
 
 /// NHRP settings of a tunnel (`ip nhrp …`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nhrp {
     /// `ip nhrp network-id`, 1..=4294967295.
@@ -225,7 +226,7 @@ impl Default for Nhrp {
 }
 
 /// One next-hop server (`ip nhrp nhs ADDRESS nbma NBMA priority P cluster C`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nhs {
     /// The NHS's overlay address, in the tunnel's subnet.
@@ -241,7 +242,7 @@ pub struct Nhs {
 }
 
 /// `ip nhrp nhs cluster N max-connections M`: register with at most M of cluster N's NHSs at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NhsCluster {
     /// 0..=10.
@@ -251,7 +252,7 @@ pub struct NhsCluster {
 }
 
 /// A static NHRP entry (`ip nhrp map OVERLAY NBMA`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NhrpMap {
     /// Overlay address, in the tunnel's subnet.
@@ -261,7 +262,7 @@ pub struct NhrpMap {
 }
 
 /// IKEv2 and IPsec (`crypto ikev2 …`, `crypto ipsec …`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Crypto {
     /// `crypto ikev2 keyring`.
@@ -276,7 +277,7 @@ pub struct Crypto {
 }
 
 /// Pre-shared keys by peer (`crypto ikev2 keyring`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keyring {
     /// Name.
@@ -287,7 +288,7 @@ pub struct Keyring {
 }
 
 /// One key of a keyring.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyringPeer {
     /// Name, for `show` output.
@@ -303,7 +304,7 @@ pub struct KeyringPeer {
 }
 
 /// An IKEv2 profile: proposals, authentication, lifetimes, liveness.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IkeProfile {
     /// Name.
@@ -337,7 +338,7 @@ fn default_ike_lifetime() -> u32 {
 }
 
 /// One IKE proposal: every combination of its lists is offered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IkeProposal {
     /// Encryption algorithms.
@@ -349,7 +350,7 @@ pub struct IkeProposal {
 }
 
 /// IKE encryption transforms (RFC 7296 §3.3.2, RFC 5282 for GCM).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum IkeEncryption {
     /// AES-GCM with a 16-byte ICV, 128-bit key.
     #[serde(rename = "aes-gcm-128")]
@@ -369,7 +370,7 @@ pub enum IkeEncryption {
 }
 
 /// IKE pseudo-random functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Prf {
     /// PRF_HMAC_SHA2_256.
@@ -381,7 +382,7 @@ pub enum Prf {
 }
 
 /// Diffie-Hellman groups (RFC 3526, RFC 5903, RFC 8031).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DhGroup {
     /// 2048-bit MODP.
     #[serde(rename = "14")]
@@ -401,7 +402,7 @@ pub enum DhGroup {
 }
 
 /// IKE authentication methods, ours and the peers'.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IkeAuth {
     /// How we authenticate.
@@ -411,7 +412,7 @@ pub struct IkeAuth {
 }
 
 /// An IKE authentication method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
     /// Pre-shared key from the keyring.
@@ -421,7 +422,7 @@ pub enum AuthMethod {
 }
 
 /// Certificate files for signature authentication.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// Our certificate (PEM).
@@ -436,7 +437,7 @@ pub struct Certificate {
 }
 
 /// Dead peer detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dpd {
     /// Seconds of silence before a check, 10..=3600.
@@ -453,7 +454,7 @@ fn default_dpd_retries() -> u32 {
 }
 
 /// An IPsec profile: what protects a tunnel (`crypto ipsec profile` with its transform set).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpsecProfile {
     /// Name, as `tunnel protection` names it.
@@ -495,7 +496,7 @@ fn default_true() -> bool {
 }
 
 /// ESP transforms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum EspTransform {
     /// AES-GCM-128 (RFC 4106).
     #[serde(rename = "aes-gcm-128")]
@@ -518,7 +519,7 @@ pub enum EspTransform {
 }
 
 /// ESP mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EspMode {
     /// Transport mode: ESP protects the GRE packet.
@@ -529,7 +530,7 @@ pub enum EspMode {
 }
 
 /// A static route (`ip route [vrf V] PREFIX [INTERFACE] [NEXT-HOP]`, `… Null0`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// `None` is the global VRF.
@@ -549,7 +550,7 @@ pub struct Route {
 }
 
 /// A manually keyed ESP SA.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualSa {
     /// The tunnel it protects.
@@ -579,7 +580,7 @@ pub struct ManualSa {
 }
 
 /// The direction of a manual SA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SaDirection {
     /// From the peer to us.

@@ -4,7 +4,19 @@ use core::fmt;
 use core::str::FromStr;
 use std::net::IpAddr;
 
+use schemars::gen::SchemaGenerator;
+use schemars::schema::{InstanceType, Schema, SchemaObject};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A JSON Schema string with a pattern and an example.
+fn string_schema(pattern: &str, example: &str) -> Schema {
+    let mut s = SchemaObject { instance_type: Some(InstanceType::String.into()), ..Default::default() };
+    s.string().pattern = Some(pattern.to_string());
+    // OpenAPI 3.0 has `example`, not JSON Schema's `examples`.
+    s.extensions.insert("example".into(), example.into());
+    s.into()
+}
 
 /// An address with a prefix length, `192.0.2.1/24` or `2001:db8::1/64`. The address keeps its host
 /// bits: on an interface it is the interface's address.
@@ -123,5 +135,25 @@ impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Prefix {
+    fn schema_name() -> String {
+        "Prefix".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        string_schema(r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$", "192.0.2.1/24")
+    }
+}
+
+impl JsonSchema for Mac {
+    fn schema_name() -> String {
+        "Mac".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        string_schema(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", "02:00:00:00:00:01")
     }
 }
