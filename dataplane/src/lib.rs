@@ -15,6 +15,7 @@
 //! This crate depends on no protocol crate: NHRP and IKE reach it only through table publication
 //! (down) and punts (up).
 
+pub mod capture;
 pub mod counters;
 pub mod crypto;
 #[cfg(feature = "dpdk")]

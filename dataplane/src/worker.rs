@@ -77,6 +77,12 @@ impl<P: Port> Worker<P> {
         self
     }
 
+    /// Lets management capture this worker's packets (see [`crate::capture`]).
+    pub fn with_capture(mut self, capture: Arc<crate::capture::Capture>) -> Self {
+        self.pipeline = self.pipeline.with_capture(capture);
+        self
+    }
+
     /// Outbound SA `sa` continues after sequence number `last` (an SA whose state moved here).
     pub fn set_outbound_seq(&mut self, sa: SaIndex, last: u64) {
         let tables = self.tables.load();

@@ -320,7 +320,7 @@ class Result:
 
 
 def replay(tool: Path, workdir: Path, hub: Hub, rx: list[tuple[int, Packet]], burst: int | None = None,
-           dissect: bool = True, spacing: Decimal = Decimal("0.001")) -> Result:
+           dissect: bool = True, spacing: Decimal = Decimal("0.001"), args: tuple[str, ...] = ()) -> Result:
     """Feeds `rx` (port, frame) in this order, `spacing` seconds apart, through the hub and reads back
     what it sent, punted and counted. Checks the output against the tool's contract, and unless told
     otherwise that tshark finds no malformed packet and no bad checksum in what the hub sent."""
@@ -343,6 +343,7 @@ def replay(tool: Path, workdir: Path, hub: Hub, rx: list[tuple[int, Packet]], bu
         cmd += ["--rx", f"{port}:{run / f'rx-{port}.pcap'}"]
     if burst is not None:
         cmd += ["--burst", str(burst)]
+    cmd += list(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}"
 

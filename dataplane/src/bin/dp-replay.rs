@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! dp-replay --config CFG.json --rx PORT:FILE.pcap [--rx PORT:FILE.pcap ...] --out DIR [--burst N]
+//!           [--capture peer=IP|port=N|tunnel=N[,points=rx+decrypted+pre-encrypt+tx]]
 //! ```
 //!
 //! The tables (ports, neighbours, routes, tunnels, TEIB, manual SAs) come from the JSON config
 //! (`dataplane::static_config`). The frames of all input captures are merged by timestamp and fed to
 //! one worker in bursts of up to N (default 32) frames received on the same port, with each frame's
 //! capture time as the clock. Written to DIR: `tx-<port>.pcap` for every port, `punts.jsonl` (one JSON
-//! object per punt), and `counters.json` (worker counters, every drop reason by name, SA events).
+//! object per punt), and `counters.json` (worker counters, every drop reason by name, SA events); with
+//! `--capture`, `capture.pcap`: what the data plane's capture saw at the points asked for (all four by
+//! default; see `dataplane::capture`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,10 +21,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use dataplane::capture;
 use dataplane::counters::WorkerCounters;
 use dataplane::crypto;
 use dataplane::drop::DropReason;
-use dataplane::ids::{PortId, WorkerId};
+use dataplane::ids::{PortId, TunnelId, WorkerId};
 use dataplane::pcap;
 use dataplane::pkt::{HeapPkt, PacketBuf};
 use dataplane::port::MemPort;
@@ -34,15 +38,47 @@ struct Args {
     rx: Vec<(u16, PathBuf)>,
     out: PathBuf,
     burst: usize,
+    capture: Option<capture::Filter>,
 }
 
-const USAGE: &str = "usage: dp-replay --config CFG.json --rx PORT:FILE.pcap [--rx ...] --out DIR [--burst N]";
+const USAGE: &str = "usage: dp-replay --config CFG.json --rx PORT:FILE.pcap [--rx ...] --out DIR [--burst N] \
+                     [--capture peer=IP|port=N|tunnel=N[,points=rx+decrypted+pre-encrypt+tx]]";
+
+/// Parses `--capture`'s value: comma-separated `peer=`, `port=`, `tunnel=` and `points=` (joined by `+`).
+fn parse_capture(spec: &str) -> Result<capture::Filter> {
+    use capture::Point;
+    let all = vec![Point::Rx, Point::Decrypted, Point::PreEncrypt, Point::Tx];
+    let mut f = capture::Filter { port: None, tunnel: None, peer: None, points: all.clone() };
+    for part in spec.split(',') {
+        let (key, value) =
+            part.split_once('=').with_context(|| format!("--capture {spec}: {part:?} is not KEY=VALUE"))?;
+        match key {
+            "peer" => f.peer = Some(value.parse().with_context(|| format!("--capture peer={value}: not an address"))?),
+            "port" => f.port = Some(PortId(value.parse().with_context(|| format!("--capture port={value}"))?)),
+            "tunnel" => f.tunnel = Some(TunnelId(value.parse().with_context(|| format!("--capture tunnel={value}"))?)),
+            "points" => {
+                f.points = value
+                    .split('+')
+                    .map(|p| {
+                        all.iter()
+                            .copied()
+                            .find(|q| q.name() == p)
+                            .with_context(|| format!("--capture: no point {p:?}"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            _ => bail!("--capture {spec}: unknown key {key:?} (peer, port, tunnel, points)"),
+        }
+    }
+    Ok(f)
+}
 
 fn parse_args() -> Result<Args> {
     let mut config = None;
     let mut rx = Vec::new();
     let mut out = None;
     let mut burst = 32;
+    let mut capture = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
@@ -50,6 +86,7 @@ fn parse_args() -> Result<Args> {
             "--config" => config = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
             "--burst" => burst = value()?.parse().context("--burst: not a number")?,
+            "--capture" => capture = Some(parse_capture(&value()?)?),
             "--rx" => {
                 let v = value()?;
                 let (port, file) = v.split_once(':').with_context(|| format!("--rx {v}: expected PORT:FILE"))?;
@@ -65,7 +102,7 @@ fn parse_args() -> Result<Args> {
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),
         }
     }
-    Ok(Args { config: config.context(USAGE)?, rx, out: out.context(USAGE)?, burst })
+    Ok(Args { config: config.context(USAGE)?, rx, out: out.context(USAGE)?, burst, capture })
 }
 
 fn main() -> Result<()> {
@@ -89,7 +126,13 @@ fn main() -> Result<()> {
 
     let ports = (0..port_count).map(|_| MemPort::<HeapPkt>::new(1 << 16)).collect();
     let rings = Arc::new(ControlRings::new(1 << 16));
-    let mut worker = Worker::new(WorkerId(0), ports, reader, Box::new(crypto::SoftEngine), rings.clone(), args.burst);
+    let capture = capture::Capture::new(1 << 12);
+    if let Some(filter) = &args.capture {
+        capture.start(filter.clone());
+    }
+    let mut worker = Worker::new(WorkerId(0), ports, reader, Box::new(crypto::SoftEngine), rings.clone(), args.burst)
+        .with_capture(capture.clone());
+    let mut captured = Vec::new();
     for (sa, seq) in config.seq_starts() {
         worker.set_outbound_seq(sa, seq);
     }
@@ -113,6 +156,9 @@ fn main() -> Result<()> {
         for (p, out) in worker.ports.iter_mut().zip(tx.iter_mut()) {
             out.extend(p.tx.drain(..).map(|pkt| (now, pkt.data().to_vec())));
         }
+        while let Some(record) = capture.take() {
+            captured.push((record.ts_ns, record.data().to_vec()));
+        }
     }
 
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -120,6 +166,12 @@ fn main() -> Result<()> {
         let path = args.out.join(format!("tx-{port}.pcap"));
         pcap::write_file(&path, frames.iter().map(|(ts, f)| (*ts, f.as_slice())))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.capture.is_some() {
+        let path = args.out.join("capture.pcap");
+        pcap::write_file(&path, captured.iter().map(|(ts, f)| (*ts, f.as_slice())))
+            .with_context(|| format!("writing {}", path.display()))?;
+        anyhow::ensure!(capture.lost() == 0, "the capture lost {} packets", capture.lost());
     }
     write_punts(&args.out.join("punts.jsonl"), &rings)?;
     write_counters(&args.out.join("counters.json"), &worker.counters, &rings)?;

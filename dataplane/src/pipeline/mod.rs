@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::capture::{Capture, Filter, Point, Seen};
 use crate::counters::WorkerCounters;
 use crate::crypto::CryptoEngine;
 use crate::drop::DropReason;
@@ -155,6 +156,19 @@ struct Ctx<'a, P> {
     counters: &'a WorkerCounters,
     rings: &'a ControlRings<P>,
     now: u64,
+    /// The running capture and its filter, when one runs.
+    capture: Option<(Arc<Capture>, Arc<Filter>)>,
+    worker: WorkerId,
+}
+
+impl<P> Ctx<'_, P> {
+    /// Offers a packet to the running capture, if any.
+    #[inline]
+    fn capture(&self, seen: Seen, data: &[u8]) {
+        if let Some((capture, filter)) = &self.capture {
+            capture.offer(filter, self.worker, self.now, seen, data);
+        }
+    }
 }
 
 /// What a trigger says about a packet (see [`Punt`] for the meaning of each field per kind).
@@ -178,6 +192,8 @@ pub struct Pipeline<P> {
     id: WorkerId,
     /// The other workers' rings; `None` when this is the only worker.
     handoff: Option<Arc<HandoffRings<P>>>,
+    /// Where captured packets go.
+    capture: Option<Arc<Capture>>,
     engine: Box<dyn CryptoEngine<P>>,
     step: Vec<Step>,
     meta: Vec<Meta>,
@@ -208,6 +224,7 @@ impl<P: PacketBuf> Pipeline<P> {
         Self {
             id,
             handoff: None,
+            capture: None,
             engine,
             step: Vec::with_capacity(MAX_BURST),
             meta: Vec::with_capacity(MAX_BURST),
@@ -232,6 +249,18 @@ impl<P: PacketBuf> Pipeline<P> {
         self
     }
 
+    /// Lets management capture packets of this pipeline with `capture`.
+    pub fn with_capture(mut self, capture: Arc<Capture>) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    /// The context of one burst: the tables, and the capture filter read once.
+    fn ctx<'a>(&self, t: &'a Tables, counters: &'a WorkerCounters, rings: &'a ControlRings<P>, now: u64) -> Ctx<'a, P> {
+        let capture = self.capture.as_ref().and_then(|c| Some((c.clone(), c.filter()?)));
+        Ctx { t, counters, rings, now, capture, worker: self.id }
+    }
+
     /// Runs one burst received on `rx_port` through the pipeline and transmits what comes out on
     /// `ports`. `burst` is left empty.
     #[allow(clippy::too_many_arguments)]
@@ -246,12 +275,14 @@ impl<P: PacketBuf> Pipeline<P> {
         ports: &mut [Q],
         now: u64,
     ) {
-        let cx = Ctx { t, counters, rings, now };
+        let cx = self.ctx(t, counters, rings, now);
         self.step.clear();
         self.meta.clear();
         for pkt in burst.iter_mut() {
             counters.rx_packets.inc();
             counters.rx_bytes.add(pkt.len() as u64);
+            let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
+            cx.capture(seen, pkt.data());
             let mut meta = Meta::new(rx_port);
             let step = self.l2_input(&cx, pkt, &mut meta);
             self.step.push(step);
@@ -275,7 +306,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if rings.injects.is_empty() {
             return 0;
         }
-        let cx = Ctx { t, counters, rings, now };
+        let cx = self.ctx(t, counters, rings, now);
         self.step.clear();
         self.meta.clear();
         let mut burst = core::mem::take(&mut self.side);
@@ -317,7 +348,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if ring.is_empty() {
             return 0;
         }
-        let cx = Ctx { t, counters, rings, now };
+        let cx = self.ctx(t, counters, rings, now);
         self.step.clear();
         self.meta.clear();
         let mut burst = core::mem::take(&mut self.side);
@@ -384,7 +415,11 @@ impl<P: PacketBuf> Pipeline<P> {
         for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
             match *step {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
-                    Some(q) => q.push(pkt),
+                    Some(q) => {
+                        let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
+                        cx.capture(seen, pkt.data());
+                        q.push(pkt);
+                    }
                     None => cx.counters.drop(DropReason::TxFull),
                 },
                 Step::Punt(kind) => {

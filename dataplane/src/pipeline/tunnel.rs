@@ -6,6 +6,7 @@ use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
 use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
+use crate::capture::{Point, Seen};
 use crate::drop::DropReason;
 use crate::esp::{InboundReq, OutboundReq};
 use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
@@ -49,6 +50,17 @@ impl<P: PacketBuf> Pipeline<P> {
             Some(t) if t != tunnel_id => return Step::Drop(DropReason::GreUnprotected),
             None if tunnel.protection => return Step::Drop(DropReason::GreUnprotected),
             _ => {}
+        }
+        if sa.is_some() {
+            let outer = Some((meta.outer_src, meta.outer_dst));
+            let seen = Seen {
+                point: Point::Decrypted,
+                port: None,
+                tunnel: Some(tunnel_id),
+                peer: Some(meta.outer_src),
+                outer,
+            };
+            cx.capture(seen, pkt.data());
         }
         pkt.adj(header_len);
         meta.sa_in = sa;
@@ -260,6 +272,17 @@ impl<P: PacketBuf> Pipeline<P> {
         for req in self.esp_out.iter().flatten() {
             cx.t.sas().prefetch(req.sa);
             rt.prefetch(req.sa);
+        }
+        if cx.capture.is_some() {
+            for ((pkt, req), meta) in burst.iter().zip(&self.esp_out).zip(&self.meta) {
+                if let (Some(req), Some(out)) = (req, meta.out) {
+                    // Transport mode protects the GRE packet; tunnel mode carries its own IP header.
+                    let outer = (req.next_header == IpProtocol::GRE.0).then_some((out.src, out.dst));
+                    let tunnel = cx.t.sas().get(req.sa).map(|sa| sa.config().tunnel);
+                    let seen = Seen { point: Point::PreEncrypt, port: None, tunnel, peer: Some(out.dst), outer };
+                    cx.capture(seen, pkt.data());
+                }
+            }
         }
         self.out_verdicts.clear();
         self.out_verdicts.resize(burst.len(), Err(DropReason::NoOutboundSa));
