@@ -50,6 +50,9 @@ pub struct WorkerCounters {
     pub esp_encrypted: Counter,
     /// Packets handed to the worker that owns their SA.
     pub handed_off: Counter,
+    /// IPv4 packets fragmented to fit a tunnel or port MTU (RFC 791; IOS's fragmentation before
+    /// encryption).
+    pub fragmented: Counter,
     /// ICMP errors generated (time exceeded, unreachable, fragmentation needed / packet too big).
     pub icmp_sent: Counter,
     /// TCP SYNs whose MSS option was clamped.
@@ -67,6 +70,7 @@ impl Default for WorkerCounters {
             tx_bytes: Counter::default(),
             punted: Counter::default(),
             handed_off: Counter::default(),
+            fragmented: Counter::default(),
             esp_decrypted: Counter::default(),
             esp_encrypted: Counter::default(),
             icmp_sent: Counter::default(),

@@ -36,6 +36,15 @@ pub trait PacketBuf {
     fn append(&mut self, n: usize) -> Option<&mut [u8]>;
     /// Removes `n` bytes from the back. Returns `false`, changing nothing, if the packet is shorter.
     fn trim(&mut self, n: usize) -> bool;
+    /// A new, empty packet from the same pool, with the standard headroom; `None` when the pool is
+    /// empty. This is how one packet becomes several (IPv4 fragmentation); a buffer that cannot do it
+    /// keeps the default.
+    fn new_like(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Length of the data region.
     fn len(&self) -> usize {
@@ -103,6 +112,9 @@ impl core::fmt::Debug for HeapPkt {
 }
 
 impl PacketBuf for HeapPkt {
+    fn new_like(&self) -> Option<Self> {
+        Some(Self::with_capacity(self.buf.len()))
+    }
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }

@@ -193,6 +193,7 @@ class Hub:
     tcp_mss: int | None = TCP_MSS
     teib: tuple[Spoke, ...] = (SPOKE_A, SPOKE_B)
     neighbors: bool = True  # the LAN host's and the gateway's MACs are known
+    lan_mtu: int = 1500
     sas: dict[int, Sa] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -218,7 +219,7 @@ class Hub:
                 {"id": WAN, "name": "wan", "mac": HUB_WAN_MAC, "vrf": 0, "addresses": [f"{HUB_WAN_IP}/24"],
                  "mtu": 1500},
                 {"id": LAN, "name": "lan", "mac": HUB_LAN_MAC, "vrf": 1, "addresses": [f"{HUB_LAN_IP}/24"],
-                 "mtu": 1500},
+                 "mtu": self.lan_mtu},
             ],
             "neighbors": neighbors,
             "routes": routes,

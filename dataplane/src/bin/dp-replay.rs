@@ -214,6 +214,7 @@ fn write_counters(path: &Path, c: &WorkerCounters, rings: &ControlRings<HeapPkt>
         "punted": c.punted.get(),
         "esp_encrypted": c.esp_encrypted.get(),
         "handed_off": c.handed_off.get(),
+        "fragmented": c.fragmented.get(),
         "esp_decrypted": c.esp_decrypted.get(),
         "icmp_sent": c.icmp_sent.get(),
         "mss_clamped": c.mss_clamped.get(),

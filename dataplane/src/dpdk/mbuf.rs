@@ -142,6 +142,11 @@ impl Drop for Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    fn new_like(&self) -> Option<Self> {
+        // SAFETY: `pool` is the live mempool this mbuf came from; DPDK returns null when it is empty.
+        unsafe { Mbuf::from_raw(dpdk_sys::dp_pktmbuf_alloc(self.raw().pool)) }
+    }
+
     #[inline]
     fn data(&self) -> &[u8] {
         let m = self.raw();

@@ -309,10 +309,22 @@ impl<P: PacketBuf> Pipeline<P> {
         match nh {
             NextHop::Port { port, gateway } => {
                 let mtu = cx.t.port(port).map_or(0, |p| usize::from(p.mtu));
+                let next_hop = gateway.unwrap_or(l3.dst);
                 if pkt.len() > mtu {
-                    return self.too_big(cx, pkt, meta, vrf, l3, mtu);
+                    if l3.dont_frag || !l3.src.is_ipv4() {
+                        return self.too_big(cx, pkt, meta, vrf, l3, mtu);
+                    }
+                    if let Err(reason) = self.fragment(cx, pkt, mtu) {
+                        return Step::Drop(reason);
+                    }
+                    let mut fragments = core::mem::take(&mut self.fragments);
+                    for mut f in fragments.drain(..) {
+                        let step = self.l2_output(cx, &mut f, meta, port, next_hop);
+                        self.extra.push((self.at, f, step, *meta));
+                    }
+                    self.fragments = fragments;
                 }
-                self.l2_output(cx, pkt, meta, port, gateway.unwrap_or(l3.dst))
+                self.l2_output(cx, pkt, meta, port, next_hop)
             }
             NextHop::Tunnel { tunnel, peer } => {
                 self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer.unwrap_or(l3.dst))
@@ -321,8 +333,54 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    /// A packet over the egress MTU: with DF (always for IPv6) an ICMP "too big" goes back; the data
-    /// plane does not fragment, so either way the packet is dropped and counted.
+    /// Splits an IPv4 packet (data at its header, DF clear) into fragments of at most `mtu` bytes
+    /// (RFC 791 §3.2, RFC 1812 §5.2.6): `pkt` keeps the first, the others are returned in order, each in
+    /// a new buffer from `pkt`'s pool, in `self.fragments`. Options whose copied flag is set go into
+    /// every fragment, the others only into the first. Fragments of fragments keep the original's
+    /// offsets and MF.
+    pub(super) fn fragment(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, mtu: usize) -> Result<(), DropReason> {
+        self.fragments.clear();
+        let (hl, total, offset, more) = {
+            let ip = ipv4::Packet::new_checked(pkt.data()).map_err(|_| DropReason::Ipv4Malformed)?;
+            (ip.header_len(), usize::from(ip.total_len()), usize::from(ip.frag_offset()), ip.more_frags())
+        };
+        let (copied, copied_len) = copied_options(&pkt.data()[ipv4::HEADER_LEN..hl]);
+        let later_hl = ipv4::HEADER_LEN + copied_len;
+        let first = mtu.saturating_sub(hl) & !7;
+        let step = mtu.saturating_sub(later_hl) & !7;
+        if first == 0 || step == 0 {
+            return Err(DropReason::MtuExceeded);
+        }
+        let mut at = hl + first;
+        while at < total {
+            let len = step.min(total - at);
+            let mut f = pkt.new_like().ok_or(DropReason::NoBufferSpace)?;
+            let bytes = f.append(later_hl + len).ok_or(DropReason::NoBufferSpace)?;
+            let data = pkt.data();
+            bytes[..ipv4::HEADER_LEN].copy_from_slice(&data[..ipv4::HEADER_LEN]);
+            bytes[ipv4::HEADER_LEN..later_hl].copy_from_slice(&copied[..copied_len]);
+            bytes[later_hl..].copy_from_slice(&data[at..at + len]);
+            let mut ip = ipv4::Packet::new_unchecked(&mut bytes[..]);
+            ip.set_version_and_header_len(later_hl);
+            ip.set_total_len((later_hl + len) as u16);
+            ip.set_flags_and_frag_offset(false, more || at + len < total, (offset + at - hl) as u16);
+            ip.fill_checksum();
+            self.fragments.push(f);
+            at += len;
+        }
+        {
+            let mut ip = ipv4::Packet::new_unchecked(pkt.data_mut());
+            ip.set_total_len((hl + first) as u16);
+            ip.set_flags_and_frag_offset(false, true, offset as u16);
+            ip.fill_checksum();
+        }
+        pkt.set_len(hl + first);
+        cx.counters.fragmented.inc();
+        Ok(())
+    }
+
+    /// A packet over the egress MTU that may not be fragmented (DF, or IPv6): an ICMP "too big" goes
+    /// back, and the packet is dropped and counted.
     pub(super) fn too_big(
         &mut self,
         cx: &Ctx<'_, P>,
@@ -333,9 +391,6 @@ impl<P: PacketBuf> Pipeline<P> {
         mtu: usize,
     ) -> Step {
         cx.counters.drop(DropReason::MtuExceeded);
-        if !l3.dont_frag {
-            return Step::Consumed;
-        }
         // The error quotes the packet as it arrived, TTL included (RFC 1812 §4.3.2.3).
         increment_hop_limit(pkt.data_mut());
         self.icmp_error(cx, pkt, meta, vrf, l3, IcmpError::TooBig(mtu.min(usize::from(u16::MAX)) as u16))
@@ -554,4 +609,25 @@ fn icmp6_error_in_place<P: PacketBuf>(pkt: &mut P, src: Ipv6Addr, dst: Ipv6Addr,
     let mut icmp = icmpv6::Packet::new_unchecked(&mut data[ipv6::HEADER_LEN..]);
     icmp.fill_checksum(&src, &dst);
     true
+}
+
+/// The options of an IPv4 header that every fragment must carry (copied flag set, RFC 791 §3.1),
+/// padded with End of Option List to a multiple of 4, and their length.
+fn copied_options(options: &[u8]) -> ([u8; ipv4::MAX_OPTIONS_LEN], usize) {
+    let mut out = [0u8; ipv4::MAX_OPTIONS_LEN];
+    let (mut i, mut n) = (0, 0);
+    while let Some(&kind) = options.get(i) {
+        let len = match kind {
+            0 => break,
+            1 => 1,
+            _ => usize::from(options.get(i + 1).copied().unwrap_or(0)).max(2),
+        };
+        let Some(option) = options.get(i..i + len) else { break };
+        if kind & 0x80 != 0 {
+            out[n..n + len].copy_from_slice(option);
+            n += len;
+        }
+        i += len;
+    }
+    (out, n.next_multiple_of(4))
 }

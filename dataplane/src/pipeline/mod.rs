@@ -205,6 +205,13 @@ pub struct Pipeline<P> {
     tx: Vec<Vec<P>>,
     /// The burst of injected or handed-off packets.
     side: Vec<P>,
+    /// Fragments just cut from a packet, before their own path.
+    fragments: Vec<P>,
+    /// Packets born during the burst (fragments) with their step and state, joining it right after
+    /// their parent (its index) before the next phase.
+    extra: Vec<(usize, P, Step, Meta)>,
+    /// Index in the burst of the packet being handled, the parent of what it gives birth to.
+    at: usize,
     redirects: PerKey,
     misses: PerKey,
     icmp: TokenBucket,
@@ -235,6 +242,9 @@ impl<P: PacketBuf> Pipeline<P> {
             out_verdicts: Vec::with_capacity(MAX_BURST),
             tx: (0..ports).map(|_| Vec::with_capacity(MAX_BURST)).collect(),
             side: Vec::with_capacity(MAX_BURST),
+            fragments: Vec::with_capacity(64),
+            extra: Vec::with_capacity(MAX_BURST),
+            at: 0,
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
             // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
@@ -284,6 +294,7 @@ impl<P: PacketBuf> Pipeline<P> {
             let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
             cx.capture(seen, pkt.data());
             let mut meta = Meta::new(rx_port);
+            self.at = self.step.len();
             let step = self.l2_input(&cx, pkt, &mut meta);
             self.step.push(step);
             self.meta.push(meta);
@@ -316,6 +327,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 Inject::Frame { port, pkt } => (pkt, Step::Tx(port), Meta::new(port)),
                 Inject::Tunnel { tunnel, nbma, sa, protocol, mut pkt } => {
                     let mut meta = Meta::new(PortId(u16::MAX));
+                    self.at = burst.len();
                     let step = self.tunnel_inject(&cx, &mut pkt, &mut meta, tunnel, nbma, sa, protocol);
                     (pkt, step, meta)
                 }
@@ -371,14 +383,32 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// Phases 2 to 5: decrypt batch, overlay input of what was decrypted, encrypt batch, outer
     /// headers. Before each batch, packets of SAs that other workers own are marked for handoff.
-    fn run_crypto_phases(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
+    fn run_crypto_phases(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut Vec<P>) {
+        self.join_extra(burst);
         if self.step.contains(&Step::Decrypt) {
             self.mark_handoffs(cx, burst, Batch::Decrypt);
             self.decrypt_all(cx, rt, burst);
+            self.join_extra(burst);
         }
         if self.step.contains(&Step::Encrypt) {
             self.mark_handoffs(cx, burst, Batch::Encrypt);
             self.encrypt_all(cx, rt, burst);
+        }
+    }
+
+    /// The packets born so far join the burst right after their parents, in the order they were born,
+    /// so that a flow's packets leave in the order they came (rare: only fragmentation gives birth).
+    fn join_extra(&mut self, burst: &mut Vec<P>) {
+        // From the last parent back, so that the indices of earlier parents stay valid.
+        while let Some((parent, ..)) = self.extra.last() {
+            let parent = *parent;
+            let first = self.extra.iter().rposition(|e| e.0 != parent).map_or(0, |i| i + 1);
+            for (k, (_, pkt, step, meta)) in self.extra.drain(first..).enumerate() {
+                let at = (parent + 1 + k).min(burst.len());
+                burst.insert(at, pkt);
+                self.step.insert(at, step);
+                self.meta.insert(at, meta);
+            }
         }
     }
 

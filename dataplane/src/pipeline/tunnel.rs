@@ -119,10 +119,25 @@ impl<P: PacketBuf> Pipeline<P> {
             Err(reason) => return Step::Drop(reason),
         };
         let mtu = self.tunnel_mtu(cx, tunnel, &out);
-        if pkt.len() > mtu {
-            return self.too_big(cx, pkt, meta, vrf, l3, mtu);
-        }
         let protocol = if l3.src.is_ipv4() { Protocol::IPV4 } else { Protocol::IPV6 };
+        if pkt.len() > mtu {
+            if l3.dont_frag || !l3.src.is_ipv4() {
+                return self.too_big(cx, pkt, meta, vrf, l3, mtu);
+            }
+            // IOS's default, `crypto ipsec fragmentation before-encryption`: fragment the overlay packet,
+            // so that each fragment is encapsulated and encrypted on its own and the peer reassembles
+            // nothing at the tunnel layer.
+            if let Err(reason) = self.fragment(cx, pkt, mtu) {
+                return Step::Drop(reason);
+            }
+            let mut fragments = core::mem::take(&mut self.fragments);
+            for mut f in fragments.drain(..) {
+                let mut m = *meta;
+                let step = self.gre_encap(cx, &mut f, &mut m, tunnel, protocol, out);
+                self.extra.push((self.at, f, step, m));
+            }
+            self.fragments = fragments;
+        }
         self.gre_encap(cx, pkt, meta, tunnel, protocol, out)
     }
 
@@ -242,6 +257,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
             };
             cx.counters.esp_decrypted.inc();
+            self.at = i;
             let mut meta = self.meta[i];
             let pkt = &mut burst[i];
             let sa = Some(decrypted.sa);
