@@ -17,7 +17,7 @@ use crate::tables::{NextHop, TunnelConfig};
 use crate::teib::{Rewrite, TeibEntry, TUNNEL_TTL};
 use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::wire::gre::{self, Protocol};
-use crate::wire::ipv4;
+use crate::wire::{ipv4, ipv6};
 use crate::wire::udp;
 use crate::wire::IpProtocol;
 
@@ -171,7 +171,7 @@ impl<P: PacketBuf> Pipeline<P> {
     /// after the outer IP header, UDP for NAT-T, the ESP header, IV, padding to the cipher's alignment,
     /// trailer and ICV (RFC 4303 §2), the tunnel-mode inner IP header, and GRE.
     fn tunnel_mtu(&self, cx: &Ctx<'_, P>, tunnel: &TunnelConfig, out: &Outer) -> usize {
-        let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { crate::wire::ipv6::HEADER_LEN };
+        let outer_ip = if out.dst.is_ipv4() { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
         let gre = gre::BASE_HEADER_LEN + if tunnel.key.is_some() { 4 } else { 0 };
         let port_mtu = match out.rewrite {
             Some(rewrite) => usize::from(rewrite.port_mtu),
@@ -328,8 +328,14 @@ impl<P: PacketBuf> Pipeline<P> {
                 let Some(header) = pkt.prepend(udp::HEADER_LEN) else {
                     return Step::Drop(DropReason::NoBufferSpace);
                 };
-                // RFC 3948 §2.1: the checksum is transmitted as zero over IPv4.
-                udp::Repr { src_port, dst_port }.emit(&mut udp::Packet::new_unchecked(header), payload_len);
+                // RFC 3948 §2.1: the checksum is transmitted as zero over IPv4; IPv6 requires one
+                // (RFC 8200 §8.1).
+                let mut udp_packet = udp::Packet::new_unchecked(header);
+                udp::Repr { src_port, dst_port }.emit(&mut udp_packet, payload_len);
+                if let (IpAddr::V6(src), IpAddr::V6(dst)) = (out.src, out.dst) {
+                    let mut datagram = udp::Packet::new_unchecked(pkt.data_mut());
+                    datagram.fill_checksum(&src, &dst);
+                }
                 IpProtocol::UDP
             }
             (Some(_), None) => IpProtocol::ESP,
@@ -407,9 +413,9 @@ struct OuterPath {
     rewrite: Option<Rewrite>,
 }
 
-/// Prepends an outer IPv4 header (IPv6 NBMA is not carried yet: such packets are refused by the
-/// caller's route lookup). DF is clear so that the path may fragment the outer packet; DSCP and ECN are
-/// copied from the inner packet (RFC 2983, RFC 6040 §4.1 normal mode).
+/// Prepends an outer IPv4 or IPv6 header (the NBMA addresses' family). IPv4: DF is clear so that the
+/// path may fragment the outer packet. DSCP and ECN are copied from the inner packet (RFC 2983, RFC 6040
+/// §4.1 normal mode).
 fn push_ip_header<P: PacketBuf>(
     pkt: &mut P,
     src: IpAddr,
@@ -418,14 +424,36 @@ fn push_ip_header<P: PacketBuf>(
     tos: u8,
     ident: u16,
 ) -> bool {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else { return false };
     let payload_len = pkt.len();
-    if payload_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {
-        return false;
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            if payload_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {
+                return false;
+            }
+            let Some(header) = pkt.prepend(ipv4::HEADER_LEN) else { return false };
+            ipv4::Template::new(src, dst, protocol, TUNNEL_TTL).emit(header, tos, ident, payload_len);
+            true
+        }
+        (IpAddr::V6(src_addr), IpAddr::V6(dst_addr)) => {
+            if payload_len > usize::from(u16::MAX) {
+                return false;
+            }
+            let repr = ipv6::Repr {
+                src_addr,
+                dst_addr,
+                next_header: protocol,
+                payload_len,
+                hop_limit: TUNNEL_TTL,
+                dscp: tos >> 2,
+                ecn: tos & 0x03,
+                flow_label: 0,
+            };
+            let Some(header) = pkt.prepend(ipv6::HEADER_LEN) else { return false };
+            repr.emit(&mut ipv6::Packet::new_unchecked(header));
+            true
+        }
+        _ => false,
     }
-    let Some(header) = pkt.prepend(ipv4::HEADER_LEN) else { return false };
-    ipv4::Template::new(src, dst, protocol, TUNNEL_TTL).emit(header, tos, ident, payload_len);
-    true
 }
 
 /// Tunnel-mode ESP carries IP(peer → us)/GRE: check that the inner header is GRE between the SA's
@@ -458,7 +486,7 @@ fn apply_outer_ecn(inner: &mut [u8], outer_ecn: u8) {
             }
         }
         Some(6) => {
-            if let Ok(mut ip) = crate::wire::ipv6::Packet::new_checked(&mut inner[..]) {
+            if let Ok(mut ip) = ipv6::Packet::new_checked(&mut inner[..]) {
                 let tc = ip.traffic_class();
                 if tc & 0x03 != 0 {
                     ip.set_traffic_class(tc | CE);
