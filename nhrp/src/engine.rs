@@ -922,13 +922,15 @@ impl Engine {
             }
             Some((owner_tunnel, key, e)) if e.nbma != seen => {
                 self.note_requester(now, ti, (owner_tunnel, key), &p, seen, src_proto);
-                self.forward(ti, e.nbma, p, bytes, seen, Some(src_proto));
+                // The owner may sit on another tunnel of the same network id: forward on its tunnel.
+                let out = self.tunnel_index(owner_tunnel).unwrap_or(ti);
+                self.forward(ti, out, e.nbma, p, bytes, seen, Some(src_proto));
                 self.counters.resolutions_forwarded += 1;
             }
             _ => {
                 let nhs = self.tunnels[ti].nhs.iter().find(|n| n.state == NhsState::Up && n.config.nbma != seen);
                 if let Some(nbma) = nhs.map(|n| n.config.nbma) {
-                    self.forward(ti, nbma, p, bytes, seen, Some(src_proto));
+                    self.forward(ti, ti, nbma, p, bytes, seen, Some(src_proto));
                     self.counters.resolutions_forwarded += 1;
                 } else {
                     self.counters.resolutions_negative += 1;
@@ -1013,14 +1015,26 @@ impl Engine {
     }
 
     /// Relays a request or reply one hop on (§5.2.1, §5.2.2): hop count, transit record, NAT address.
-    fn forward(&mut self, ti: usize, to: IpAddr, mut p: Packet, bytes: &[u8], seen: IpAddr, requester: Option<IpAddr>) {
+    /// `ti` is the tunnel the packet came in on (errors go back on it, the requester is registered on
+    /// it), `out` the one it leaves on.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        ti: usize,
+        out: usize,
+        to: IpAddr,
+        mut p: Packet,
+        bytes: &[u8],
+        seen: IpAddr,
+        requester: Option<IpAddr>,
+    ) {
         if p.hop_count <= 1 {
             self.counters.hop_count_exceeded += 1;
             self.send_error(ti, seen, &p, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
             return;
         }
         p.hop_count -= 1;
-        let me = self.cie(ti, Some(self.tunnels[ti].cfg.nbma), Some(self.tunnels[ti].cfg.proto), 0xff);
+        let me = self.cie(out, Some(self.tunnels[out].cfg.nbma), Some(self.tunnels[out].cfg.proto), 0xff);
         let record = if p.op == Operation::RESOLUTION_REQUEST {
             ExtensionType::FORWARD_TRANSIT
         } else {
@@ -1046,14 +1060,21 @@ impl Engine {
                     }
                 }
                 ExtensionBody::Authentication { data, .. } => {
-                    if let Some(a) = &self.tunnels[ti].cfg.auth {
+                    if let Some(a) = &self.tunnels[out].cfg.auth {
                         data.clone_from(a);
                     }
                 }
                 _ => {}
             }
         }
-        self.send(ti, to, &p);
+        // §5.3.4: the next hop checks the outgoing tunnel's secret.
+        if let Some(a) = &self.tunnels[out].cfg.auth {
+            if p.extension(ExtensionType::AUTHENTICATION).is_none() {
+                let body = ExtensionBody::Authentication { kind: AUTH_PLAINTEXT, data: a.clone() };
+                p.extensions.push(Extension { compulsory: true, body });
+            }
+        }
+        self.send(out, to, &p);
     }
 
     fn answer_from_cache(&mut self, ti: usize, seen: IpAddr, p: &Packet, dst: IpAddr, e: &Entry) {
@@ -1131,7 +1152,7 @@ impl Engine {
             match to {
                 Some(to) if to != seen => {
                     let bytes = p.to_vec().unwrap_or_default();
-                    self.forward(ti, to, p, &bytes, seen, None);
+                    self.forward(ti, ti, to, p, &bytes, seen, None);
                 }
                 _ => self.counters.unsolicited += 1,
             }

@@ -9,7 +9,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 
 use nhrp::{Engine, EntryFlags, EntryKind, Event, NhsConfig, NhsState, TunnelConfig};
-use support::sim::{ipv4_header, Sim, T};
+use support::sim::{ip_header, Sim, T};
 
 const SPOKES: u32 = 1000;
 const HOLD: u16 = 600;
@@ -126,7 +126,7 @@ fn two_hubs_and_a_thousand_spokes() {
     let pairs: Vec<(u32, u32)> = (0..100).map(|k| (k, SPOKES - 1 - k)).collect();
     let hub0 = net.hubs[0];
     for &(a, b) in &pairs {
-        let pkt = ipv4_header(
+        let pkt = ip_header(
             v4(u32::from_be_bytes([10, 128, 0, 5]) + (a << 8)),
             v4(u32::from_be_bytes([10, 128, 0, 5]) + (b << 8)),
         );
@@ -187,7 +187,7 @@ fn two_hubs_and_a_thousand_spokes() {
         now,
         T,
         None,
-        &ipv4_header(v4(0x0a80_0000 + (a << 8) + 5), v4(0x0a80_0000 + (b << 8) + 5)),
+        &ip_header(v4(0x0a80_0000 + (a << 8) + 5), v4(0x0a80_0000 + (b << 8) + 5)),
     );
     net.sim.flush(hub1);
     net.sim.run_for(5);
