@@ -238,3 +238,75 @@ fn ipv6_overlay_on_ipv6_nbma() {
     let nbma = ["2001:db8:ffff::1", "fd00::11", "2001:db8:ffff::12"];
     overlay_underlay(proto, ["2001:db8:11::", "2001:db8:12::"], nbma, "2001:db8:eeee::11", "v6v6");
 }
+
+/// Two hubs and `n` spokes on links that drop 20% of the packets, each directed link with its own
+/// latency between 5 and 150 ms; every spoke also lists a third NHS that does not exist.
+fn lossy(seed: u64, n: u32) -> (Sim, Vec<usize>) {
+    let mut sim = Sim::lossy(seed, 200, (5, 150));
+    sim.capture = Some(Vec::new());
+    for h in 1..3u8 {
+        let mut e = Engine::new(u64::from(h));
+        let c = TunnelConfig::new(ip(&format!("10.0.0.{h}")), ip(&format!("192.0.2.{h}")));
+        e.add_tunnel(Time(0), T, c).expect("hub");
+        sim.add(e, ip(&format!("192.0.2.{h}")));
+    }
+    let mut spokes = Vec::new();
+    for i in 0..n {
+        let mut c = TunnelConfig::new(ip(&format!("10.0.1.{}", i + 1)), ip(&format!("198.51.100.{}", i + 1)));
+        c.holding_time = 60; // registrations every 20 s
+        c.nhs = vec![
+            nhs("10.0.0.1", "192.0.2.1", 1, 0),
+            nhs("10.0.0.2", "192.0.2.2", 2, 0),
+            nhs("10.0.0.99", "192.0.2.99", 3, 0),
+        ];
+        let mut e = Engine::new(100 + u64::from(i));
+        e.add_tunnel(Time(0), T, c).expect("spoke");
+        spokes.push(sim.add(e, ip(&format!("198.51.100.{}", i + 1))));
+    }
+    sim.run_for(120);
+    (sim, spokes)
+}
+
+#[test]
+fn lossy_links_converge_and_retransmissions_back_off() {
+    use NhsState::{Down, Up};
+    let (mut sim, spokes) = lossy(7, 40);
+    assert!(sim.dropped > 100, "the network lost packets: {}", sim.dropped);
+    // The same seed gives the same run.
+    let (again, _) = lossy(7, 40);
+    assert_eq!((again.delivered, again.dropped), (sim.delivered, sim.dropped));
+    // Every spoke is registered at both hubs: lost registrations were resent in time.
+    let mut retried = 0;
+    for (i, &s) in spokes.iter().enumerate() {
+        for h in 0..2 {
+            let e = sim.nodes[h].engine.cache().get(T, &ip(&format!("10.0.1.{}", i + 1)));
+            assert_eq!(e.map(|e| e.kind), Some(EntryKind::Registered), "spoke {i} at hub {h}");
+        }
+        retried += sim.nodes[s].engine.nhs(T)[..2].iter().filter(|n| n.failures > 0).count();
+    }
+    assert!(retried > 0, "some registrations were lost and resent");
+    // Three losses in a row make a live NHS look down; once the network heals, the probing that goes on
+    // (at most a registration interval apart) finds it up again.
+    let downs = spokes.iter().filter(|&&s| states(&sim, s)[..2].contains(&Down)).count();
+    sim.set_loss(0);
+    sim.run_for(25);
+    for (i, &s) in spokes.iter().enumerate() {
+        assert_eq!(states(&sim, s), [Up, Up, Down], "spoke {i} ({downs} spokes saw a live NHS down)");
+    }
+
+    // tshark reads the capture: spoke 1's registrations to the missing NHS, all with one request id,
+    // leave after 1, 2, 4, 8 and 16 seconds, then every registration interval (20 s), for 145 s.
+    let frames = sim.capture.take().expect("capture");
+    let rows = support::dissect_clean(
+        "lossy",
+        &frames,
+        &["frame.time_epoch", "ip.src", "ip.dst", "nhrp.hdr.op.type", "nhrp.reqid"],
+    );
+    assert_eq!(rows.len(), frames.len());
+    let probes: Vec<&Vec<String>> =
+        rows.iter().filter(|r| r[1] == "198.51.100.1" && r[2] == "192.0.2.99" && r[3] == "3").collect();
+    let times: Vec<f64> = probes.iter().map(|r| r[0].parse().expect("time")).collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0, 20.0, 20.0, 20.0], "{times:?}");
+    assert!(probes.iter().all(|r| r[4] == probes[0][4]), "one stable request id");
+}

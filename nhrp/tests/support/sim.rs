@@ -89,6 +89,13 @@ impl Sim {
         s
     }
 
+    /// Changes the loss rate of a lossy network (0 heals it; latencies stay).
+    pub fn set_loss(&mut self, loss_permille: u64) {
+        if let Some(imp) = &mut self.impairment {
+            imp.loss_permille = loss_permille;
+        }
+    }
+
     pub fn add(&mut self, engine: Engine, public: IpAddr) -> usize {
         let i = self.nodes.len();
         self.nodes.push(Node { engine, public, alive: true, events: Vec::new() });
