@@ -49,7 +49,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::cache::{host_len, mask, Cache, Entry, EntryFlags, EntryKind, Time, TunnelId};
 use crate::wire::{
-    flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Family, Operation, Packet,
+    flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Family, Operation, Packet, View,
     AUTH_PLAINTEXT,
 };
 
@@ -287,7 +287,7 @@ pub struct Transmit {
 /// Counters, for `show ip nhrp traffic` and the REST API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Packets received, by operation (index = `ar$op.type`, 0 for unknown).
+    /// Packets received with a good checksum, by operation (index = `ar$op.type`, 0 for unknown).
     pub rx: [u64; 9],
     /// Packets sent, by operation.
     pub tx: [u64; 9],
@@ -727,47 +727,65 @@ impl Engine {
     pub fn handle_datagram(&mut self, now: Time, tunnel: TunnelId, nbma_src: IpAddr, nbma_dst: IpAddr, bytes: &[u8]) {
         let _ = nbma_dst;
         self.latest = self.latest.max(now);
-        let p = match Packet::parse(bytes) {
-            Ok(p) => p,
-            Err(crate::wire::Error::Checksum { .. }) => {
-                self.counters.rx_bad_checksum += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.rx_malformed += 1;
-                return;
-            }
+        // The view first: a damaged header, a bad checksum, another tunnel's address families, an
+        // unknown compulsory extension or a missing secret cost no parse and no allocation.
+        let Ok(v) = View::new_checked(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
         };
-        self.counters.rx[op_index(p.op)] += 1;
+        if !v.checksum_ok() {
+            self.counters.rx_bad_checksum += 1;
+            return;
+        }
+        self.counters.rx[op_index(v.operation())] += 1;
         let Some(ti) = self.tunnel_index(tunnel) else {
             self.counters.rx_wrong_tunnel += 1;
             return;
         };
         let t = &self.tunnels[ti];
-        if p.nbma_family != t.nbma_family || p.proto_family != t.proto_family || family(&nbma_src) != t.nbma_family {
+        if v.nbma_family() != Some(t.nbma_family)
+            || v.proto_family() != Some(t.proto_family)
+            || family(&nbma_src) != t.nbma_family
+        {
             self.counters.rx_wrong_tunnel += 1;
             return;
         }
+        let (op, src_proto) = (v.operation(), addr_of(v.src_proto()));
+        if op != Operation::ERROR_INDICATION {
+            let mut unknown_compulsory = false;
+            let mut authenticated = t.cfg.auth.is_none();
+            for x in v.extensions() {
+                let Ok(x) = x else {
+                    self.counters.rx_malformed += 1;
+                    return;
+                };
+                // §5.3: an unknown extension with the C bit set makes the whole packet unacceptable.
+                unknown_compulsory |= x.compulsory && !KNOWN_EXTENSIONS.contains(&x.kind);
+                // §5.3.4: with a secret configured, every packet must carry it.
+                if let (ExtensionType::AUTHENTICATION, Some(secret), [a, b, c, d, data @ ..]) =
+                    (x.kind, &t.cfg.auth, x.value)
+                {
+                    authenticated |= u32::from_be_bytes([*a, *b, *c, *d]) == AUTH_PLAINTEXT && data == &secret[..];
+                }
+            }
+            if unknown_compulsory {
+                self.counters.unknown_compulsory += 1;
+                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::UNRECOGNIZED_EXTENSION);
+                return;
+            }
+            if !authenticated {
+                self.counters.auth_failures += 1;
+                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::AUTHENTICATION_FAILURE);
+                return;
+            }
+        }
+        let Ok(p) = Packet::parse(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
         if p.op == Operation::ERROR_INDICATION {
             self.on_error_indication(&p);
             return;
-        }
-        // §5.3: an unknown extension with the C bit set makes the whole packet unacceptable.
-        if p.extensions.iter().any(|e| e.compulsory && matches!(e.body, ExtensionBody::Unknown { .. })) {
-            self.counters.unknown_compulsory += 1;
-            self.send_error(ti, nbma_src, &p, bytes, ErrorCode::UNRECOGNIZED_EXTENSION);
-            return;
-        }
-        // §5.3.4: with a secret configured, every packet must carry it.
-        if let Some(secret) = &t.cfg.auth {
-            let ok = p.extensions.iter().any(|e| {
-                matches!(&e.body, ExtensionBody::Authentication { kind, data } if *kind == AUTH_PLAINTEXT && data == secret)
-            });
-            if !ok {
-                self.counters.auth_failures += 1;
-                self.send_error(ti, nbma_src, &p, bytes, ErrorCode::AUTHENTICATION_FAILURE);
-                return;
-            }
         }
         match p.op {
             Operation::REGISTRATION_REQUEST => self.on_registration_request(now, ti, nbma_src, &p, bytes),
@@ -787,7 +805,7 @@ impl Engine {
     fn on_registration_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: &Packet, bytes: &[u8]) {
         let Body::Cies { flags: req_flags, request_id, cies } = &p.body else { return };
         let Some(src_proto) = p.src_proto else {
-            self.send_error(ti, seen, p, bytes, ErrorCode::PROTOCOL_ERROR);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
             return;
         };
         let tunnel = self.tunnels[ti].id;
@@ -896,7 +914,7 @@ impl Engine {
     /// our NHS, or answer negatively.
     fn on_resolution_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: Packet, bytes: &[u8]) {
         let (Some(dst), Some(src_proto)) = (p.dst_proto, p.src_proto) else {
-            self.send_error(ti, seen, &p, bytes, ErrorCode::PROTOCOL_ERROR);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
             return;
         };
         if let Some(len) = self.is_local(ti, &dst) {
@@ -910,7 +928,7 @@ impl Engine {
             let (me_p, me_n) = (self.tunnels[ti].cfg.proto, self.tunnels[ti].cfg.nbma);
             if rec.iter().any(|c| c.proto == Some(me_p) || c.nbma == Some(me_n)) {
                 self.counters.loops += 1;
-                self.send_error(ti, seen, &p, bytes, ErrorCode::LOOP_DETECTED);
+                self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::LOOP_DETECTED);
                 return;
             }
         }
@@ -1030,7 +1048,7 @@ impl Engine {
     ) {
         if p.hop_count <= 1 {
             self.counters.hop_count_exceeded += 1;
-            self.send_error(ti, seen, &p, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
             return;
         }
         p.hop_count -= 1;
@@ -1515,9 +1533,18 @@ impl Engine {
         self.transmits.push_back(Transmit { tunnel, nbma: to, bytes });
     }
 
-    fn send_error(&mut self, ti: usize, to: IpAddr, p: &Packet, bytes: &[u8], code: ErrorCode) {
+    #[allow(clippy::too_many_arguments)]
+    fn send_error(
+        &mut self,
+        ti: usize,
+        to: IpAddr,
+        op: Operation,
+        src_proto: Option<IpAddr>,
+        bytes: &[u8],
+        code: ErrorCode,
+    ) {
         // §5.2.7: never answer an Error Indication with one.
-        if p.op == Operation::ERROR_INDICATION {
+        if op == Operation::ERROR_INDICATION {
             return;
         }
         self.counters.errors_sent += 1;
@@ -1531,7 +1558,7 @@ impl Engine {
         let e = self.packet(
             ti,
             Operation::ERROR_INDICATION,
-            p.src_proto,
+            src_proto,
             Body::Error { code, offset, packet: quoted },
             vec![],
         );
@@ -1725,6 +1752,24 @@ fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+/// Extension types the engine understands (§5.3; 9 is Cisco's NAT address extension).
+const KNOWN_EXTENSIONS: [ExtensionType; 6] = [
+    ExtensionType::RESPONDER_ADDRESS,
+    ExtensionType::FORWARD_TRANSIT,
+    ExtensionType::REVERSE_TRANSIT,
+    ExtensionType::AUTHENTICATION,
+    ExtensionType::VENDOR_PRIVATE,
+    ExtensionType::NAT_ADDRESS,
+];
+
+/// An address from its bytes (4 or 16), `None` for any other length.
+fn addr_of(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Some(IpAddr::from(a));
+    }
+    <[u8; 16]>::try_from(b).ok().map(IpAddr::from)
 }
 
 /// The NBMA address a NAT address extension gives for `proto`.
