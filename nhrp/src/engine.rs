@@ -32,8 +32,12 @@
 //!   zero), append themselves to the Forward/Reverse Transit NHS Record (§5.3.2/§5.3.3) and refuse a
 //!   request that already lists them (Error Indication 3, loop). Resolved shortcuts are refreshed
 //!   before they expire only if used ([`Engine::mark_used`]).
-//! - §5.2.5/§5.2.6 purge: entries named by a Purge Request are removed and the request answered unless
-//!   it has the N bit; [`Engine::purge`] sends one for a withdrawn local network.
+//! - §5.2.5/§5.2.6 purge: entries named by a Purge Request are removed (a purged peer takes the
+//!   shortcuts through it along) and the request answered unless it has the N bit. An NHS remembers
+//!   who resolved, through it, a destination owned by each registered client; when that registration
+//!   changes NBMA address, expires, is purged or cleared, each of them (whose copy has not expired yet)
+//!   gets a Purge Request, as Cisco hubs purge their spokes' shortcuts. [`Engine::purge`] sends them
+//!   for a withdrawn local network. Purge Requests are resent until their Purge Reply comes.
 //! - Cisco Phase 3: on a redirect trigger the hub sends the source a Traffic Indication, at most one per
 //!   (source, destination) per [`REDIRECT_HOLD_SECS`]; a spoke receiving one resolves the destination.
 //! - §5.3.4 authentication (Cisco plaintext) and the network id are per tunnel: packets without the
@@ -45,7 +49,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::cache::{host_len, mask, Cache, Entry, EntryFlags, EntryKind, Time, TunnelId};
 use crate::wire::{
-    flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Family, Operation, Packet,
+    flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Family, Operation, Packet, View,
     AUTH_PLAINTEXT,
 };
 
@@ -62,6 +66,10 @@ pub const REDIRECT_HOLD_SECS: u64 = 8;
 pub const REFRESH_LEAD_SECS: u64 = 120;
 /// Bytes of the redirected packet quoted in a Traffic Indication.
 pub const TRAFFIC_QUOTE_LEN: usize = 64;
+/// Purge Requests are given up after this many unanswered tries.
+pub const PURGE_TRIES: u32 = 3;
+/// Requesters remembered per registered entry (the oldest-expiring one makes room for a new one).
+pub const MAX_REQUESTERS: usize = 64;
 
 /// One Next Hop Server a tunnel registers with (`ip nhrp nhs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,7 +287,7 @@ pub struct Transmit {
 /// Counters, for `show ip nhrp traffic` and the REST API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Packets received, by operation (index = `ar$op.type`, 0 for unknown).
+    /// Packets received with a good checksum, by operation (index = `ar$op.type`, 0 for unknown).
     pub rx: [u64; 9],
     /// Packets sent, by operation.
     pub tx: [u64; 9],
@@ -324,7 +332,31 @@ enum Timer {
     Entry(TunnelId, IpAddr),
     Nhs(TunnelId, u16),
     Resolution(u32),
+    Purge(u32),
     RedirectGc,
+}
+
+/// A Purge Request waiting for its Purge Reply (§5.2.5, §5.2.6): resent as it was.
+#[derive(Debug)]
+struct PendingPurge {
+    tunnel: TunnelId,
+    to: IpAddr,
+    bytes: Vec<u8>,
+    tries: u32,
+}
+
+/// A node that resolved through us a destination owned by a registered client (§5.2.5: whoever holds
+/// the binding is purged when it changes).
+#[derive(Debug, Clone, Copy)]
+struct Requester {
+    /// The tunnel it asked on (one of the owner's network id).
+    tunnel: TunnelId,
+    /// Its protocol address: the Purge Request's destination.
+    proto: IpAddr,
+    /// Where to send the Purge Request (its NBMA address, after NAT when we know it).
+    nbma: IpAddr,
+    /// When its copy of the binding expires anyway (the holding time it asked for).
+    until: Time,
 }
 
 #[derive(Debug)]
@@ -355,6 +387,13 @@ pub struct Engine {
     routes: FastMap<(TunnelId, IpAddr, u8), IpAddr>,
     route_lens: Vec<u8>,
     pending: FastMap<u32, Pending>,
+    /// Outstanding Purge Requests, by request id.
+    purges: FastMap<u32, PendingPurge>,
+    /// Per registered entry (tunnel, client address): who resolved a destination it owns. Kept apart
+    /// from the cache, so that entries nobody resolved cost nothing.
+    requesters: FastMap<(TunnelId, IpAddr), Vec<Requester>>,
+    /// The latest time any input brought (for purges that [`Engine::clear`] sends).
+    latest: Time,
     redirects: FastMap<(TunnelId, IpAddr, IpAddr), Time>,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
     transmits: VecDeque<Transmit>,
@@ -388,6 +427,9 @@ impl Engine {
             routes: HashMap::with_hasher(h.clone()),
             route_lens: Vec::new(),
             pending: HashMap::with_hasher(h.clone()),
+            purges: HashMap::with_hasher(h.clone()),
+            requesters: HashMap::with_hasher(h.clone()),
+            latest: Time(0),
             redirects: HashMap::with_hasher(h),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
@@ -406,6 +448,7 @@ impl Engine {
 
     /// Adds a tunnel; its NHSs are registered with from `now` on.
     pub fn add_tunnel(&mut self, now: Time, id: TunnelId, cfg: TunnelConfig) -> Result<(), ConfigError> {
+        self.latest = self.latest.max(now);
         if self.tunnels.iter().any(|t| t.id == id) {
             return Err(ConfigError::Duplicate(id));
         }
@@ -522,6 +565,7 @@ impl Engine {
 
     /// Sends a registration to every active NHS of `tunnel` now (`clear ip nhrp nhs` / interface up).
     pub fn register(&mut self, now: Time, tunnel: TunnelId) {
+        self.latest = self.latest.max(now);
         let Some(ti) = self.tunnel_index(tunnel) else { return };
         for i in 0..self.tunnels[ti].nhs.len() {
             if self.tunnels[ti].nhs[i].state != NhsState::Idle {
@@ -534,6 +578,7 @@ impl Engine {
     /// Resolves `dst` on `tunnel` (data for it is waiting, or a Traffic Indication asked): sends a
     /// Resolution Request to the best NHS unless an entry covers `dst` or a request is outstanding.
     pub fn resolve(&mut self, now: Time, tunnel: TunnelId, dst: IpAddr) {
+        self.latest = self.latest.max(now);
         let Some(ti) = self.tunnel_index(tunnel) else { return };
         if family(&dst) != self.tunnels[ti].proto_family || self.is_local(ti, &dst).is_some() {
             return;
@@ -549,14 +594,22 @@ impl Engine {
     }
 
     /// Withdraws our local network `prefix/prefix_len` (it moved or went down): sends a Purge Request
-    /// to our NHSs and to every peer holding a shortcut binding we gave it (our resolved entries).
+    /// (§5.2.5) to our NHSs and to every peer we hold a resolved binding for (they resolved us, or we
+    /// them), each resent after 1, 2 … seconds until its Purge Reply comes, [`PURGE_TRIES`] times at most.
     pub fn purge(&mut self, now: Time, tunnel: TunnelId, prefix: IpAddr, prefix_len: u8) {
+        self.latest = self.latest.max(now);
         let Some(ti) = self.tunnel_index(tunnel) else { return };
         let t = &self.tunnels[ti];
-        let mut to: Vec<IpAddr> = t.nhs.iter().filter(|n| n.state != NhsState::Idle).map(|n| n.config.nbma).collect();
-        to.extend(self.cache.iter(tunnel).filter(|(_, e)| e.kind == EntryKind::Resolved).map(|(_, e)| e.nbma));
+        let mut to: Vec<(IpAddr, IpAddr)> =
+            t.nhs.iter().filter(|n| n.state != NhsState::Idle).map(|n| (n.config.nbma, n.config.proto)).collect();
+        to.extend(
+            self.cache
+                .iter(tunnel)
+                .filter(|(k, e)| e.kind == EntryKind::Resolved && e.prefix_len == host_len(k))
+                .map(|(k, e)| (e.nbma, k)),
+        );
         to.sort();
-        to.dedup();
+        to.dedup_by_key(|(nbma, _)| *nbma);
         let cie = Cie {
             code: CieCode::SUCCESS,
             prefix_len,
@@ -566,19 +619,9 @@ impl Engine {
             nbma: Some(t.cfg.nbma),
             proto: Some(mask(prefix, prefix_len)),
         };
-        for nbma in to {
-            let id = self.request_id();
-            let t = &self.tunnels[ti];
-            let p = self.packet(
-                ti,
-                Operation::PURGE_REQUEST,
-                Some(t.cfg.proto),
-                Body::Cies { flags: 0, request_id: id, cies: vec![cie.clone()] },
-                self.request_extensions(ti),
-            );
-            self.send(ti, nbma, &p);
+        for (nbma, dst) in to {
+            self.send_purge(now, ti, dst, nbma, cie.clone());
         }
-        let _ = now;
     }
 
     /// Removes every dynamic entry of `tunnel` (`clear ip nhrp`).
@@ -620,6 +663,7 @@ impl Engine {
 
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.latest = self.latest.max(now);
         while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -629,6 +673,7 @@ impl Engine {
                 Timer::Entry(tunnel, key) => self.entry_timer(now, t, tunnel, key),
                 Timer::Nhs(tunnel, i) => self.nhs_timer(now, t, tunnel, usize::from(i)),
                 Timer::Resolution(id) => self.resolution_timer(now, id),
+                Timer::Purge(id) => self.purge_timer(now, id),
                 Timer::RedirectGc => {
                     self.gc_armed = false;
                     self.redirects.retain(|_, last| now.secs_since(*last) < REDIRECT_HOLD_SECS);
@@ -645,6 +690,7 @@ impl Engine {
     /// (otherwise that of the client owning the packet's source, by registration or route); `packet`
     /// starts at its IP header.
     pub fn handle_redirect(&mut self, now: Time, tunnel: TunnelId, nbma_src: Option<IpAddr>, packet: &[u8]) {
+        self.latest = self.latest.max(now);
         let Some(ti) = self.tunnel_index(tunnel) else { return };
         if !self.tunnels[ti].cfg.redirect {
             return;
@@ -661,7 +707,7 @@ impl Engine {
             self.counters.redirects_rate_limited += 1;
             return;
         }
-        let Some(to) = nbma_src.or_else(|| self.find_owner(ti, &src).map(|(_, e)| e.nbma)) else {
+        let Some(to) = nbma_src.or_else(|| self.find_owner(ti, &src).map(|(_, _, e)| e.nbma)) else {
             return;
         };
         self.redirects.insert(key, now);
@@ -680,47 +726,66 @@ impl Engine {
     /// NAT) to our NBMA address `nbma_dst`.
     pub fn handle_datagram(&mut self, now: Time, tunnel: TunnelId, nbma_src: IpAddr, nbma_dst: IpAddr, bytes: &[u8]) {
         let _ = nbma_dst;
-        let p = match Packet::parse(bytes) {
-            Ok(p) => p,
-            Err(crate::wire::Error::Checksum { .. }) => {
-                self.counters.rx_bad_checksum += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.rx_malformed += 1;
-                return;
-            }
+        self.latest = self.latest.max(now);
+        // The view first: a damaged header, a bad checksum, another tunnel's address families, an
+        // unknown compulsory extension or a missing secret cost no parse and no allocation.
+        let Ok(v) = View::new_checked(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
         };
-        self.counters.rx[op_index(p.op)] += 1;
+        if !v.checksum_ok() {
+            self.counters.rx_bad_checksum += 1;
+            return;
+        }
+        self.counters.rx[op_index(v.operation())] += 1;
         let Some(ti) = self.tunnel_index(tunnel) else {
             self.counters.rx_wrong_tunnel += 1;
             return;
         };
         let t = &self.tunnels[ti];
-        if p.nbma_family != t.nbma_family || p.proto_family != t.proto_family || family(&nbma_src) != t.nbma_family {
+        if v.nbma_family() != Some(t.nbma_family)
+            || v.proto_family() != Some(t.proto_family)
+            || family(&nbma_src) != t.nbma_family
+        {
             self.counters.rx_wrong_tunnel += 1;
             return;
         }
+        let (op, src_proto) = (v.operation(), addr_of(v.src_proto()));
+        if op != Operation::ERROR_INDICATION {
+            let mut unknown_compulsory = false;
+            let mut authenticated = t.cfg.auth.is_none();
+            for x in v.extensions() {
+                let Ok(x) = x else {
+                    self.counters.rx_malformed += 1;
+                    return;
+                };
+                // §5.3: an unknown extension with the C bit set makes the whole packet unacceptable.
+                unknown_compulsory |= x.compulsory && !KNOWN_EXTENSIONS.contains(&x.kind);
+                // §5.3.4: with a secret configured, every packet must carry it.
+                if let (ExtensionType::AUTHENTICATION, Some(secret), [a, b, c, d, data @ ..]) =
+                    (x.kind, &t.cfg.auth, x.value)
+                {
+                    authenticated |= u32::from_be_bytes([*a, *b, *c, *d]) == AUTH_PLAINTEXT && data == &secret[..];
+                }
+            }
+            if unknown_compulsory {
+                self.counters.unknown_compulsory += 1;
+                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::UNRECOGNIZED_EXTENSION);
+                return;
+            }
+            if !authenticated {
+                self.counters.auth_failures += 1;
+                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::AUTHENTICATION_FAILURE);
+                return;
+            }
+        }
+        let Ok(p) = Packet::parse(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
         if p.op == Operation::ERROR_INDICATION {
             self.on_error_indication(&p);
             return;
-        }
-        // §5.3: an unknown extension with the C bit set makes the whole packet unacceptable.
-        if p.extensions.iter().any(|e| e.compulsory && matches!(e.body, ExtensionBody::Unknown { .. })) {
-            self.counters.unknown_compulsory += 1;
-            self.send_error(ti, nbma_src, &p, bytes, ErrorCode::UNRECOGNIZED_EXTENSION);
-            return;
-        }
-        // §5.3.4: with a secret configured, every packet must carry it.
-        if let Some(secret) = &t.cfg.auth {
-            let ok = p.extensions.iter().any(|e| {
-                matches!(&e.body, ExtensionBody::Authentication { kind, data } if *kind == AUTH_PLAINTEXT && data == secret)
-            });
-            if !ok {
-                self.counters.auth_failures += 1;
-                self.send_error(ti, nbma_src, &p, bytes, ErrorCode::AUTHENTICATION_FAILURE);
-                return;
-            }
         }
         match p.op {
             Operation::REGISTRATION_REQUEST => self.on_registration_request(now, ti, nbma_src, &p, bytes),
@@ -728,6 +793,7 @@ impl Engine {
             Operation::RESOLUTION_REQUEST => self.on_resolution_request(now, ti, nbma_src, p, bytes),
             Operation::RESOLUTION_REPLY => self.on_resolution_reply(now, ti, nbma_src, p),
             Operation::PURGE_REQUEST => self.on_purge_request(ti, nbma_src, &p),
+            Operation::PURGE_REPLY => self.on_purge_reply(ti, &p),
             Operation::TRAFFIC_INDICATION => self.on_traffic_indication(now, ti, &p),
             _ => {}
         }
@@ -739,7 +805,7 @@ impl Engine {
     fn on_registration_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: &Packet, bytes: &[u8]) {
         let Body::Cies { flags: req_flags, request_id, cies } = &p.body else { return };
         let Some(src_proto) = p.src_proto else {
-            self.send_error(ti, seen, p, bytes, ErrorCode::PROTOCOL_ERROR);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
             return;
         };
         let tunnel = self.tunnels[ti].id;
@@ -848,7 +914,7 @@ impl Engine {
     /// our NHS, or answer negatively.
     fn on_resolution_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: Packet, bytes: &[u8]) {
         let (Some(dst), Some(src_proto)) = (p.dst_proto, p.src_proto) else {
-            self.send_error(ti, seen, &p, bytes, ErrorCode::PROTOCOL_ERROR);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
             return;
         };
         if let Some(len) = self.is_local(ti, &dst) {
@@ -862,24 +928,27 @@ impl Engine {
             let (me_p, me_n) = (self.tunnels[ti].cfg.proto, self.tunnels[ti].cfg.nbma);
             if rec.iter().any(|c| c.proto == Some(me_p) || c.nbma == Some(me_n)) {
                 self.counters.loops += 1;
-                self.send_error(ti, seen, &p, bytes, ErrorCode::LOOP_DETECTED);
+                self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::LOOP_DETECTED);
                 return;
             }
         }
         let tunnel = self.tunnels[ti].id;
         let owner = self.find_owner(ti, &dst);
         match owner {
-            Some((_, e)) if e.kind == EntryKind::Static => {
+            Some((_, _, e)) if e.kind == EntryKind::Static => {
                 self.answer_from_cache(ti, seen, &p, dst, &e);
             }
-            Some((_, e)) if e.nbma != seen => {
-                self.forward(ti, e.nbma, p, bytes, seen, Some(src_proto));
+            Some((owner_tunnel, key, e)) if e.nbma != seen => {
+                self.note_requester(now, ti, (owner_tunnel, key), &p, seen, src_proto);
+                // The owner may sit on another tunnel of the same network id: forward on its tunnel.
+                let out = self.tunnel_index(owner_tunnel).unwrap_or(ti);
+                self.forward(ti, out, e.nbma, p, bytes, seen, Some(src_proto));
                 self.counters.resolutions_forwarded += 1;
             }
             _ => {
                 let nhs = self.tunnels[ti].nhs.iter().find(|n| n.state == NhsState::Up && n.config.nbma != seen);
                 if let Some(nbma) = nhs.map(|n| n.config.nbma) {
-                    self.forward(ti, nbma, p, bytes, seen, Some(src_proto));
+                    self.forward(ti, ti, nbma, p, bytes, seen, Some(src_proto));
                     self.counters.resolutions_forwarded += 1;
                 } else {
                     self.counters.resolutions_negative += 1;
@@ -909,16 +978,16 @@ impl Engine {
 
     /// The entry owning `dst`: its own registration or static map, or the registered next hop of the
     /// route toward it; searched in every tunnel of the same network id.
-    fn find_owner(&self, ti: usize, dst: &IpAddr) -> Option<(TunnelId, Entry)> {
+    fn find_owner(&self, ti: usize, dst: &IpAddr) -> Option<(TunnelId, IpAddr, Entry)> {
         let net = self.tunnels[ti].cfg.network_id;
         for t in self.tunnels.iter().filter(|t| t.cfg.network_id == net) {
             if let Some(e) = self.cache.get(t.id, dst).filter(|e| e.kind != EntryKind::Resolved) {
-                return Some((t.id, e.clone()));
+                return Some((t.id, *dst, e.clone()));
             }
             for &len in &self.route_lens {
                 if let Some(nh) = self.routes.get(&(t.id, mask(*dst, len), len)) {
                     if let Some(e) = self.cache.get(t.id, nh).filter(|e| e.kind != EntryKind::Resolved) {
-                        return Some((t.id, e.clone()));
+                        return Some((t.id, *nh, e.clone()));
                     }
                     break;
                 }
@@ -927,15 +996,63 @@ impl Engine {
         None
     }
 
+    /// Remembers that `requester` resolved, through us, a destination the registered entry `owner` owns,
+    /// so that a change of that entry purges the requester's copy (§5.2.5).
+    fn note_requester(
+        &mut self,
+        now: Time,
+        ti: usize,
+        owner: (TunnelId, IpAddr),
+        p: &Packet,
+        seen: IpAddr,
+        requester: IpAddr,
+    ) {
+        let tunnel = self.tunnels[ti].id;
+        // Relayed by another NHS (§5.3.2): its NAT extension or the requester's claim says where the
+        // requester is; otherwise it is where the request came from.
+        let relayed = matches!(
+            p.extension(ExtensionType::FORWARD_TRANSIT),
+            Some(Extension { body: ExtensionBody::ForwardTransit(rec), .. }) if !rec.is_empty()
+        );
+        let nbma = match self.cache.get(tunnel, &requester) {
+            Some(e) if e.kind == EntryKind::Registered => e.nbma,
+            _ if relayed => nat_address(p, &requester).or(p.src_nbma).unwrap_or(seen),
+            _ => seen,
+        };
+        let hold = p.cies().first().map_or(0, |c| c.holding_time);
+        let hold = if hold == 0 { self.tunnels[ti].cfg.holding_time } else { hold };
+        let until = now.plus_secs(u64::from(hold));
+        let list = self.requesters.entry(owner).or_default();
+        list.retain(|r| r.until > now && !(r.tunnel == tunnel && r.proto == requester));
+        if list.len() >= MAX_REQUESTERS {
+            if let Some(i) = list.iter().enumerate().min_by_key(|(_, r)| r.until).map(|(i, _)| i) {
+                list.swap_remove(i);
+            }
+        }
+        list.push(Requester { tunnel, proto: requester, nbma, until });
+    }
+
     /// Relays a request or reply one hop on (§5.2.1, §5.2.2): hop count, transit record, NAT address.
-    fn forward(&mut self, ti: usize, to: IpAddr, mut p: Packet, bytes: &[u8], seen: IpAddr, requester: Option<IpAddr>) {
+    /// `ti` is the tunnel the packet came in on (errors go back on it, the requester is registered on
+    /// it), `out` the one it leaves on.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        ti: usize,
+        out: usize,
+        to: IpAddr,
+        mut p: Packet,
+        bytes: &[u8],
+        seen: IpAddr,
+        requester: Option<IpAddr>,
+    ) {
         if p.hop_count <= 1 {
             self.counters.hop_count_exceeded += 1;
-            self.send_error(ti, seen, &p, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
+            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
             return;
         }
         p.hop_count -= 1;
-        let me = self.cie(ti, Some(self.tunnels[ti].cfg.nbma), Some(self.tunnels[ti].cfg.proto), 0xff);
+        let me = self.cie(out, Some(self.tunnels[out].cfg.nbma), Some(self.tunnels[out].cfg.proto), 0xff);
         let record = if p.op == Operation::RESOLUTION_REQUEST {
             ExtensionType::FORWARD_TRANSIT
         } else {
@@ -961,14 +1078,21 @@ impl Engine {
                     }
                 }
                 ExtensionBody::Authentication { data, .. } => {
-                    if let Some(a) = &self.tunnels[ti].cfg.auth {
+                    if let Some(a) = &self.tunnels[out].cfg.auth {
                         data.clone_from(a);
                     }
                 }
                 _ => {}
             }
         }
-        self.send(ti, to, &p);
+        // §5.3.4: the next hop checks the outgoing tunnel's secret.
+        if let Some(a) = &self.tunnels[out].cfg.auth {
+            if p.extension(ExtensionType::AUTHENTICATION).is_none() {
+                let body = ExtensionBody::Authentication { kind: AUTH_PLAINTEXT, data: a.clone() };
+                p.extensions.push(Extension { compulsory: true, body });
+            }
+        }
+        self.send(out, to, &p);
     }
 
     fn answer_from_cache(&mut self, ti: usize, seen: IpAddr, p: &Packet, dst: IpAddr, e: &Entry) {
@@ -1046,7 +1170,7 @@ impl Engine {
             match to {
                 Some(to) if to != seen => {
                     let bytes = p.to_vec().unwrap_or_default();
-                    self.forward(ti, to, p, &bytes, seen, None);
+                    self.forward(ti, ti, to, p, &bytes, seen, None);
                 }
                 _ => self.counters.unsolicited += 1,
             }
@@ -1195,10 +1319,24 @@ impl Engine {
             let Some(a) = c.proto.or(p.src_proto) else { continue };
             let len = if c.prefix_len == 0 || c.prefix_len > host_len(&a) { host_len(&a) } else { c.prefix_len };
             let key = mask(a, len);
-            if self.cache.get(tunnel, &key).is_some_and(|e| e.kind != EntryKind::Static) {
-                self.remove_entry(tunnel, &key);
-                self.events.push_back(Event::Purged { tunnel, proto: key, prefix_len: len });
+            let Some(e) = self.cache.get(tunnel, &key).filter(|e| e.kind != EntryKind::Static) else { continue };
+            // A purged peer takes the shortcuts routed through it along (Cisco purges the shortcut
+            // routes of a next hop with it).
+            let via: Vec<IpAddr> = if e.kind == EntryKind::Resolved && len == host_len(&key) {
+                let nbma = e.nbma;
+                self.cache
+                    .iter(tunnel)
+                    .filter(|(k, x)| x.kind == EntryKind::Resolved && x.nbma == nbma && x.prefix_len < host_len(k))
+                    .map(|(k, _)| k)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.remove_entry(tunnel, &key);
+            for k in via {
+                self.remove_entry(tunnel, &k);
             }
+            self.events.push_back(Event::Purged { tunnel, proto: key, prefix_len: len });
         }
         if f & flags::PURGE_NO_REPLY == 0 {
             let reply = Packet {
@@ -1209,6 +1347,18 @@ impl Engine {
                 ..p.clone()
             };
             self.send(ti, seen, &reply);
+        }
+    }
+
+    /// §5.2.6: the Purge Reply to one of our Purge Requests ends its retransmission.
+    fn on_purge_reply(&mut self, ti: usize, p: &Packet) {
+        let Some((_, id)) = p.flags_and_id() else { return };
+        let t = &self.tunnels[ti];
+        let ours = p.src_proto == Some(t.cfg.proto) && self.purges.get(&id).is_some_and(|q| q.tunnel == t.id);
+        if ours {
+            self.purges.remove(&id);
+        } else {
+            self.counters.unsolicited += 1;
         }
     }
 
@@ -1291,6 +1441,20 @@ impl Engine {
         self.send_resolution(now, id);
     }
 
+    fn purge_timer(&mut self, now: Time, id: u32) {
+        let Some(q) = self.purges.get_mut(&id) else { return };
+        q.tries += 1;
+        if q.tries >= PURGE_TRIES {
+            self.purges.remove(&id);
+            return;
+        }
+        let delay = RETRY_BASE_MS << q.tries.min(16);
+        let t = Transmit { tunnel: q.tunnel, nbma: q.to, bytes: q.bytes.clone() };
+        self.timers.push(Reverse((now.plus_millis(delay), Timer::Purge(id))));
+        self.counters.tx[op_index(Operation::PURGE_REQUEST)] += 1;
+        self.transmits.push_back(t);
+    }
+
     fn arm_gc(&mut self, now: Time) {
         if !self.gc_armed {
             self.gc_armed = true;
@@ -1355,9 +1519,32 @@ impl Engine {
         self.send(ti, to, &p);
     }
 
-    fn send_error(&mut self, ti: usize, to: IpAddr, p: &Packet, bytes: &[u8], code: ErrorCode) {
+    /// Sends a Purge Request for `cie` to `dst` (protocol) at `to` (NBMA) and keeps it for
+    /// retransmission until its Purge Reply comes.
+    fn send_purge(&mut self, now: Time, ti: usize, dst: IpAddr, to: IpAddr, cie: Cie) {
+        let id = self.request_id();
+        let body = Body::Cies { flags: 0, request_id: id, cies: vec![cie] };
+        let p = self.packet(ti, Operation::PURGE_REQUEST, Some(dst), body, self.request_extensions(ti));
+        let Ok(bytes) = p.to_vec() else { return };
+        let tunnel = self.tunnels[ti].id;
+        self.purges.insert(id, PendingPurge { tunnel, to, bytes: bytes.clone(), tries: 0 });
+        self.timers.push(Reverse((now.plus_millis(RETRY_BASE_MS), Timer::Purge(id))));
+        self.counters.tx[op_index(Operation::PURGE_REQUEST)] += 1;
+        self.transmits.push_back(Transmit { tunnel, nbma: to, bytes });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_error(
+        &mut self,
+        ti: usize,
+        to: IpAddr,
+        op: Operation,
+        src_proto: Option<IpAddr>,
+        bytes: &[u8],
+        code: ErrorCode,
+    ) {
         // §5.2.7: never answer an Error Indication with one.
-        if p.op == Operation::ERROR_INDICATION {
+        if op == Operation::ERROR_INDICATION {
             return;
         }
         self.counters.errors_sent += 1;
@@ -1371,7 +1558,7 @@ impl Engine {
         let e = self.packet(
             ti,
             Operation::ERROR_INDICATION,
-            p.src_proto,
+            src_proto,
             Body::Error { code, offset, packet: quoted },
             vec![],
         );
@@ -1475,6 +1662,8 @@ impl Engine {
             .max()
     }
 
+    /// Removes an entry and tells the daemon; §5.2.5: everyone who resolved through us a destination
+    /// the entry owned (and whose copy has not expired) gets a Purge Request for it.
     fn remove_entry(&mut self, tunnel: TunnelId, key: &IpAddr) {
         let Some(e) = self.cache.remove(tunnel, key) else { return };
         self.events.push_back(if e.prefix_len < host_len(key) {
@@ -1482,6 +1671,22 @@ impl Engine {
         } else {
             Event::AdjacencyRemoved { tunnel, proto: *key, nbma: e.nbma }
         });
+        let Some(reqs) = self.requesters.remove(&(tunnel, *key)) else { return };
+        let now = self.latest;
+        let cie = Cie {
+            code: CieCode::SUCCESS,
+            prefix_len: e.prefix_len,
+            mtu: 0,
+            holding_time: 0,
+            preference: 0,
+            nbma: Some(e.nbma),
+            proto: Some(*key),
+        };
+        for r in reqs.into_iter().filter(|r| r.until > now) {
+            if let Some(ti) = self.tunnel_index(r.tunnel) {
+                self.send_purge(now, ti, r.proto, r.nbma, cie.clone());
+            }
+        }
     }
 
     /// Per cluster, keep the best `max_connections` NHSs that are not down in use; down ones keep
@@ -1547,6 +1752,24 @@ fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+/// Extension types the engine understands (§5.3; 9 is Cisco's NAT address extension).
+const KNOWN_EXTENSIONS: [ExtensionType; 6] = [
+    ExtensionType::RESPONDER_ADDRESS,
+    ExtensionType::FORWARD_TRANSIT,
+    ExtensionType::REVERSE_TRANSIT,
+    ExtensionType::AUTHENTICATION,
+    ExtensionType::VENDOR_PRIVATE,
+    ExtensionType::NAT_ADDRESS,
+];
+
+/// An address from its bytes (4 or 16), `None` for any other length.
+fn addr_of(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Some(IpAddr::from(a));
+    }
+    <[u8; 16]>::try_from(b).ok().map(IpAddr::from)
 }
 
 /// The NBMA address a NAT address extension gives for `proto`.

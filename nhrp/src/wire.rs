@@ -2,6 +2,9 @@
 //! with its Client Information Entries (CIEs), and the extensions.
 //!
 //! Layer: codec. Contract (smoltcp's `wire`, rustls' `Codec`):
+//! - [`View`] is the zero-copy view: [`View::new_checked`] checks the header's lengths once, then its
+//!   getters (fixed header, common mandatory part, an extension iterator) read the buffer in place.
+//!   The engine uses it to drop packets before a full parse.
 //! - [`Packet::parse`] checks everything once — lengths, the checksum, address lengths against the
 //!   address families, the End extension — and never panics on any input; errors name the structure
 //!   and the offset ([`Error`]).
@@ -429,6 +432,7 @@ pub fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+#[derive(Debug)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -785,6 +789,251 @@ impl Packet {
         let size = u16::try_from(w.pos).map_err(|_| Error::Unemittable("packet over 65535 bytes"))?;
         w.patch_u16(10, size);
         Ok(())
+    }
+}
+
+/// Field offsets of the fixed header and the common mandatory part (RFC 2332 §5.2.0.1).
+mod field {
+    pub type Field = core::ops::Range<usize>;
+    pub const AFN: Field = 0..2;
+    pub const PRO_TYPE: Field = 2..4;
+    pub const PKTSZ: Field = 10..12;
+    pub const CHKSUM: Field = 12..14;
+    pub const EXTOFF: Field = 14..16;
+    pub const VERSION: usize = 16;
+    pub const OP_TYPE: usize = 17;
+    pub const SHTL: usize = 18;
+    pub const SSTL: usize = 19;
+    pub const SRC_PROTO_LEN: usize = 20;
+    pub const DST_PROTO_LEN: usize = 21;
+    pub const FLAGS: Field = 22..24;
+    pub const REQUEST_ID: Field = 24..28;
+    pub const ADDRESSES: usize = 28;
+}
+
+/// A zero-copy view of an NHRP packet (smoltcp's `Packet<T>`; the owned form is [`Packet`]).
+///
+/// [`View::new_checked`] checks once that the fixed header, `ar$pktsz`, `ar$extoff` and the common
+/// mandatory part with its three addresses lie inside the buffer; after that no getter panics. It does
+/// not check the checksum ([`View::checksum_ok`]), the version, the address families or the CIEs: that
+/// is what lets the engine drop a packet with a bad checksum, for another tunnel or without the
+/// secret before it parses (and allocates) anything.
+#[derive(Debug, Clone, Copy)]
+pub struct View<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+/// One extension as it lies in the buffer (RFC 2332 §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawExtension<'a> {
+    /// The C bit.
+    pub compulsory: bool,
+    /// The 14-bit type.
+    pub kind: ExtensionType,
+    /// The value.
+    pub value: &'a [u8],
+}
+
+impl<T: AsRef<[u8]>> View<T> {
+    /// Checks that the header's lengths and offsets fit the buffer (see the type's documentation).
+    pub fn new_checked(buffer: T) -> Result<View<T>> {
+        let b = buffer.as_ref();
+        if b.len() < FIXED_LEN {
+            return Err(Error::Truncated { what: "fixed header", offset: 0, needed: FIXED_LEN, got: b.len() });
+        }
+        let v = View { buffer };
+        let pktsz = v.packet_size();
+        let len = v.buffer.as_ref().len();
+        if pktsz < FIXED_LEN {
+            return Err(Error::Malformed { what: "fixed header", offset: 10, why: "packet size below 20" });
+        }
+        if pktsz > len {
+            return Err(Error::Truncated { what: "packet", offset: 0, needed: pktsz, got: len });
+        }
+        let b = v.buffer.as_ref();
+        type_len(b[field::SHTL], "fixed header", field::SHTL)?;
+        type_len(b[field::SSTL], "fixed header", field::SSTL)?;
+        let extoff = v.extension_offset();
+        if extoff != 0 && (extoff < FIXED_LEN || extoff > pktsz) {
+            return Err(Error::Malformed { what: "fixed header", offset: 14, why: "extension offset out of range" });
+        }
+        let mand_end = if extoff == 0 { pktsz } else { extoff };
+        if mand_end < field::ADDRESSES {
+            let got = mand_end - FIXED_LEN;
+            return Err(Error::Truncated { what: "mandatory part", offset: FIXED_LEN, needed: 8, got });
+        }
+        let end = v.dst_proto_range().end;
+        if end > mand_end {
+            let got = mand_end - field::ADDRESSES;
+            let needed = end - field::ADDRESSES;
+            return Err(Error::Truncated { what: "mandatory part addresses", offset: field::ADDRESSES, needed, got });
+        }
+        Ok(v)
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    fn u16_at(&self, f: field::Field) -> u16 {
+        let b = &self.buffer.as_ref()[f];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    /// `ar$afn`.
+    pub fn afn(&self) -> u16 {
+        self.u16_at(field::AFN)
+    }
+
+    /// `ar$pro.type`.
+    pub fn protocol_type(&self) -> u16 {
+        self.u16_at(field::PRO_TYPE)
+    }
+
+    /// The NBMA family, if IPv4 or IPv6.
+    pub fn nbma_family(&self) -> Option<Family> {
+        match self.afn() {
+            1 => Some(Family::V4),
+            2 => Some(Family::V6),
+            _ => None,
+        }
+    }
+
+    /// The protocol family, if IPv4 or IPv6.
+    pub fn proto_family(&self) -> Option<Family> {
+        match self.protocol_type() {
+            0x0800 => Some(Family::V4),
+            0x86DD => Some(Family::V6),
+            _ => None,
+        }
+    }
+
+    /// `ar$hopcnt`.
+    pub fn hop_count(&self) -> u8 {
+        self.buffer.as_ref()[HOPCNT_AT]
+    }
+
+    /// `ar$pktsz`.
+    pub fn packet_size(&self) -> usize {
+        usize::from(self.u16_at(field::PKTSZ))
+    }
+
+    /// `ar$chksum` as received.
+    pub fn checksum_field(&self) -> u16 {
+        self.u16_at(field::CHKSUM)
+    }
+
+    /// Whether the checksum over `ar$pktsz` bytes is right (§5.2.0.1).
+    pub fn checksum_ok(&self) -> bool {
+        checksum(self.packet()) == 0
+    }
+
+    /// `ar$extoff` (0: no extensions).
+    pub fn extension_offset(&self) -> usize {
+        usize::from(self.u16_at(field::EXTOFF))
+    }
+
+    /// `ar$op.version`.
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VERSION]
+    }
+
+    /// `ar$op.type`.
+    pub fn operation(&self) -> Operation {
+        Operation(self.buffer.as_ref()[field::OP_TYPE])
+    }
+
+    /// The flags (operations 1–6), or the traffic code (8).
+    pub fn flags(&self) -> u16 {
+        self.u16_at(field::FLAGS)
+    }
+
+    /// The request id (operations 1–6), or the error code and offset (7).
+    pub fn request_id(&self) -> u32 {
+        let b = &self.buffer.as_ref()[field::REQUEST_ID];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The packet: the buffer up to `ar$pktsz` (link padding cut off).
+    pub fn packet(&self) -> &[u8] {
+        &self.buffer.as_ref()[..self.packet_size()]
+    }
+
+    fn src_nbma_range(&self) -> field::Field {
+        let n = usize::from(self.buffer.as_ref()[field::SHTL] & 0x3f);
+        field::ADDRESSES..field::ADDRESSES + n
+    }
+
+    fn src_proto_range(&self) -> field::Field {
+        let at = self.src_nbma_range().end;
+        at..at + usize::from(self.buffer.as_ref()[field::SRC_PROTO_LEN])
+    }
+
+    fn dst_proto_range(&self) -> field::Field {
+        let at = self.src_proto_range().end;
+        at..at + usize::from(self.buffer.as_ref()[field::DST_PROTO_LEN])
+    }
+
+    /// The source NBMA address bytes (`ar$shtl` long).
+    pub fn src_nbma(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.src_nbma_range()]
+    }
+
+    /// The source protocol address bytes.
+    pub fn src_proto(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.src_proto_range()]
+    }
+
+    /// The destination protocol address bytes.
+    pub fn dst_proto(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.dst_proto_range()]
+    }
+
+    /// The extensions, End excluded, in order; an item is an error where the list is damaged (and
+    /// the iteration ends there).
+    pub fn extensions(&self) -> Extensions<'_> {
+        let at = self.extension_offset();
+        let rest = if at == 0 { &[][..] } else { &self.packet()[at..] };
+        Extensions { r: Reader::new(rest, at), done: at == 0 }
+    }
+}
+
+/// The extensions of a [`View`].
+#[derive(Debug)]
+pub struct Extensions<'a> {
+    r: Reader<'a>,
+    done: bool,
+}
+
+impl<'a> Iterator for Extensions<'a> {
+    type Item = Result<RawExtension<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let at = self.r.offset();
+        let item = (|| {
+            if self.r.left() == 0 {
+                return Err(Error::Malformed { what: "extensions", offset: at, why: "no End extension" });
+            }
+            let ty = self.r.u16("extension type")?;
+            let len = usize::from(self.r.u16("extension length")?);
+            let value = self.r.take(len, "extension value")?;
+            Ok(RawExtension { compulsory: ty & 0x8000 != 0, kind: ExtensionType(ty & 0x3fff), value })
+        })();
+        match item {
+            Ok(x) if x.kind == ExtensionType::END => {
+                self.done = true;
+                None
+            }
+            Ok(x) => Some(Ok(x)),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use nhrp::wire::{Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Operation, Packet};
 use nhrp::{Engine, EntryKind, Event, NhsConfig, NhsState, Time, TunnelConfig};
-use support::sim::{ipv4_header, Sim, T};
+use support::sim::{ip_header, Sim, T};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
@@ -157,7 +157,7 @@ fn tshark_reads_everything_the_engine_sends() {
     sim.run_for(5);
     // Phase 3: spoke 11 sends to 10.12.0.9 through the hub; the hub redirects; 11 resolves; 12 answers.
     let now = sim.now;
-    sim.nodes[0].engine.handle_redirect(now, T, None, &ipv4_header(ip("10.11.0.9"), ip("10.12.0.9")));
+    sim.nodes[0].engine.handle_redirect(now, T, None, &ip_header(ip("10.11.0.9"), ip("10.12.0.9")));
     sim.flush(0);
     sim.run_for(2);
     let shortcut = sim.nodes[1].engine.cache().get(T, &ip("10.12.0.0")).cloned().expect("shortcut installed");
@@ -179,12 +179,7 @@ fn tshark_reads_everything_the_engine_sends() {
     sim.flush(0);
     sim.run_for(2);
 
-    let capture = sim.capture.take().expect("captured");
-    let v4 = |a: IpAddr| match a {
-        IpAddr::V4(a) => a,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
-    let packets: Vec<_> = capture.into_iter().map(|(s, d, b)| (v4(s), v4(d), b)).collect();
+    let packets = sim.capture.take().expect("captured");
     let rows = support::dissect_clean("engine", &packets, &["nhrp.hdr.op.type", "nhrp.code"]);
     let mut ops: Vec<&str> = rows.iter().map(|r| r[0].split(',').next().unwrap_or("")).collect();
     ops.sort();

@@ -1,14 +1,15 @@
 //! Deterministic simulation on a virtual clock: 2 hubs and 1,000 spokes (half of them behind NAT)
 //! register, build Phase 3 shortcuts on Traffic Indications, refresh the used ones and let the unused
 //! expire, lose a hub, lose a spoke, and change a spoke's NAT address; every cache is checked against
-//! what RFC 2332 and Cisco's behaviour say it must hold.
+//! what RFC 2332 and Cisco's behaviour say it must hold. A smaller network shows the hub purging the
+//! shortcuts to a spoke whose binding changed or expired (§5.2.5).
 
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use nhrp::{Engine, EntryFlags, EntryKind, Event, NhsConfig, NhsState, TunnelConfig};
-use support::sim::{ipv4_header, Sim, T};
+use support::sim::{ip_header, Sim, T};
 
 const SPOKES: u32 = 1000;
 const HOLD: u16 = 600;
@@ -51,7 +52,7 @@ struct Net {
     spokes: Vec<usize>,
 }
 
-fn build() -> Net {
+fn build(n: u32) -> Net {
     let mut sim = Sim::new();
     let mut hubs = [0; 2];
     for h in 0..2u32 {
@@ -62,13 +63,13 @@ fn build() -> Net {
         cfg.nhs = vec![nhs(1 - h, 1)]; // hub to hub
         let mut e = Engine::new(u64::from(h) + 1);
         e.add_tunnel(sim.now, T, cfg).expect("hub config");
-        for i in 0..SPOKES {
+        for i in 0..n {
             e.add_route(T, spoke_lan(i), 24, spoke_proto(i));
         }
         hubs[h as usize] = sim.add(e, hub_nbma(h));
     }
     let mut spokes = Vec::new();
-    for i in 0..SPOKES {
+    for i in 0..n {
         let mut cfg = TunnelConfig::new(spoke_proto(i), spoke_private(i));
         cfg.holding_time = HOLD;
         cfg.auth = Some(SECRET.to_vec());
@@ -94,7 +95,7 @@ fn registered(net: &Net, hub: usize, i: u32) -> Option<nhrp::Entry> {
 
 #[test]
 fn two_hubs_and_a_thousand_spokes() {
-    let mut net = build();
+    let mut net = build(SPOKES);
     net.sim.run_for(30);
 
     // Every spoke is registered at both hubs, with the address the hub saw and the one it claimed.
@@ -125,7 +126,7 @@ fn two_hubs_and_a_thousand_spokes() {
     let pairs: Vec<(u32, u32)> = (0..100).map(|k| (k, SPOKES - 1 - k)).collect();
     let hub0 = net.hubs[0];
     for &(a, b) in &pairs {
-        let pkt = ipv4_header(
+        let pkt = ip_header(
             v4(u32::from_be_bytes([10, 128, 0, 5]) + (a << 8)),
             v4(u32::from_be_bytes([10, 128, 0, 5]) + (b << 8)),
         );
@@ -186,7 +187,7 @@ fn two_hubs_and_a_thousand_spokes() {
         now,
         T,
         None,
-        &ipv4_header(v4(0x0a80_0000 + (a << 8) + 5), v4(0x0a80_0000 + (b << 8) + 5)),
+        &ip_header(v4(0x0a80_0000 + (a << 8) + 5), v4(0x0a80_0000 + (b << 8) + 5)),
     );
     net.sim.flush(hub1);
     net.sim.run_for(5);
@@ -235,5 +236,98 @@ fn two_hubs_and_a_thousand_spokes() {
     for (i, &s) in net.spokes.iter().enumerate().filter(|(i, _)| *i != 7) {
         let st: Vec<NhsState> = net.sim.nodes[s].engine.nhs(T).iter().map(|n| n.state).collect();
         assert_eq!(st, [NhsState::Up, NhsState::Up], "spoke {i} after hub 0 returned");
+    }
+}
+
+/// A host in spoke `i`'s LAN.
+fn lan_host(i: u32) -> IpAddr {
+    v4(0x0a80_0005 + (i << 8))
+}
+
+fn traffic(net: &mut Net, from: u32, to: u32) {
+    let s = net.spokes[from as usize];
+    let now = net.sim.now;
+    net.sim.nodes[s].engine.resolve(now, T, lan_host(to));
+    net.sim.flush(s);
+}
+
+fn shortcut_nbma(net: &Net, from: u32, to: u32) -> Option<IpAddr> {
+    net.sim.nodes[net.spokes[from as usize]].engine.cache().get(T, &spoke_lan(to)).map(|e| e.nbma)
+}
+
+fn purges_sent(net: &Net, hub: usize) -> u64 {
+    net.sim.nodes[net.hubs[hub]].engine.counters().tx[5]
+}
+
+#[test]
+fn hub_purges_shortcuts_to_a_spoke_whose_binding_changes_or_expires() {
+    const D: u32 = 12; // behind NAT (even)
+    let requesters = [1u32, 3, 5];
+    let mut net = build(20);
+    net.sim.run_for(30);
+    for a in requesters {
+        traffic(&mut net, a, D);
+    }
+    net.sim.run_for(5);
+    for a in requesters {
+        assert_eq!(shortcut_nbma(&net, a, D), Some(spoke_public(D)), "spoke {a} resolved spoke {D}");
+    }
+    // Registrations refreshed from the same address change nothing: no purge.
+    net.sim.run_for(u64::from(HOLD) / 3 + 10);
+    assert_eq!(purges_sent(&net, 0) + purges_sent(&net, 1), 0);
+    assert!(requesters.iter().all(|&a| shortcut_nbma(&net, a, D).is_some()));
+
+    // Spoke 5 dies; spoke D's NAT mapping changes and it re-registers from the new address.
+    net.sim.nodes[net.spokes[5]].alive = false;
+    let moved = v4(0xc633_640c); // 198.51.100.12
+    net.sim.renat(net.spokes[D as usize], moved);
+    let now = net.sim.now;
+    net.sim.nodes[net.spokes[D as usize]].engine.register(now, T);
+    net.sim.flush(net.spokes[D as usize]);
+    net.sim.run_for(10);
+    assert_eq!(registered(&net, 0, D).map(|e| e.nbma), Some(moved));
+    // Hub 0 forwarded the three resolutions: it purges the three requesters; hub 1 forwarded none.
+    // Spoke 5 never answers: its Purge Request is sent PURGE_TRIES times, after 1 then 2 seconds.
+    assert_eq!(purges_sent(&net, 0), 2 + u64::from(nhrp::engine::PURGE_TRIES));
+    assert_eq!(purges_sent(&net, 1), 0);
+    assert_eq!(net.sim.nodes[net.hubs[0]].engine.counters().rx[6], 2, "Purge Replies from spokes 1 and 3");
+    for a in [1u32, 3] {
+        let node = &net.sim.nodes[net.spokes[a as usize]];
+        assert_eq!(shortcut_nbma(&net, a, D), None, "spoke {a} dropped the shortcut");
+        assert!(node.engine.cache().get(T, &spoke_proto(D)).is_none(), "spoke {a} dropped the adjacency");
+        for ev in [
+            Event::Purged { tunnel: T, proto: spoke_proto(D), prefix_len: 32 },
+            Event::ShortcutRemoved { tunnel: T, prefix: spoke_lan(D), prefix_len: 24 },
+            Event::AdjacencyRemoved { tunnel: T, proto: spoke_proto(D), nbma: spoke_public(D) },
+        ] {
+            assert!(node.events.contains(&ev), "spoke {a}: {ev:?} in {:?}", node.events);
+        }
+        // The purge touched only D's bindings: the spoke's NHSs are still up.
+        assert!(node.engine.nhs(T).iter().all(|n| n.state == NhsState::Up));
+    }
+
+    // Traffic again: the spokes re-resolve and reach D at its new address.
+    for a in [1u32, 3] {
+        traffic(&mut net, a, D);
+    }
+    net.sim.run_for(5);
+    for a in [1u32, 3] {
+        assert_eq!(shortcut_nbma(&net, a, D), Some(moved), "spoke {a} re-resolved spoke {D}");
+    }
+
+    // D dies: when its registration expires at the hub, the requesters are purged again, before their
+    // own copies (granted later) would have expired.
+    net.sim.nodes[net.spokes[D as usize]].alive = false;
+    let before = purges_sent(&net, 0);
+    let reg = registered(&net, 0, D).expect("still registered");
+    let until = reg.expires.secs_since(net.sim.now) + 2;
+    net.sim.run_for(until);
+    assert!(registered(&net, 0, D).is_none());
+    assert_eq!(purges_sent(&net, 0), before + 2);
+    for a in [1u32, 3] {
+        assert_eq!(shortcut_nbma(&net, a, D), None, "spoke {a}: shortcut purged at expiry");
+        let purged = Event::Purged { tunnel: T, proto: spoke_proto(D), prefix_len: 32 };
+        let n = net.sim.nodes[net.spokes[a as usize]].events.iter().filter(|e| **e == purged).count();
+        assert_eq!(n, 2, "spoke {a}: purged on the change and on the expiry");
     }
 }

@@ -6,6 +6,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 
 use nhrp::wire::{flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, Family, Operation, Packet};
+use nhrp::Time;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
@@ -88,7 +89,11 @@ fn tshark_reads_every_operation_and_extension() {
     ];
     let wire: Vec<_> = packets
         .iter()
-        .map(|p| (Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(192, 0, 2, 1), p.to_vec().expect("emit")))
+        .enumerate()
+        .map(|(i, p)| {
+            let (src, dst) = (Ipv4Addr::new(198, 51, 100, 11).into(), Ipv4Addr::new(192, 0, 2, 1).into());
+            (Time::from_secs(i as u64), src, dst, p.to_vec().expect("emit"))
+        })
         .collect();
     let rows = support::dissect_clean(
         "codec",

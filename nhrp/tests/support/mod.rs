@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 pub mod sim;
-use std::net::Ipv4Addr;
+use nhrp::Time;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -16,8 +17,13 @@ fn ipv4_checksum(h: &[u8]) -> u16 {
     !(s as u16)
 }
 
-/// Writes `packets` (NHRP bytes, each with its outer IPv4 source and destination) to a pcap file.
-pub fn write_pcap(path: &Path, packets: &[(Ipv4Addr, Ipv4Addr, Vec<u8>)]) {
+/// A packet that crossed the NBMA network: when (virtual time), its outer (NBMA) source and
+/// destination, and the NHRP bytes.
+pub type Frame = (Time, IpAddr, IpAddr, Vec<u8>);
+
+/// Writes `frames` to a pcap file as Ethernet / IPv4 or IPv6 / GRE (0x2001) / NHRP, stamped with their
+/// virtual times.
+pub fn write_pcap(path: &Path, frames: &[Frame]) {
     let mut f = Vec::new();
     f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
@@ -25,20 +31,34 @@ pub fn write_pcap(path: &Path, packets: &[(Ipv4Addr, Ipv4Addr, Vec<u8>)]) {
     f.extend_from_slice(&[0; 8]);
     f.extend_from_slice(&65535u32.to_le_bytes());
     f.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
-    for (i, (src, dst, nhrp)) in packets.iter().enumerate() {
-        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-        let total = (20 + 4 + nhrp.len()) as u16;
-        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 47, 0, 0];
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&src.octets());
-        ip.extend_from_slice(&dst.octets());
-        let c = ipv4_checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        frame.extend_from_slice(&ip);
-        frame.extend_from_slice(&[0, 0, 0x20, 0x01]);
-        frame.extend_from_slice(nhrp);
-        f.extend_from_slice(&(i as u32).to_le_bytes());
-        f.extend_from_slice(&0u32.to_le_bytes());
+    for (at, src, dst, nhrp) in frames {
+        let mut gre = vec![0, 0, 0x20, 0x01];
+        gre.extend_from_slice(nhrp);
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                frame.extend_from_slice(&[0x08, 0x00]);
+                let total = (20 + gre.len()) as u16;
+                let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 47, 0, 0];
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+                ip.extend_from_slice(&s.octets());
+                ip.extend_from_slice(&d.octets());
+                let c = ipv4_checksum(&ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+                frame.extend_from_slice(&ip);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                frame.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+                frame.extend_from_slice(&(gre.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&[47, 64]);
+                frame.extend_from_slice(&s.octets());
+                frame.extend_from_slice(&d.octets());
+            }
+            _ => panic!("outer addresses of two families: {src} -> {dst}"),
+        }
+        frame.extend_from_slice(&gre);
+        f.extend_from_slice(&((at.0 / 1000) as u32).to_le_bytes());
+        f.extend_from_slice(&((at.0 % 1000 * 1000) as u32).to_le_bytes());
         f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         f.extend_from_slice(&frame);
@@ -60,7 +80,7 @@ pub fn tshark_fields(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
 
 /// Asserts tshark dissects every frame as NHRP with a good checksum and no expert warning or error,
 /// and returns the frames' values of `fields`.
-pub fn dissect_clean(dir_name: &str, packets: &[(Ipv4Addr, Ipv4Addr, Vec<u8>)], fields: &[&str]) -> Vec<Vec<String>> {
+pub fn dissect_clean(dir_name: &str, packets: &[Frame], fields: &[&str]) -> Vec<Vec<String>> {
     let dir = std::env::temp_dir().join(format!("nhrp-tshark-{}-{dir_name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let pcap = dir.join("nhrp.pcap");

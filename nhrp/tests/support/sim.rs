@@ -1,7 +1,10 @@
 //! A deterministic network of NHRP engines on a virtual clock (quinn's `Pair` grown to a hub and N
-//! spokes): packets cross the NBMA network with a fixed latency, through a per-node NAT (a node's
-//! public address may differ from the NBMA address it claims), and the clock jumps to the next
-//! delivery or timer. Nodes can die (packets to them are lost, their timers stop).
+//! spokes): packets cross the NBMA network through a per-node NAT (a node's public address may differ
+//! from the NBMA address it claims), and the clock jumps to the next delivery or timer. By default
+//! every link has [`LATENCY_MS`] of latency and no loss; [`Sim::lossy`] gives each directed link its
+//! own latency and drops packets, both drawn from a seeded RNG (smoltcp's `netsim` sweeps the same
+//! way). Nodes can die (packets to them are lost, their timers stop). A node on several tunnels is
+//! told on which one a sender's packets arrive with [`Sim::set_tunnel`].
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -9,9 +12,11 @@ use std::net::IpAddr;
 
 use nhrp::{Engine, Event, Time, TunnelId};
 
-/// The one tunnel every node uses.
+use super::Frame;
+
+/// The tunnel nodes use unless told otherwise.
 pub const T: TunnelId = TunnelId(1);
-/// One-way NBMA latency, milliseconds.
+/// One-way NBMA latency of a lossless simulation, milliseconds.
 pub const LATENCY_MS: u64 = 5;
 
 /// A node: its engine, its public (post-NAT) NBMA address, and what it emitted.
@@ -22,19 +27,40 @@ pub struct Node {
     pub events: Vec<Event>,
 }
 
-/// A packet in flight: (arrival, sequence, receiver, sender's public address, bytes).
-type InFlight = (Time, u64, usize, IpAddr, Vec<u8>);
+/// A packet in flight: (arrival, sequence, receiver, sender, sender's public address, bytes).
+type InFlight = (Time, u64, usize, usize, IpAddr, Vec<u8>);
+
+/// Loss and per-link latency, from a seeded xorshift generator.
+struct Impairment {
+    rng: u64,
+    loss_permille: u64,
+    latency_ms: (u64, u64),
+    links: HashMap<(usize, usize), u64>,
+}
+
+impl Impairment {
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+}
 
 pub struct Sim {
     pub now: Time,
     pub nodes: Vec<Node>,
     by_public: HashMap<IpAddr, usize>,
+    tunnels: HashMap<(usize, usize), TunnelId>,
     queue: BinaryHeap<Reverse<InFlight>>,
     wakeups: BinaryHeap<Reverse<(Time, usize)>>,
     seq: u64,
+    impairment: Option<Impairment>,
     pub delivered: u64,
-    /// Every packet that crossed the network: (sender's public address, receiver, bytes).
-    pub capture: Option<Vec<(IpAddr, IpAddr, Vec<u8>)>>,
+    /// Packets the lossy network dropped.
+    pub dropped: u64,
+    /// Every packet sent onto the network (dropped ones included), when set.
+    pub capture: Option<Vec<Frame>>,
 }
 
 impl Sim {
@@ -43,11 +69,30 @@ impl Sim {
             now: Time(0),
             nodes: Vec::new(),
             by_public: HashMap::new(),
+            tunnels: HashMap::new(),
             queue: BinaryHeap::new(),
             wakeups: BinaryHeap::new(),
             seq: 0,
+            impairment: None,
             delivered: 0,
+            dropped: 0,
             capture: None,
+        }
+    }
+
+    /// A network that drops `loss_permille`/1000 of the packets and gives each directed link a latency
+    /// in `latency_ms` (inclusive), all drawn from `seed`.
+    pub fn lossy(seed: u64, loss_permille: u64, latency_ms: (u64, u64)) -> Sim {
+        let rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut s = Sim::new();
+        s.impairment = Some(Impairment { rng, loss_permille, latency_ms, links: HashMap::new() });
+        s
+    }
+
+    /// Changes the loss rate of a lossy network (0 heals it; latencies stay).
+    pub fn set_loss(&mut self, loss_permille: u64) {
+        if let Some(imp) = &mut self.impairment {
+            imp.loss_permille = loss_permille;
         }
     }
 
@@ -59,6 +104,11 @@ impl Sim {
         i
     }
 
+    /// Packets from node `from` reach node `at` on `at`'s tunnel `tunnel`.
+    pub fn set_tunnel(&mut self, at: usize, from: usize, tunnel: TunnelId) {
+        self.tunnels.insert((at, from), tunnel);
+    }
+
     /// The node's NAT mapping changes: it is now reached at `public`.
     pub fn renat(&mut self, i: usize, public: IpAddr) {
         self.by_public.remove(&self.nodes[i].public);
@@ -66,16 +116,35 @@ impl Sim {
         self.by_public.insert(public, i);
     }
 
+    /// When a packet sent now from `from` to `to` arrives, or `None` if the network drops it.
+    fn arrival(&mut self, from: usize, to: usize) -> Option<Time> {
+        let Some(imp) = &mut self.impairment else { return Some(self.now.plus_millis(LATENCY_MS)) };
+        let (lo, hi) = imp.latency_ms;
+        let latency = match imp.links.get(&(from, to)) {
+            Some(l) => *l,
+            None => {
+                let l = lo + imp.next() % (hi - lo + 1);
+                imp.links.insert((from, to), l);
+                l
+            }
+        };
+        (imp.next() % 1000 >= imp.loss_permille).then(|| self.now.plus_millis(latency))
+    }
+
     /// Drains a node's transmits into the network and its events into its log; schedules its timer.
     pub fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].engine.poll_transmit() {
+            let from = self.nodes[i].public;
             if let Some(c) = &mut self.capture {
-                c.push((self.nodes[i].public, t.nbma, t.bytes.clone()));
+                c.push((self.now, from, t.nbma, t.bytes.clone()));
             }
-            if let Some(&to) = self.by_public.get(&t.nbma) {
-                self.seq += 1;
-                let from = self.nodes[i].public;
-                self.queue.push(Reverse((self.now.plus_millis(LATENCY_MS), self.seq, to, from, t.bytes)));
+            let Some(&to) = self.by_public.get(&t.nbma) else { continue };
+            match self.arrival(i, to) {
+                Some(at) => {
+                    self.seq += 1;
+                    self.queue.push(Reverse((at, self.seq, to, i, from, t.bytes)));
+                }
+                None => self.dropped += 1,
             }
         }
         while let Some(e) = self.nodes[i].engine.poll_event() {
@@ -103,11 +172,12 @@ impl Sim {
             }
             self.now = next;
             if next_pkt == Some(next) {
-                let Some(Reverse((_, _, to, from, bytes))) = self.queue.pop() else { break };
+                let Some(Reverse((_, _, to, from, from_public, bytes))) = self.queue.pop() else { break };
                 if self.nodes[to].alive {
                     let dst = self.nodes[to].public;
+                    let tunnel = self.tunnels.get(&(to, from)).copied().unwrap_or(T);
                     self.delivered += 1;
-                    self.nodes[to].engine.handle_datagram(self.now, T, from, dst, &bytes);
+                    self.nodes[to].engine.handle_datagram(self.now, tunnel, from_public, dst, &bytes);
                     self.flush(to);
                 }
             } else {
@@ -123,11 +193,21 @@ impl Sim {
     }
 }
 
-/// An IPv4 header from `src` to `dst` (what a redirect trigger quotes).
-pub fn ipv4_header(src: IpAddr, dst: IpAddr) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { panic!("IPv4 only") };
-    let mut h = vec![0x45, 0, 0, 84, 0, 1, 0, 0, 64, 1, 0, 0];
-    h.extend_from_slice(&s.octets());
-    h.extend_from_slice(&d.octets());
-    h
+/// The start of an IPv4 or IPv6 packet from `src` to `dst` (what a redirect trigger quotes).
+pub fn ip_header(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut h = vec![0x45, 0, 0, 84, 0, 1, 0, 0, 64, 1, 0, 0];
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            h
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut h = vec![0x60, 0, 0, 0, 0, 64, 58, 64];
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            h
+        }
+        _ => panic!("addresses of two families: {src} -> {dst}"),
+    }
 }
