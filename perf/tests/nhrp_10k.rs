@@ -3,15 +3,15 @@
 //! as it must: each spoke registered at both hubs at its public NBMA address, each requester holding
 //! the shortcut to its peer's network, each responder holding the requester.
 
-#[path = "../../nhrp/tests/support/sim.rs"]
-#[allow(dead_code)] // the 1,000-spoke test uses all of it; this one only part
-mod sim;
+#[path = "../../nhrp/tests/support/mod.rs"]
+#[allow(dead_code)] // the NHRP tests use all of it; this one only the simulator
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use nhrp::{Engine, EntryKind, NhsConfig, NhsState, TunnelConfig};
-use sim::{ipv4_header, Sim, T};
+use support::sim::{ip_header, Sim, T};
 
 const SPOKES: u32 = 10_000;
 
@@ -74,7 +74,7 @@ fn ten_thousand_spokes() {
     let pairs: Vec<(u32, u32)> = (0..1000).map(|k| (k * 7 % SPOKES, SPOKES - 1 - k)).collect();
     for &(a, b) in &pairs {
         let now = sim.now;
-        let pkt = ipv4_header(v4(0x0a80_0000 + (a << 8) + 1), v4(0x0a80_0000 + (b << 8) + 1));
+        let pkt = ip_header(v4(0x0a80_0000 + (a << 8) + 1), v4(0x0a80_0000 + (b << 8) + 1));
         sim.nodes[0].engine.handle_redirect(now, T, None, &pkt);
         sim.flush(0);
     }
