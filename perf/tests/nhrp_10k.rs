@@ -4,7 +4,6 @@
 //! the shortcut to its peer's network, each responder holding the requester.
 
 #[path = "../../nhrp/tests/support/mod.rs"]
-#[allow(dead_code)] // the NHRP tests use all of it; this one only the simulator
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
