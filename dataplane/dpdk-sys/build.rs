@@ -42,6 +42,8 @@ fn main() {
         }
     }
     println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+    // rte_vdev_init (vdevs made at run time, as the cryptodev tests do) lives in the vdev bus driver.
+    println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
 
     let bindings = bindgen::Builder::default()
         .header("shim/shim.h")
@@ -63,8 +65,11 @@ fn main() {
         .allowlist_function("rte_eth_promiscuous_enable")
         .allowlist_function("rte_eth_stats_get")
         .allowlist_function("rte_eth_link_get_nowait")
-        .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_LCORE|RING_F_.*|RTE_ETH_.*|SOCKET_ID_ANY|RTE_MBUF_F_.*")
-        .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_eth_link")
+        .allowlist_function("rte_vdev_init")
+        .allowlist_function("rte_cryptodev_(count|devices_get|get_dev_id|info_get|configure|queue_pair_setup|start|stop|close|socket_id|sym_get_private_session_size|sym_session_pool_create|sym_session_free)")
+        .allowlist_function("rte_crypto_op_pool_create")
+        .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_LCORE|RING_F_.*|RTE_ETH_.*|SOCKET_ID_ANY|RTE_MBUF_F_.*|DP_CRYPTO_.*")
+        .allowlist_type("rte_crypto_op_type|rte_crypto_op_status|rte_cryptodev_info|rte_cryptodev_config|rte_cryptodev_qp_conf|rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_eth_link")
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false)

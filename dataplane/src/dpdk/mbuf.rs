@@ -111,6 +111,11 @@ impl Mbuf {
         p
     }
 
+    /// The mbuf, still owned by `self`, for a DPDK call that works on it in place.
+    pub(super) fn as_ptr(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
     fn raw(&self) -> &rte_mbuf {
         // SAFETY: we own a valid mbuf for as long as `self` lives.
         unsafe { self.0.as_ref() }

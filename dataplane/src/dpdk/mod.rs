@@ -12,6 +12,8 @@
 //! - [`MbufRing`] is a lock-free `rte_ring` of mbufs; [`EthDev::from_rings`] makes a `net_ring` port
 //!   over two of them, which is how the tests and the benchmark feed a worker without a kernel.
 //!
+//! - [`CryptodevEngine`] runs ESP's AES-GCM on a DPDK cryptodev queue pair behind the batch
+//!   [`crate::crypto::CryptoEngine`] interface; [`CryptoSetup`] starts the devices a hardware profile names.
 //! - [`lcore::run`] is the loop a worker lcore runs: busy or adaptive polling, busy/idle cycle counters,
 //!   a drain on stop.
 //!
@@ -19,12 +21,14 @@
 //! `SAFETY:` argument. Only single-segment mbufs are accepted (ports run without scatter and pools
 //! hold [`crate::pkt::BUF_SIZE`]-byte buffers); a multi-segment mbuf is dropped on receive and counted.
 
+mod cryptodev;
 mod eal;
 mod ethdev;
 pub mod lcore;
 mod mbuf;
 mod ring;
 
+pub use cryptodev::{CryptoDev, CryptoDevSetup, CryptoSetup, CryptodevCounters, CryptodevEngine};
 pub use eal::{lcore_id, tsc_hz, tsc_now, Eal};
 pub use ethdev::{DpdkPort, EthDev, EthStats, PortSetup, QueueCounters};
 pub use mbuf::{Mbuf, Mempool};
