@@ -72,6 +72,11 @@ int dp_pktmbuf_is_contiguous(const struct rte_mbuf *m)
 	return rte_pktmbuf_is_contiguous(m);
 }
 
+uint64_t dp_mbuf_tx_offload(uint64_t l2_len, uint64_t l3_len)
+{
+	return rte_mbuf_tx_offload(l2_len, l3_len, 0, 0, 0, 0, 0);
+}
+
 unsigned dp_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n)
 {
 	return rte_ring_enqueue_burst(r, objs, n, NULL);

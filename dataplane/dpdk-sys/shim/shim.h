@@ -37,6 +37,7 @@ int dp_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
 uint16_t dp_pktmbuf_headroom(const struct rte_mbuf *m);
 uint16_t dp_pktmbuf_tailroom(const struct rte_mbuf *m);
 int dp_pktmbuf_is_contiguous(const struct rte_mbuf *m);
+uint64_t dp_mbuf_tx_offload(uint64_t l2_len, uint64_t l3_len);
 
 /* rings of pointers */
 unsigned dp_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n);

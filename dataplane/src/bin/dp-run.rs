@@ -128,7 +128,8 @@ fn main() -> Result<()> {
     let sas = config
         .sa_db(crypto::default_backend(), rand_seed())
         .with_context(|| format!("in {}", args.config.display()))?;
-    let (publisher, _reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
+    let (mut publisher, _reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
+    dataplane::dpdk::publish_offloads(&mut publisher, &devs).context("publishing the ports' offloads")?;
     let stop = Arc::new(AtomicBool::new(false));
     let mode = match profile.workers.poll {
         hw_profiles::PollMode::Busy => PollMode::Busy,
@@ -295,6 +296,7 @@ fn stats(
             let s = d.stats();
             json!({
                 "name": d.name(), "port_id": d.id(),
+                "offloads": {"rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum},
                 "rx_packets": sum(|c| c.rx_packets.get()), "rx_bytes": sum(|c| c.rx_bytes.get()),
                 "tx_packets": sum(|c| c.tx_packets.get()), "tx_bytes": sum(|c| c.tx_bytes.get()),
                 "tx_refused": sum(|c| c.tx_refused.get()),
