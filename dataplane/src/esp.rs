@@ -281,4 +281,4 @@ fn finish_inbound<P: PacketBuf>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

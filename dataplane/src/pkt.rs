@@ -46,6 +46,21 @@ pub trait PacketBuf {
         None
     }
 
+    /// The receiving NIC's verdict on the checksum of the frame's first IPv4 header (RX checksum
+    /// offload): `Some(true)` good, `Some(false)` bad, `None` not checked. Taking it clears it, so that
+    /// it never applies to a header found inside (after decapsulation). Default: `None`.
+    fn take_rx_ipv4_csum(&mut self) -> Option<bool> {
+        None
+    }
+    /// Asks the NIC to compute on transmit the checksum of the IPv4 header of `l3_len` bytes that
+    /// follows `l2_len` bytes of link-layer header (TX checksum offload). When this returns `true` the
+    /// caller sets the checksum field to zero; `false` (the default, or lengths the NIC cannot take):
+    /// the caller computes the checksum.
+    fn offload_tx_ipv4_csum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        let _ = (l2_len, l3_len);
+        false
+    }
+
     /// Length of the data region.
     fn len(&self) -> usize {
         self.data().len()

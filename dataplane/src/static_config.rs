@@ -279,6 +279,7 @@ impl StaticConfig {
                 addresses,
                 mtu: p.mtu,
                 vlan: p.vlan,
+                tx_ipv4_csum_offload: false,
             };
             b.set_port(port).map_err(|e| err(field("id"), e))?;
         }

@@ -49,6 +49,9 @@ pub struct PortConfig {
     pub mtu: u16,
     /// 802.1Q VLAN id of a subinterface.
     pub vlan: Option<u16>,
+    /// The port's NIC computes outer IPv4 header checksums on transmit (DPDK TX checksum offload, set
+    /// from the device's capabilities; `false` computes them in software).
+    pub tx_ipv4_csum_offload: bool,
 }
 
 /// An mGRE tunnel (`interface Tunnel…` with `tunnel mode gre multipoint`).
@@ -724,6 +727,7 @@ mod tests {
             addresses: addresses.iter().map(|(a, l)| (ip(a), *l)).collect(),
             mtu: 1500,
             vlan: None,
+            tx_ipv4_csum_offload: false,
         }
     }
 

@@ -189,7 +189,15 @@ pub enum CryptoConfig {
         /// PCI addresses of QAT virtual functions (`crypto_qat` only).
         #[serde(default)]
         devices: Vec<String>,
+        /// Sessions in the session pool: one per SA and direction a worker runs on the device (two per
+        /// peer). An SA that finds the pool empty is encrypted in software.
+        #[serde(default = "default_sessions")]
+        sessions: u32,
     },
+}
+
+fn default_sessions() -> u32 {
+    4096
 }
 
 const CRYPTO_VDEVS: [&str; 3] = ["crypto_aesni_gcm", "crypto_aesni_mb", "crypto_openssl"];
@@ -374,7 +382,10 @@ impl Profile {
         if self.mempool.cache > MAX_CACHE {
             return Err(err("mempool.cache", format!("{} is above DPDK's maximum of {MAX_CACHE}", self.mempool.cache)));
         }
-        if let CryptoConfig::Cryptodev { driver, devices } = &self.crypto {
+        if let CryptoConfig::Cryptodev { driver, devices, sessions } = &self.crypto {
+            if *sessions == 0 {
+                return Err(err("crypto.cryptodev.sessions", "must be at least 1"));
+            }
             match driver.as_str() {
                 "crypto_qat" => {
                     if devices.is_empty() {
@@ -473,9 +484,10 @@ impl Profile {
                 Device::Vdev(v) => a.push(format!("--vdev={v}")),
             }
         }
-        if let CryptoConfig::Cryptodev { driver, devices } = &self.crypto {
+        if let CryptoConfig::Cryptodev { driver, devices, .. } = &self.crypto {
             if devices.is_empty() {
-                a.push(format!("--vdev={driver}"));
+                // One queue pair per worker (the software PMDs default to 8).
+                a.push(format!("--vdev={driver},max_nb_queue_pairs={}", self.workers.lcores.len()));
             }
             pci.extend(devices.iter().map(String::as_str));
         }

@@ -66,7 +66,7 @@ fn metal_profiles_name_their_nics_and_qat() {
     assert!(!args.contains(&"--no-pci".to_owned()) && !args.contains(&"--no-huge".to_owned()));
     let q = shipped("metal-qat");
     assert!(
-        matches!(&q.crypto, CryptoConfig::Cryptodev { driver, devices } if driver == "crypto_qat" && devices.len() == 4)
+        matches!(&q.crypto, CryptoConfig::Cryptodev { driver, devices, sessions } if *sessions == 262144 && driver == "crypto_qat" && devices.len() == 4)
     );
     assert!(q.eal_args("hub").windows(2).any(|w| w == ["-a", "0000:3d:01.3"]));
     let e = m.check_host(&host("0-1", &["0000:3b:00.0", "0000:3b:00.1"])).unwrap_err();
@@ -138,7 +138,12 @@ fn inconsistent_profiles_are_refused_naming_the_field() {
     })
     .unwrap_err();
     assert_eq!(e, "ports[0].device.pci: \"3b:00.0\" is not a PCI address (0000:3b:00.0)");
-    lab_with(|t| t.replace("software = {}", "cryptodev = { driver = \"crypto_aesni_gcm\" }")).unwrap();
+    let gcm = lab_with(|t| t.replace("software = {}", "cryptodev = { driver = \"crypto_aesni_gcm\" }")).unwrap();
+    assert!(matches!(gcm.crypto, CryptoConfig::Cryptodev { sessions: 4096, .. }));
+    assert!(gcm.eal_args("p").contains(&"--vdev=crypto_aesni_gcm,max_nb_queue_pairs=1".to_owned()));
+    let e = lab_with(|t| t.replace("software = {}", "cryptodev = { driver = \"crypto_aesni_gcm\", sessions = 0 }"))
+        .unwrap_err();
+    assert_eq!(e, "crypto.cryptodev.sessions: must be at least 1");
 }
 
 #[test]

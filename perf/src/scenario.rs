@@ -235,6 +235,7 @@ impl Scenario {
             addresses: vec![(IpAddr::V4(HUB_WAN_IP), 24)],
             mtu: 1500,
             vlan: None,
+            tx_ipv4_csum_offload: false,
         })?;
         publisher.set_port(PortConfig {
             id: LAN,
@@ -244,6 +245,7 @@ impl Scenario {
             addresses: vec![(IpAddr::V4(HUB_LAN_IP), 24)],
             mtu: 1500,
             vlan: None,
+            tx_ipv4_csum_offload: false,
         })?;
         publisher.set_tunnel(TunnelConfig {
             id: TUNNEL,

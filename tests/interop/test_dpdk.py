@@ -6,6 +6,13 @@ veth pairs, with Scapy in a neighbouring namespace as the independent spoke and 
                                                         ├ one worker, the interop hub's config
     LAN host 10.8.0.9        <veth> LAN  net_af_packet1 ┘
 
+Run with each crypto engine: the software one, and AES-GCM on a `crypto_aesni_gcm` cryptodev
+(intel-ipsec-mb) through the batch interface, with AES-128 and with AES-256 and ESN. And once on
+`net_tap` ports instead, which offer IPv4 checksum offloads (the tap driver computes and checks them):
+the hub then leaves its outer IPv4 checksums to the port and trusts the port's verdict on received ones,
+and Scapy checks what comes out. Each run also sends one spoke frame with a broken outer IPv4 checksum,
+which must be dropped as such.
+
 Both ways, judged by Scapy alone: the spoke's ESP-protected GRE (its SA, sequence 1..N) must come out on
 the LAN as the decrypted inner packet, TTL one less; the LAN host's packets must come out on the WAN as
 ESP that Scapy decrypts with the hub's outbound SA to GRE (key 100) around the same packet. Then SIGTERM:
@@ -95,19 +102,39 @@ def received(pcap: Path) -> list[Ether]:
     return [f for f in rdpcap(str(pcap)) if f.src in (HUB_WAN_MAC, HUB_LAN_MAC)] if pcap.exists() else []
 
 
-def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path):
-    hub = Hub()
+# (crypto engine, SA parameters, port driver)
+CASES = [("software", dmvpn.SaParams(), "af_packet"), ("crypto_aesni_gcm", dmvpn.SaParams(), "af_packet"),
+         ("crypto_aesni_gcm", dmvpn.SaParams(suite=dmvpn.SUITES[1], esn=True), "af_packet"),
+         ("software", dmvpn.SaParams(), "tap")]
+
+
+@pytest.mark.parametrize("engine,params,driver", CASES, ids=[f"{e}-{p}-{d}" for e, p, d in CASES])
+def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, driver):
+    hub = Hub(params=params)
     (tmp_path / "hub.json").write_text(json.dumps(hub.config()))
-    profile = PROFILE.read_text().replace("iface=dp-wan", f"iface={lab['hub_wan']}") \
-                                 .replace("iface=dp-lan", f"iface={lab['hub_lan']}")
+    if driver == "tap":
+        # The tap devices appear in the hub's namespace when dp-run starts; they are moved to the peer's.
+        pid = os.getpid()
+        lab = {**lab, "hub_wan": f"dtw{pid}", "hub_lan": f"dtl{pid}", "peer_wan": f"dtw{pid}",
+               "peer_lan": f"dtl{pid}"}
+        profile = PROFILE.read_text().replace("net_af_packet0,iface=dp-wan", f"net_tap0,iface={lab['hub_wan']}") \
+                                     .replace("net_af_packet1,iface=dp-lan", f"net_tap1,iface={lab['hub_lan']}")
+    else:
+        profile = PROFILE.read_text().replace("iface=dp-wan", f"iface={lab['hub_wan']}") \
+                                     .replace("iface=dp-lan", f"iface={lab['hub_lan']}")
+    wan_port, lan_port = f"net_{driver}0", f"net_{driver}1"
+    if engine != "software":
+        profile = profile.replace("software = {}", f'cryptodev = {{ driver = "{engine}" }}')
     (tmp_path / "lab.toml").write_text(profile)
 
     from_spoke = [IP(src=SPOKE_A.host, dst=LAN_HOST_IP, ttl=64, id=500 + i) / UDP(sport=7000, dport=9000 + i)
                   / (b"spoke-to-lan %d " % i * 4) for i in range(N)]
     from_lan = [IP(src=LAN_HOST_IP, dst=SPOKE_A.host, ttl=64, id=900 + i) / UDP(sport=8000, dport=9500 + i)
                 / (b"lan-to-spoke %d " % i * 4) for i in range(N)]
+    bad_checksum = Ether(bytes(hub.esp_from(SPOKE_A, from_spoke[0], seq=N + 1)))
+    bad_checksum[IP].chksum ^= 0x0101
     wrpcap(str(tmp_path / f"send-{lab['peer_wan']}.pcap"),
-           [hub.esp_from(SPOKE_A, p, seq=i + 1) for i, p in enumerate(from_spoke)])
+           [hub.esp_from(SPOKE_A, p, seq=i + 1) for i, p in enumerate(from_spoke)] + [bad_checksum])
     wrpcap(str(tmp_path / f"send-{lab['peer_lan']}.pcap"), [hub.from_lan(p) for p in from_lan])
 
     stats = tmp_path / "stats.json"
@@ -122,6 +149,10 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path):
             assert hub_proc.poll() is None, (tmp_path / "dp-run.log").read_text()
             assert time.monotonic() < deadline, "dp-run did not start in 30 s"
             time.sleep(0.1)
+        if driver == "tap":
+            for tap in (lab["hub_wan"], lab["hub_lan"]):
+                sh("ip", "-n", lab["hub_ns"], "link", "set", tap, "netns", lab["peer_ns"])
+                sh("ip", "-n", lab["peer_ns"], "link", "set", tap, "up")
         (tmp_path / "peer.py").write_text(PEER)
         subprocess.run(["ip", "netns", "exec", lab["peer_ns"], sys.executable, str(tmp_path / "peer.py"),
                         lab["peer_wan"], lab["peer_lan"], str(tmp_path)], check=True, timeout=60)
@@ -150,6 +181,7 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path):
     got_wan = received(tmp_path / f"got-{lab['peer_wan']}.pcap")
     assert len(got_wan) == N, [f.summary() for f in got_wan]
     for seq, (frame, sent) in enumerate(zip(got_wan, from_lan), start=1):
+        dmvpn.assert_checksums(frame)
         inner = inner_of(hub.decrypt_to(SPOKE_A, frame, seq=seq))
         assert (inner.src, inner.dst, inner.id, inner.ttl) == (sent.src, sent.dst, sent.id, 63)
         assert bytes(inner[UDP]) == bytes(sent[UDP])
@@ -157,9 +189,18 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path):
     s = json.loads(stats.read_text())
     w = s["workers"][0]
     assert (w["esp_decrypted"], w["esp_encrypted"], w["tx_packets"]) == (N, N, 2 * N)
-    assert {k: v for k, v in w["drops"].items() if v} == {}
+    assert {k: v for k, v in w["drops"].items() if v} == {"ipv4_bad_checksum": 1}
     assert s["mempool"] == {"size": 8192, "in_use_after_stop": 0, "all_returned": True}
     ports = {p["name"]: p for p in s["ports"]}
-    assert ports["net_af_packet0"]["rx_packets"] == N and ports["net_af_packet0"]["tx_packets"] == N
-    assert ports["net_af_packet1"]["queues"][0]["rx_packets"] == N
+    assert ports[wan_port]["rx_packets"] == N + 1 and ports[wan_port]["tx_packets"] == N
+    assert ports[lan_port]["queues"][0]["rx_packets"] == N
+    # af_packet offers no checksum offload; tap offers both, and the hub used them.
+    offloads = {"rx_ipv4_csum": driver == "tap", "tx_ipv4_csum": driver == "tap"}
+    assert ports[wan_port]["offloads"] == offloads and ports[lan_port]["offloads"] == offloads
     assert w["busy_polls"] > 0 and w["sleeps"] > 0, "the lab profile polls adaptively"
+    if engine == "software":
+        assert s["crypto"] == {"engine": "software", "workers": []}
+    else:
+        # Every seal and open ran on the device: one session per SA used (spoke A in and out).
+        assert engine in s["crypto"]["engine"], s["crypto"]
+        assert s["crypto"]["workers"] == [{"device_ops": 2 * N, "software_ops": 0, "sessions": 2}]

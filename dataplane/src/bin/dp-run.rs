@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use dataplane::counters::WorkerCounters;
 use dataplane::crypto;
 use dataplane::dpdk::lcore::{self, LcoreCounters, PollMode};
-use dataplane::dpdk::{Eal, EthDev, Mbuf, Mempool, PortSetup};
+use dataplane::dpdk::{CryptoSetup, Eal, EthDev, Mbuf, Mempool, PortSetup};
 use dataplane::drop::DropReason;
 use dataplane::ids::WorkerId;
 use dataplane::pipeline::HandoffRings;
@@ -113,6 +113,8 @@ fn main() -> Result<()> {
     let socket = profile.eal.hugepages.then(|| port_order.first().map_or(0, |p| p.socket));
     let pool = Mempool::new("dp_mbufs", profile.mempool.mbufs, profile.mempool.cache, socket)
         .context("creating the mbuf pool")?;
+    let crypto_setup = CryptoSetup::from_profile(&profile.crypto, workers, profile.workers.burst)
+        .context("starting the profile's crypto devices")?;
 
     let mut devs = Vec::new();
     for p in &port_order {
@@ -126,7 +128,8 @@ fn main() -> Result<()> {
     let sas = config
         .sa_db(crypto::default_backend(), rand_seed())
         .with_context(|| format!("in {}", args.config.display()))?;
-    let (publisher, _reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
+    let (mut publisher, _reader) = config.publish(sas).with_context(|| format!("in {}", args.config.display()))?;
+    dataplane::dpdk::publish_offloads(&mut publisher, &devs).context("publishing the ports' offloads")?;
     let stop = Arc::new(AtomicBool::new(false));
     let mode = match profile.workers.poll {
         hw_profiles::PollMode::Busy => PollMode::Busy,
@@ -146,10 +149,17 @@ fn main() -> Result<()> {
         let handoff = handoff.clone();
         let seq_starts: Vec<_> = config.seq_starts().collect();
         let burst = usize::from(profile.workers.burst);
+        let crypto_setup = crypto_setup.clone();
         // The worker is built on its own lcore (its crypto engine stays there) and hands its counters back.
         eal.launch(lcore_id, move || {
-            let mut w = Worker::new(WorkerId(i as u16), ports, reader, Box::new(crypto::SoftEngine), r, burst)
-                .with_handoff(handoff);
+            let engine = match crypto_setup.engine(i, burst) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    log(&format!("worker {i}: no crypto engine: {e}"));
+                    return 1;
+                }
+            };
+            let mut w = Worker::new(WorkerId(i as u16), ports, reader, engine, r, burst).with_handoff(handoff);
             for (sa, seq) in seq_starts {
                 w.set_outbound_seq(sa, seq);
             }
@@ -169,11 +179,12 @@ fn main() -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).context("installing SIGUSR1")?;
     log(&format!(
-        "running: profile {}, {} ports, {workers} workers on lcores {:?}, {} mbufs",
+        "running: profile {}, {} ports, {workers} workers on lcores {:?}, {} mbufs, crypto {}",
         profile.name,
         devs.len(),
         profile.workers.lcores,
-        pool.size()
+        pool.size(),
+        crypto_setup.describe()
     ));
 
     let mut punts: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -202,9 +213,13 @@ fn main() -> Result<()> {
     let in_use = pool.in_use();
     let mut last = last;
     last["mempool"] = json!({"size": size, "in_use_after_stop": in_use, "all_returned": in_use == 0});
+    last["crypto"] = json!({"engine": crypto_setup.describe(), "workers": crypto_setup.worker_counts().iter()
+        .map(|(dev, soft, sessions)| json!({"device_ops": dev, "software_ops": soft, "sessions": sessions}))
+        .collect::<Vec<_>>()});
     report(&args, &last)?;
     drop(views);
     drop(pool);
+    drop(crypto_setup);
     eal.cleanup();
     ensure!(in_use == 0, "{in_use} of {size} mbufs were not returned to the pool");
     log(&format!("stopped: all {size} mbufs returned"));
@@ -281,6 +296,7 @@ fn stats(
             let s = d.stats();
             json!({
                 "name": d.name(), "port_id": d.id(),
+                "offloads": {"rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum},
                 "rx_packets": sum(|c| c.rx_packets.get()), "rx_bytes": sum(|c| c.rx_bytes.get()),
                 "tx_packets": sum(|c| c.tx_packets.get()), "tx_bytes": sum(|c| c.tx_bytes.get()),
                 "tx_refused": sum(|c| c.tx_refused.get()),

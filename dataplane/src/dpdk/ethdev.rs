@@ -7,8 +7,10 @@ use dpdk_sys::{rte_eth_conf, rte_eth_dev_info, rte_eth_stats, rte_ether_addr, rt
 
 use super::{c_name, check, DpdkError, Mbuf, MbufRing, Mempool};
 use crate::counters::Counter;
+use crate::ids::PortId;
 use crate::pkt::PacketBuf;
 use crate::port::Port;
+use crate::tables::{PortConfig, TablesError, TablesPublisher};
 use crate::worker::MAX_BURST;
 
 /// RSS over the IP addresses only (`RTE_ETH_RSS_IP`: IPv4, fragmented and other IPv4, IPv6, fragmented
@@ -64,12 +66,27 @@ pub struct EthStats {
     pub rx_nombuf: u64,
 }
 
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM` (a `RTE_BIT64` macro, which bindgen cannot evaluate).
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+/// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`.
+const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+
+/// The checksum offloads a port was started with: each one the device offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// The NIC checks received IPv4 header checksums (mbuf flags `RTE_MBUF_F_RX_IP_CKSUM_*`).
+    pub rx_ipv4_csum: bool,
+    /// The NIC computes IPv4 header checksums of transmitted packets that ask for it.
+    pub tx_ipv4_csum: bool,
+}
+
 /// A configured, started port. Stopped and closed when dropped.
 #[derive(Debug)]
 pub struct EthDev {
     id: u16,
     name: String,
     setup: PortSetup,
+    offloads: Offloads,
     /// Per worker: its queue pair's counters.
     counters: Vec<Arc<QueueCounters>>,
     /// Rings under a `net_ring` port, kept alive as long as the port.
@@ -132,6 +149,18 @@ impl EthDev {
             conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss;
         }
+        // Checksum offloads, where offered: the pipeline then trusts the NIC's verdict on received
+        // outer IPv4 headers and leaves the outer checksum of what it sends to the NIC.
+        let offloads = Offloads {
+            rx_ipv4_csum: info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0,
+            tx_ipv4_csum: info.tx_offload_capa & TX_OFFLOAD_IPV4_CKSUM != 0,
+        };
+        if offloads.rx_ipv4_csum {
+            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
+        }
+        if offloads.tx_ipv4_csum {
+            conf.txmode.offloads |= TX_OFFLOAD_IPV4_CKSUM;
+        }
         // SAFETY: the port exists; `conf` is a valid, fully initialised configuration.
         let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
         check(ret, "rte_eth_dev_configure", object)?;
@@ -162,7 +191,7 @@ impl EthDev {
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(id) };
         check(ret, "rte_eth_dev_start", object)?;
         let counters = (0..setup.tx_queues).map(|_| Arc::new(QueueCounters::default())).collect();
-        Ok(Self { id, name: name.to_owned(), setup, counters, _rings: rings })
+        Ok(Self { id, name: name.to_owned(), setup, offloads, counters, _rings: rings })
     }
 
     /// DPDK's port id.
@@ -178,6 +207,11 @@ impl EthDev {
     /// Its queue counts.
     pub fn setup(&self) -> PortSetup {
         self.setup
+    }
+
+    /// The checksum offloads it runs with.
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// The port's MAC address.
@@ -297,4 +331,18 @@ impl Port for DpdkPort {
         self.counters.tx_refused.add(pkts.len() as u64);
         n
     }
+}
+
+/// Marks each port whose device computes IPv4 checksums on transmit in the publisher's tables
+/// ([`PortConfig::tx_ipv4_csum_offload`]; `devs[i]` is the device of port `i`) and publishes them.
+pub fn publish_offloads(publisher: &mut TablesPublisher, devs: &[EthDev]) -> Result<(), TablesError> {
+    for (i, dev) in devs.iter().enumerate() {
+        let Some(port) = publisher.staged().port(PortId(i as u16)) else { continue };
+        if port.tx_ipv4_csum_offload != dev.offloads.tx_ipv4_csum {
+            let port = PortConfig { tx_ipv4_csum_offload: dev.offloads.tx_ipv4_csum, ..port.clone() };
+            publisher.set_port(port)?;
+        }
+    }
+    publisher.publish();
+    Ok(())
 }

@@ -111,6 +111,11 @@ impl Mbuf {
         p
     }
 
+    /// The mbuf, still owned by `self`, for a DPDK call that works on it in place.
+    pub(super) fn as_ptr(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
     fn raw(&self) -> &rte_mbuf {
         // SAFETY: we own a valid mbuf for as long as `self` lives.
         unsafe { self.0.as_ref() }
@@ -203,5 +208,34 @@ impl PacketBuf for Mbuf {
         let Ok(len) = u16::try_from(n) else { return false };
         // SAFETY: we own the mbuf; DPDK returns -1, changing nothing, when the data is shorter.
         unsafe { dpdk_sys::dp_pktmbuf_trim(self.0.as_ptr(), len) == 0 }
+    }
+
+    #[inline]
+    fn take_rx_ipv4_csum(&mut self) -> Option<bool> {
+        // SAFETY: we own the mbuf; `&mut self` makes this the only reference.
+        let m = unsafe { self.0.as_mut() };
+        let mask = u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK);
+        let verdict = match m.ol_flags & mask {
+            f if f == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD) => Some(true),
+            f if f == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD) => Some(false),
+            // UNKNOWN (not checked) or NONE (the NIC saw a checksum it could not judge).
+            _ => None,
+        };
+        m.ol_flags &= !mask;
+        verdict
+    }
+
+    #[inline]
+    fn offload_tx_ipv4_csum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        // The mbuf's length fields are 7 and 9 bits wide.
+        if l2_len >= 1 << 7 || l3_len >= 1 << 9 {
+            return false;
+        }
+        // SAFETY: we own the mbuf; `&mut self` makes this the only reference.
+        let m = unsafe { self.0.as_mut() };
+        m.ol_flags |= dpdk_sys::RTE_MBUF_F_TX_IPV4 | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
+        // SAFETY: a pure function of its arguments.
+        m.__bindgen_anon_3.tx_offload = unsafe { dpdk_sys::dp_mbuf_tx_offload(l2_len as u64, l3_len as u64) };
+        true
     }
 }

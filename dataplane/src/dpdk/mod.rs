@@ -9,9 +9,16 @@
 //!   pipeline runs on mbufs in place, without copying the payload.
 //! - [`EthDev`] configures and starts a port (RSS over several RX queues where asked) and hands out
 //!   one [`DpdkPort`] per queue pair; a `DpdkPort` is a [`crate::port::Port`] owned by one worker.
+//! - Checksum offloads: a port runs with RX and TX IPv4 header checksum offload where the device
+//!   offers them ([`EthDev::offloads`]); [`publish_offloads`] tells the pipeline which ports compute
+//!   outer checksums on transmit, and [`Mbuf`] carries the NIC's RX verdict to it. VLAN tags stay in
+//!   software: the outer path's precomputed Ethernet header already holds the port's tag, so writing it
+//!   costs nothing and hardware insertion would save nothing.
 //! - [`MbufRing`] is a lock-free `rte_ring` of mbufs; [`EthDev::from_rings`] makes a `net_ring` port
 //!   over two of them, which is how the tests and the benchmark feed a worker without a kernel.
 //!
+//! - [`CryptodevEngine`] runs ESP's AES-GCM on a DPDK cryptodev queue pair behind the batch
+//!   [`crate::crypto::CryptoEngine`] interface; [`CryptoSetup`] starts the devices a hardware profile names.
 //! - [`lcore::run`] is the loop a worker lcore runs: busy or adaptive polling, busy/idle cycle counters,
 //!   a drain on stop.
 //!
@@ -19,14 +26,16 @@
 //! `SAFETY:` argument. Only single-segment mbufs are accepted (ports run without scatter and pools
 //! hold [`crate::pkt::BUF_SIZE`]-byte buffers); a multi-segment mbuf is dropped on receive and counted.
 
+mod cryptodev;
 mod eal;
 mod ethdev;
 pub mod lcore;
 mod mbuf;
 mod ring;
 
+pub use cryptodev::{CryptoDev, CryptoDevSetup, CryptoSetup, CryptodevCounters, CryptodevEngine};
 pub use eal::{lcore_id, tsc_hz, tsc_now, Eal};
-pub use ethdev::{DpdkPort, EthDev, EthStats, PortSetup, QueueCounters};
+pub use ethdev::{publish_offloads, DpdkPort, EthDev, EthStats, Offloads, PortSetup, QueueCounters};
 pub use mbuf::{Mbuf, Mempool};
 pub use ring::MbufRing;
 

@@ -238,3 +238,126 @@ fn pipeline_on_mbufs_returns_every_mbuf() {
     drop(rings);
     assert_eq!(pool.in_use(), 0, "every mbuf is back in the pool");
 }
+
+fn set_rx_flags(m: &Mbuf, flags: u32) {
+    // SAFETY: the test owns the mbuf and holds no reference into it.
+    unsafe { (*m.as_ptr()).ol_flags = u64::from(flags) };
+}
+
+fn tx_fields(m: &Mbuf) -> (u64, u64) {
+    // SAFETY: the test owns the mbuf; plain reads of its header fields.
+    unsafe { ((*m.as_ptr()).ol_flags, (*m.as_ptr()).__bindgen_anon_3.tx_offload) }
+}
+
+#[test]
+fn mbuf_carries_the_nics_checksum_verdict_and_the_tx_request() {
+    let pool = pool("t_csum_flags", 8);
+    let mut m = pool.alloc_from(&[0; 64]).unwrap();
+    for (flags, want) in [
+        (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD, Some(true)),
+        (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD, Some(false)),
+        (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_NONE, None),
+        (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN, None),
+    ] {
+        set_rx_flags(&m, flags | dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+        assert_eq!(m.take_rx_ipv4_csum(), want, "flags {flags:#x}");
+        assert_eq!(m.take_rx_ipv4_csum(), None, "taken: an inner header never sees it");
+        assert_eq!(tx_fields(&m).0, u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD), "other flags kept");
+    }
+    assert!(!m.offload_tx_ipv4_csum(128, 20), "l2_len has 7 bits");
+    assert!(!m.offload_tx_ipv4_csum(14, 512), "l3_len has 9 bits");
+    assert!(m.offload_tx_ipv4_csum(18, 20));
+    let (flags, tx) = tx_fields(&m);
+    assert_eq!(
+        flags & (dpdk_sys::RTE_MBUF_F_TX_IPV4 | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM),
+        dpdk_sys::RTE_MBUF_F_TX_IPV4 | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM
+    );
+    // rte_mbuf_core.h: l2_len is bits 0-6, l3_len bits 7-15 of tx_offload.
+    assert_eq!(tx, 18 | 20 << 7);
+}
+
+/// The pipeline on mbufs with checksum offloads: it trusts the NIC's verdict on the outer IPv4 header
+/// and, on a port marked for TX checksum offload, leaves the outer checksum to the NIC.
+#[test]
+fn pipeline_uses_the_checksum_offload_hooks() {
+    use crate::drop::DropReason;
+    use crate::ids::{PortId, WorkerId};
+    use crate::punt::ControlRings;
+    use crate::static_config::StaticConfig;
+    use crate::wire::ipv4;
+    use crate::worker::Worker;
+
+    // The outer IPv4 headers sent without the offload, to compare those sent with it.
+    let mut software_headers = Vec::new();
+    for tx_offload in [false, true] {
+        let pool = pool(&format!("t_csum{tx_offload}"), 256);
+        let config = StaticConfig::from_json(HUB).unwrap();
+        let (mut publisher, reader) =
+            config.publish(config.sa_db(crate::crypto::default_backend(), [7; 16]).unwrap()).unwrap();
+        let wan = publisher.staged().port(PortId(0)).unwrap().clone();
+        publisher.set_port(crate::tables::PortConfig { tx_ipv4_csum_offload: tx_offload, ..wan }).unwrap();
+        publisher.publish();
+        let rings: Vec<_> = (0..2)
+            .map(|p| {
+                let rx = Arc::new(MbufRing::new(&format!("t_csum{tx_offload}_rx{p}"), 64, None).unwrap());
+                let tx = Arc::new(MbufRing::new(&format!("t_csum{tx_offload}_tx{p}"), 64, None).unwrap());
+                (rx, tx)
+            })
+            .collect();
+        let devs: Vec<_> = rings
+            .iter()
+            .enumerate()
+            .map(|(p, (rx, tx))| {
+                EthDev::from_rings(&format!("t_csum{tx_offload}{p}"), rx.clone(), tx.clone(), &pool).unwrap()
+            })
+            .collect();
+        assert_eq!(devs[0].offloads(), Offloads::default(), "net_ring offers no offloads");
+        let ports = devs.iter().map(|d| d.worker_port(0).unwrap()).collect();
+        let control = Arc::new(ControlRings::new(64));
+        let mut worker = Worker::new(WorkerId(0), ports, reader, Box::new(crate::crypto::SoftEngine), control, 32);
+
+        let good = udp_frame(HUB_LAN, LAN_HOST, [10, 8, 0, 9], [10, 1, 0, 5], 9, 100);
+        let mut bad = good.clone();
+        bad[14 + 10] ^= 0x01; // the IPv4 header checksum
+        let lan = &rings[1].0;
+        // (frame, the NIC's verdict): only the verdict decides, where there is one.
+        for (frame, flags) in [
+            (&good, dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),
+            (&bad, dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD),
+            (&bad, dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN),
+            (&good, dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN),
+        ] {
+            let m = pool.alloc_from(frame).unwrap();
+            set_rx_flags(&m, flags);
+            lan.enqueue(&mut vec![m]);
+        }
+        while worker.poll(0) > 0 {}
+        assert_eq!(worker.counters.esp_encrypted.get(), 2);
+        assert_eq!(worker.counters.nonzero_drops(), [(DropReason::Ipv4BadChecksum.name(), 2)]);
+
+        let mut out = Vec::new();
+        assert_eq!(rings[0].1.dequeue(&mut out, 8), 2);
+        for m in &out {
+            let (flags, tx) = tx_fields(m);
+            let ip = ipv4::Packet::new_checked(&m.data()[14..]).unwrap();
+            let asked = flags & dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM != 0;
+            assert_eq!(asked, tx_offload);
+            if tx_offload {
+                assert_eq!(flags & dpdk_sys::RTE_MBUF_F_TX_IPV4, dpdk_sys::RTE_MBUF_F_TX_IPV4);
+                assert_eq!(tx & 0xffff, 14 | 20 << 7, "l2_len 14, l3_len 20");
+                assert_eq!(ip.checksum(), 0, "zero until the NIC fills it in");
+            } else {
+                assert!(ip.verify_checksum(), "computed in software");
+            }
+            let mut header = m.data()[14..34].to_vec();
+            header[10..12].fill(0);
+            software_headers.push(header);
+        }
+        drop(out);
+        drop(worker);
+        drop(devs);
+        drop(rings);
+        assert_eq!(pool.in_use(), 0);
+    }
+    assert_eq!(software_headers[..2], software_headers[2..], "the same headers but for the checksum");
+}

@@ -8,8 +8,8 @@ use crate::sa::{Limits, Sa, SaEventKind};
 
 // Keys of the Scapy vectors below: K16 = 10 11 .. 1f, K32 = 20 21 .. 3f, salt a1b2c3d4, HMAC-SHA-1 key
 // 40 41 .. 53, HMAC-SHA-256 key 60 61 .. 7f; SPI 0x1000abcd.
-const SPI: u32 = 0x1000_abcd;
-const INNER: &str = "000008004500002100010000400122b8ac100001ac1000020800af1900070001646d76706e";
+pub(crate) const SPI: u32 = 0x1000_abcd;
+pub(crate) const INNER: &str = "000008004500002100010000400122b8ac100001ac1000020800af1900070001646d76706e";
 
 fn seq_bytes(start: u8, n: usize) -> Vec<u8> {
     (0..n).map(|i| start + i as u8).collect()
@@ -30,7 +30,7 @@ fn seq_bytes(start: u8, n: usize) -> Vec<u8> {
 ///                          auth_algo='SHA2-256-128', auth_key=H32, esn_en=True, esn=3)  # seq 9
 /// bytes(sa.encrypt(IP(src='192.0.2.1', dst='198.51.100.1')/inner, seq_num=seq)[ESP]).hex()
 /// ```
-fn scapy_cases() -> Vec<(&'static str, CipherConfig, Option<u32>, u32, &'static str)> {
+pub(crate) fn scapy_cases() -> Vec<(&'static str, CipherConfig, Option<u32>, u32, &'static str)> {
     let k16 = AesKey::from_slice(&seq_bytes(0x10, 16)).unwrap();
     let k32 = AesKey::from_slice(&seq_bytes(0x20, 32)).unwrap();
     let salt = [0xa1, 0xb2, 0xc3, 0xd4];
@@ -69,7 +69,7 @@ fn scapy_cases() -> Vec<(&'static str, CipherConfig, Option<u32>, u32, &'static 
 }
 
 /// Index 0: inbound SA, index 1: outbound SA, same keys and SPI.
-fn pair(cipher: &CipherConfig, esn: bool, backend: Backend) -> SaDb {
+pub(crate) fn pair(cipher: &CipherConfig, esn: bool, backend: Backend) -> SaDb {
     let mut b = SaDb::builder();
     for (i, dir) in [Direction::Inbound, Direction::Outbound].into_iter().enumerate() {
         let mut cfg = config(SPI, dir, cipher.clone());
@@ -79,8 +79,8 @@ fn pair(cipher: &CipherConfig, esn: bool, backend: Backend) -> SaDb {
     b.build().unwrap()
 }
 
-const IN: SaIndex = SaIndex(0);
-const OUT: SaIndex = SaIndex(1);
+pub(crate) const IN: SaIndex = SaIndex(0);
+pub(crate) const OUT: SaIndex = SaIndex(1);
 
 fn decrypt_one(p: &mut EspProcessor, db: &SaDb, rts: &mut SaRtTable, bytes: &[u8]) -> (InboundVerdict, Vec<u8>) {
     let mut pkts = [HeapPkt::from_bytes(bytes).unwrap()];
@@ -124,7 +124,7 @@ fn decrypts_scapy_packets_every_backend() {
 /// Checked once by hand: each line fed to Scapy 2.8.0's `SecurityAssociation(...).decrypt()` with the
 /// parameters above gave back `INNER` with next header 47, and Scapy rejected each with its last ICV byte
 /// flipped (script: decrypt `IP(src='192.0.2.1', dst='198.51.100.1', proto=50)/Raw(esp)`).
-const OURS_CHECKED_BY_SCAPY: [&str; 4] = [
+pub(crate) const OURS_CHECKED_BY_SCAPY: [&str; 4] = [
     "1000abcd000000050000000000000005a8b0fa536b48be035f1018d786c86ecf0d0b0a08e40f5e876318295d9fcc10a445b3bb10ad0ad289bb519cb1ce39824b1587933900b28cc9",
     "1000abcd00000009000000030000000966e06a70978319885d3532ba5b62b376951a58ee8f9bd35d3df68a29426380e13e6b2a661ae8b2e4ad42f085980f4582626da29b589a9996",
     "1000abcd00000005ca4f8db6e14b0fdde0974dd1661bfedebf61dc73d6711a58ca71de954227f8697208d6b1d6e48e51db2d95d1e848dc0e8389adabd04b4ebcdfef30977a0e4d4bebbfc2df1706b6cbf802d059",

@@ -45,12 +45,13 @@ pub(super) struct L3 {
     pub first_fragment: bool,
 }
 
-/// Reads and checks the IP header at the front of `data`.
-pub(super) fn l3_header(data: &[u8]) -> Result<L3, DropReason> {
+/// Reads and checks the IP header at the front of `data`. `nic_csum` is the receiving NIC's verdict on
+/// an IPv4 header checksum, trusted when there is one.
+pub(super) fn l3_header(data: &[u8], nic_csum: Option<bool>) -> Result<L3, DropReason> {
     match data.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(data).map_err(|_| DropReason::Ipv4Malformed)?;
-            if !ip.verify_checksum() {
+            if !nic_csum.unwrap_or_else(|| ip.verify_checksum()) {
                 return Err(DropReason::Ipv4BadChecksum);
             }
             Ok(L3 {
@@ -104,7 +105,9 @@ impl<P: PacketBuf> Pipeline<P> {
     /// IP input with the data at the IP header: checks, trims link padding, looks the destination up in
     /// `vrf` and delivers locally or forwards.
     pub(super) fn ip_input(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId) -> Step {
-        let l3 = match l3_header(pkt.data()) {
+        // The NIC's checksum verdict is about the frame's outer IPv4 header, the first one seen here.
+        let nic_csum = pkt.take_rx_ipv4_csum();
+        let l3 = match l3_header(pkt.data(), nic_csum) {
             Ok(l3) => l3,
             Err(reason) => return Step::Drop(reason),
         };
@@ -452,7 +455,7 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Sends a packet the box originated (an ICMP error or reply, with the data at its IP header) by
     /// routing its destination in `vrf`.
     pub(super) fn originate(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId) -> Step {
-        let l3 = match l3_header(pkt.data()) {
+        let l3 = match l3_header(pkt.data(), None) {
             Ok(l3) => l3,
             Err(reason) => return Step::Drop(reason),
         };

@@ -359,6 +359,14 @@ impl<P: PacketBuf> Pipeline<P> {
         let (eth, ip) = headers.split_at_mut(l2.len());
         eth.copy_from_slice(l2);
         rewrite.ip.with_protocol(protocol).emit(ip, out.tos, ident, payload_len);
+        // TX checksum offload where the port has it: the NIC fills in the checksum, zero until then.
+        if cx.t.port(rewrite.port).is_some_and(|p| p.tx_ipv4_csum_offload)
+            && pkt.offload_tx_ipv4_csum(l2.len(), ipv4::HEADER_LEN)
+        {
+            if let Some(ip) = pkt.data_mut().get_mut(l2.len()..) {
+                ipv4::Packet::new_unchecked(ip).set_checksum(0);
+            }
+        }
         Step::Tx(rewrite.port)
     }
 }
@@ -459,7 +467,7 @@ fn push_ip_header<P: PacketBuf>(
 /// Tunnel-mode ESP carries IP(peer → us)/GRE: check that the inner header is GRE between the SA's
 /// endpoints and strip it.
 fn strip_tunnel_mode_header<P: PacketBuf>(pkt: &mut P, meta: &Meta) -> Result<(), DropReason> {
-    let l3 = l3_header(pkt.data()).map_err(|_| DropReason::EspPolicyMismatch)?;
+    let l3 = l3_header(pkt.data(), None).map_err(|_| DropReason::EspPolicyMismatch)?;
     if l3.proto != IpProtocol::GRE || l3.dst != meta.outer_dst || l3.fragment {
         return Err(DropReason::EspPolicyMismatch);
     }

@@ -1,7 +1,7 @@
 //! `dpdk-bench`: the hub's pipeline on DPDK mbufs and `net_ring` ports, beside the in-memory pipeline.
 //!
 //! ```text
-//! cargo run --release -p perf --bin dpdk-bench [-- --seconds S --spokes N --workers 1,2]
+//! cargo run --release -p perf --bin dpdk-bench [-- --seconds S --spokes N --workers 1,2 --engines software,cryptodev]
 //! ```
 //!
 //! Each worker lcore runs `dataplane::dpdk::lcore::run` (busy polling) over two `net_ring` ports
@@ -18,6 +18,10 @@
 //! of the two per-core figures: the cost of DPDK I/O. A run fails if any packet is dropped or an mbuf is
 //! not back in the pool afterwards. Spokes are split between workers (spoke `i` to worker `i % W`), as
 //! SA ownership will split them.
+//!
+//! Each cell runs with each crypto engine: `software` (the default backend on the worker's core) and
+//! `cryptodev` (AES-GCM on a `crypto_aesni_gcm` vdev, intel-ipsec-mb, one queue pair per worker, through
+//! `dataplane::dpdk::CryptodevEngine`); a cryptodev run fails unless every ESP op ran on the device.
 
 #![allow(clippy::print_stdout, reason = "a report binary prints its report")]
 
@@ -27,9 +31,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use dataplane::counters::WorkerCounters;
+use dataplane::crypto::CryptoEngine;
 use dataplane::crypto::SoftEngine;
 use dataplane::dpdk::lcore::{self, LcoreCounters, PollMode};
-use dataplane::dpdk::{tsc_hz, Eal, EthDev, Mbuf, MbufRing, Mempool};
+use dataplane::dpdk::{
+    tsc_hz, CryptoDev, CryptoDevSetup, CryptodevCounters, CryptodevEngine, Eal, EthDev, Mbuf, MbufRing, Mempool,
+};
 use dataplane::esp::{EspProcessor, OutboundReq, OutboundVerdict};
 use dataplane::ids::WorkerId;
 use dataplane::pkt::{HeapPkt, PacketBuf};
@@ -47,14 +54,25 @@ const CHUNK: usize = 1024;
 /// Mbufs per worker: two chunks in flight plus the RX ring.
 const MBUFS_PER_WORKER: u32 = 4 * CHUNK as u32;
 
+/// The cryptodev vdev the `cryptodev` engine runs on.
+const CRYPTODEV: &str = "crypto_aesni_gcm";
+/// Most workers a run may ask for (and the vdev's queue pairs).
+const MAX_WORKERS: usize = 8;
+
 struct Args {
     seconds: f64,
     spokes: u32,
     workers: Vec<usize>,
+    engines: Vec<String>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { seconds: 2.0, spokes: 1000, workers: vec![1, 2] };
+    let mut a = Args {
+        seconds: 2.0,
+        spokes: 1000,
+        workers: vec![1, 2],
+        engines: vec!["software".to_owned(), "cryptodev".to_owned()],
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -64,10 +82,15 @@ fn parse_args() -> Result<Args> {
             "--workers" => {
                 a.workers = value()?.split(',').map(str::parse).collect::<Result<_, _>>().context("--workers")?
             }
-            _ => bail!("unknown argument {arg:?}; usage: dpdk-bench [--seconds S] [--spokes N] [--workers 1,2]"),
+            "--engines" => a.engines = value()?.split(',').map(str::to_owned).collect(),
+            _ => bail!(
+                "unknown argument {arg:?}; usage: dpdk-bench [--seconds S] [--spokes N] [--workers 1,2] \
+                 [--engines software,cryptodev]"
+            ),
         }
     }
-    ensure!(a.workers.iter().all(|&w| (1..=8).contains(&w)), "--workers: 1 to 8 each");
+    ensure!(a.workers.iter().all(|&w| (1..=MAX_WORKERS).contains(&w)), "--workers: 1 to {MAX_WORKERS} each");
+    ensure!(a.engines.iter().all(|e| e == "software" || e == "cryptodev"), "--engines: software and/or cryptodev");
     ensure!(a.seconds > 0.0, "--seconds must be positive");
     Ok(a)
 }
@@ -141,8 +164,19 @@ struct Cell {
     wall_mpps: f64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size: u16, secs: f64) -> Result<Cell> {
+/// One benchmark cell: workers, path, frame size, and the cryptodev to run ESP on (`None`: software).
+struct CellSpec {
+    run: usize,
+    workers: usize,
+    spokes: u32,
+    path: Path,
+    size: u16,
+    secs: f64,
+    cryptodev: Option<Arc<CryptoDev>>,
+}
+
+fn run_cell(eal: &Eal, spec: &CellSpec) -> Result<Cell> {
+    let CellSpec { run, workers, spokes, path, size, secs, .. } = *spec;
     let pool = Mempool::new(&format!("bench{run}"), MBUFS_PER_WORKER * workers as u32, 256, None)?;
     let scenario = Scenario::build(ScenarioOptions::new(spokes))?;
     let mut gen = Generator {
@@ -178,9 +212,21 @@ fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size
         let (tx, rx) = mpsc::channel::<Arc<WorkerCounters>>();
         let (stop2, lc2) = (stop.clone(), lc.clone());
         let lcore = *lcores.get(w).context("not enough worker lcores")?;
+        let crypto_counters = Arc::new(CryptodevCounters::default());
+        let (dev, cc) = (spec.cryptodev.clone(), crypto_counters.clone());
         eal.launch(lcore, move || {
             let control = Arc::new(ControlRings::new(1024));
-            let mut worker = Worker::new(WorkerId(w as u16), ports, reader, Box::new(SoftEngine), control, 32);
+            let engine: Box<dyn CryptoEngine<Mbuf>> = match dev {
+                Some(dev) => match CryptodevEngine::new(dev, w as u16, 32, cc) {
+                    Ok(e) => Box::new(e),
+                    Err(e) => {
+                        eprintln!("worker {w}: {e}");
+                        return 1;
+                    }
+                },
+                None => Box::new(SoftEngine),
+            };
+            let mut worker = Worker::new(WorkerId(w as u16), ports, reader, engine, control, 32);
             if tx.send(worker.counters.clone()).is_err() {
                 return 1;
             }
@@ -188,7 +234,7 @@ fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size
             0
         })?;
         let counters = rx.recv()?;
-        sides.push((rings, devs, counters, lc));
+        sides.push((rings, devs, counters, lc, crypto_counters));
     }
 
     let mut frames = Vec::with_capacity(CHUNK);
@@ -197,7 +243,7 @@ fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size
     let start = Instant::now();
     let budget = Duration::from_secs_f64(secs);
     while start.elapsed() < budget {
-        for (w, (rings, _, _, _)) in sides.iter().enumerate() {
+        for (w, (rings, ..)) in sides.iter().enumerate() {
             for (_, tx) in rings {
                 while tx.dequeue(&mut spare, 256) > 0 {}
             }
@@ -227,7 +273,7 @@ fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size
     eal.wait_all();
     let hz = tsc_hz() as f64;
     let (mut per_core, mut total) = (0.0, 0u64);
-    for (_, _, counters, lc) in &sides {
+    for (_, _, counters, lc, crypto) in &sides {
         let rx = counters.rx_packets.get();
         let ok = match path {
             Path::LanToTunnel => counters.esp_encrypted.get(),
@@ -240,6 +286,10 @@ fn run_cell(eal: &Eal, run: usize, workers: usize, spokes: u32, path: Path, size
             counters.nonzero_drops()
         );
         ensure!(counters.tx_packets.get() == rx, "worker sent {} of {rx}", counters.tx_packets.get());
+        if spec.cryptodev.is_some() {
+            let (dev, soft) = (crypto.device_ops.get(), crypto.software_ops.get());
+            ensure!(dev == rx && soft == 0, "cryptodev ran {dev} of {rx} ESP ops, software {soft}");
+        }
         per_core += rx as f64 / (lc.busy_cycles.get() as f64 / hz) / 1e6;
         total += rx;
     }
@@ -256,7 +306,7 @@ fn main() -> Result<()> {
     // Lcore i on CPU i modulo the CPUs there are: on a 2-CPU VM the second worker shares CPU 0 with the
     // generator, which the per-core figure (busy cycles only) does not count against it.
     let lcores: Vec<String> = (0..=max_workers).map(|i| format!("{i}@{}", i % cpus)).collect();
-    let eal_args = [
+    let mut eal_args = vec![
         "--no-huge".to_owned(),
         "--no-pci".to_owned(),
         "-m".to_owned(),
@@ -265,13 +315,22 @@ fn main() -> Result<()> {
         "--log-level=error".to_owned(),
         format!("--file-prefix=dpdk-bench-{}", std::process::id()),
     ];
+    if args.engines.iter().any(|e| e == "cryptodev") {
+        eal_args.push(format!("--vdev={CRYPTODEV},max_nb_queue_pairs={MAX_WORKERS}"));
+    }
     let eal = Eal::init(&eal_args)?;
+    // Sessions: one per SA a worker uses (each spoke's inbound or outbound SA); freed after each cell.
+    let setup = CryptoDevSetup { queue_pairs: max_workers as u16, descriptors: 512, sessions: 2 * args.spokes + 64 };
+    let cryptodev = match args.engines.iter().any(|e| e == "cryptodev") {
+        true => Some(Arc::new(CryptoDev::open(CRYPTODEV, setup).context("starting the cryptodev")?)),
+        false => None,
+    };
     println!(
         "# DPDK-level benchmark: net_ring ports, {} spokes, {} s per cell, {cpus} CPUs\n",
         args.spokes, args.seconds
     );
-    println!("| workers | path | frame | Mpps per worker core | Mpps wall (all workers) | in-memory Mpps (1 core) | DPDK / in-memory |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| engine | workers | path | frame | Mpps per worker core | Mpps wall (all workers) | in-memory Mpps (1 core, software) | DPDK / in-memory |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut run = 0;
     for path in [Path::LanToTunnel, Path::TunnelToLan] {
         for size in [64u16, 1400] {
@@ -280,19 +339,32 @@ fn main() -> Result<()> {
             let m = bench.run_for(path, FrameSize::Fixed(size), Duration::from_secs_f64(args.seconds.min(2.0)))?;
             ensure!(m.wrong == 0, "in-memory run: {} packets went wrong", m.wrong);
             let mem = m.mpps();
-            for &w in &args.workers {
-                run += 1;
-                let c = run_cell(&eal, run, w, args.spokes, path, size, args.seconds)?;
-                println!(
-                    "| {w} | {} | {size} B | {:.2} | {:.2} | {mem:.2} | {:.2} |",
-                    path.name(),
-                    c.per_core_mpps,
-                    c.wall_mpps,
-                    c.per_core_mpps / mem
-                );
+            for engine in &args.engines {
+                for &w in &args.workers {
+                    run += 1;
+                    let dev = if engine == "cryptodev" { cryptodev.clone() } else { None };
+                    let spec = CellSpec {
+                        run,
+                        workers: w,
+                        spokes: args.spokes,
+                        path,
+                        size,
+                        secs: args.seconds,
+                        cryptodev: dev,
+                    };
+                    let c = run_cell(&eal, &spec)?;
+                    println!(
+                        "| {engine} | {w} | {} | {size} B | {:.2} | {:.2} | {mem:.2} | {:.2} |",
+                        path.name(),
+                        c.per_core_mpps,
+                        c.wall_mpps,
+                        c.per_core_mpps / mem
+                    );
+                }
             }
         }
     }
+    drop(cryptodev);
     eal.cleanup();
     Ok(())
 }
