@@ -12,6 +12,7 @@
 //! - [`MbufRing`] is a lock-free `rte_ring` of mbufs; [`EthDev::from_rings`] makes a `net_ring` port
 //!   over two of them, which is how the tests and the benchmark feed a worker without a kernel.
 //!
+//! - [`runtime::Runtime`] starts all of it from a hardware profile (what `dp-run` and `dmvpnd` share).
 //! - [`lcore::run`] is the loop a worker lcore runs: busy or adaptive polling, busy/idle cycle counters,
 //!   a drain on stop.
 //!
@@ -24,6 +25,7 @@ mod ethdev;
 pub mod lcore;
 mod mbuf;
 mod ring;
+pub mod runtime;
 
 pub use eal::{lcore_id, tsc_hz, tsc_now, Eal};
 pub use ethdev::{DpdkPort, EthDev, EthStats, PortSetup, QueueCounters};
