@@ -365,7 +365,10 @@ class Lab:
         """Polls `what()` until it returns something true; returns it and the seconds it took."""
         t0 = time.monotonic()
         while True:
-            v = what()
+            try:
+                v = what()
+            except RuntimeError:  # a daemon not (yet) answering on its status socket
+                v = None
             if v:
                 return v, time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
