@@ -524,7 +524,9 @@ impl Control {
                 IpAddr::V6(_) => None,
             })
             .find(|(a, len)| plan_contains(*a, *len, target))
-            .or_else(|| p.addresses.iter().find_map(|(a, l)| if let IpAddr::V4(a) = a { Some((*a, *l)) } else { None }));
+            .or_else(|| {
+                p.addresses.iter().find_map(|(a, l)| if let IpAddr::V4(a) = a { Some((*a, *l)) } else { None })
+            });
         let Some((sender, _)) = sender else { return };
         let bytes = frames::arp_request(p.mac, sender, target);
         self.arp_asked.insert(key, now);
@@ -616,7 +618,11 @@ impl Control {
                     let _ = self.tables.remove_route(vrf, prefix, prefix_len);
                     self.dirty = true;
                 }
-                self.log(now, "shortcut_removed", json!({"tunnel": tunnel.0, "prefix": format!("{prefix}/{prefix_len}")}));
+                self.log(
+                    now,
+                    "shortcut_removed",
+                    json!({"tunnel": tunnel.0, "prefix": format!("{prefix}/{prefix_len}")}),
+                );
             }
             nhrp::Event::NhsUp { tunnel, nhs } => {
                 self.log(now, "nhs_up", json!({"tunnel": tunnel.0, "nhs": nhs.to_string()}));
@@ -627,9 +633,10 @@ impl Control {
                 self.follow_nhs();
                 // The hub stopped answering: its SAs may be stale (it restarted, or our NAT mapping
                 // changed). Drop them so that the next registration negotiates afresh.
-                let nbma = self.plan.tunnel(TunnelId(tunnel.0)).and_then(|t| {
-                    t.nhrp.nhs.iter().find(|n| n.proto == nhs).map(|n| n.nbma)
-                });
+                let nbma = self
+                    .plan
+                    .tunnel(TunnelId(tunnel.0))
+                    .and_then(|t| t.nhrp.nhs.iter().find(|n| n.proto == nhs).map(|n| n.nbma));
                 if let Some(nbma) = nbma {
                     self.tear_down_peer(now, nbma, "nhs down");
                 }
@@ -732,7 +739,11 @@ impl Control {
                     self.refresh_teib(nbma);
                 }
                 self.counters.sa_pairs_deleted += gone.len() as u64;
-                self.log(now, "sa_pair_deleted", json!({"in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}));
+                self.log(
+                    now,
+                    "sa_pair_deleted",
+                    json!({"in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}),
+                );
             }
             ikeng::Event::IkeSaDown { sa, remote, reason } => {
                 self.log(now, "ike_sa_down", json!({"ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(), "reason": format!("{reason:?}")}));
@@ -787,7 +798,11 @@ impl Control {
             }
         }
         if !dynamic.is_empty() || !routes.is_empty() {
-            self.log(now, "peer_purged", json!({"peer": nbma.to_string(), "adjacencies": dynamic.len(), "shortcuts": routes.len()}));
+            self.log(
+                now,
+                "peer_purged",
+                json!({"peer": nbma.to_string(), "adjacencies": dynamic.len(), "shortcuts": routes.len()}),
+            );
         }
     }
 

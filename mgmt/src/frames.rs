@@ -121,7 +121,7 @@ mod tests {
     const ARP_REPLY: &str = "020000000202020000000101080600010800060400020200000001010a0201010200000002020a020102";
 
     #[test]
-    fn arp_sender_reads_a_linux_reply_and_rejects_every_truncation() {
+    fn arp_sender_reads_an_rfc826_reply_and_rejects_every_truncation() {
         let f = hex::decode(ARP_REPLY).unwrap();
         assert_eq!(arp_sender(&f), Some((Ipv4Addr::new(10, 2, 1, 1), [2, 0, 0, 0, 1, 1])));
         for n in 0..f.len() {

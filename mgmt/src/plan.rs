@@ -22,7 +22,7 @@ use ike::message::{DhGroup as IkeGroup, EncrId, EsnId, IntegId, PrfId};
 use thiserror::Error;
 
 use crate::config::{
-    Config, DhGroup, EspMode, EspTransform, IkeEncryption, ManualSa, Prf, Prefix, SaDirection, Tunnel,
+    Config, DhGroup, EspMode, EspTransform, IkeEncryption, ManualSa, Prefix, Prf, SaDirection, Tunnel,
 };
 
 /// Why a valid configuration cannot run here.
@@ -158,9 +158,8 @@ impl Plan {
                     return Err(unsupported(format!("{path}.interface"), format!("no interface {name:?}")));
                 }
             } else if let Some(gw) = r.next_hop {
-                let on_port = interfaces
-                    .iter()
-                    .position(|f| vrf(&f.vrf) == v && f.addresses.iter().any(|a| a.contains(gw)));
+                let on_port =
+                    interfaces.iter().position(|f| vrf(&f.vrf) == v && f.addresses.iter().any(|a| a.contains(gw)));
                 let on_tunnel = tunnels.iter().find(|t| t.vrf == v && t.address.contains(gw));
                 match (on_port, on_tunnel) {
                     (Some(p), _) => NextHop::Port { port: PortId(p as u16), gateway: Some(gw) },
@@ -215,7 +214,10 @@ impl Plan {
 
     /// The protected tunnel whose source address is `local` (where IKE with that address belongs).
     pub fn tunnel_by_source(&self, local: IpAddr) -> Option<&TunnelPlan> {
-        self.tunnels.iter().find(|t| t.nbma == local && t.protected).or_else(|| self.tunnels.iter().find(|t| t.nbma == local))
+        self.tunnels
+            .iter()
+            .find(|t| t.nbma == local && t.protected)
+            .or_else(|| self.tunnels.iter().find(|t| t.nbma == local))
     }
 
     /// Number of SA indices the manual SAs take (IKE's start after them).
@@ -392,9 +394,12 @@ fn ike_config(config: &Config, t: &Tunnel) -> Result<(ikecfg::Config, u32), Plan
     let ipsec = config.crypto.ipsec_profiles.iter().find(|p| p.name == name).ok_or_else(|| {
         unsupported("crypto.ipsec_profiles", format!("no IPsec profile {name:?} (tunnel {})", t.name))
     })?;
-    let profile = config.crypto.ike_profiles.iter().find(|p| p.name == ipsec.ike_profile).ok_or_else(|| {
-        unsupported("crypto.ike_profiles", format!("no IKE profile {:?}", ipsec.ike_profile))
-    })?;
+    let profile = config
+        .crypto
+        .ike_profiles
+        .iter()
+        .find(|p| p.name == ipsec.ike_profile)
+        .ok_or_else(|| unsupported("crypto.ike_profiles", format!("no IKE profile {:?}", ipsec.ike_profile)))?;
     let pi = config.crypto.ike_profiles.iter().position(|p| p.name == profile.name).unwrap_or(0);
     let path = format!("crypto.ike_profiles[{pi}]");
     if profile.authentication.local != crate::config::AuthMethod::PreShare
@@ -500,7 +505,13 @@ fn cipher(t: EspTransform, enc: &[u8], auth: &[u8]) -> Result<CipherConfig, Stri
 }
 
 /// The data plane's cipher for negotiated ESP transforms and keys (`salt` appended to `enc` for GCM).
-pub fn esp_cipher(encr: EncrId, key_bits: u16, integ: IntegId, enc: &[u8], auth: &[u8]) -> Result<CipherConfig, String> {
+pub fn esp_cipher(
+    encr: EncrId,
+    key_bits: u16,
+    integ: IntegId,
+    enc: &[u8],
+    auth: &[u8],
+) -> Result<CipherConfig, String> {
     let key_len = usize::from(key_bits / 8);
     if encr == EncrId::ENCR_AES_GCM_16 {
         if enc.len() != key_len + 4 {
@@ -528,4 +539,54 @@ pub fn esp_cipher(encr: EncrId, key_bits: u16, integ: IntegId, enc: &[u8], auth:
         other => return Err(format!("ESP integrity {other:?} is not supported by the data plane")),
     };
     Ok(CipherConfig::AesCbc { key, integrity })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> Config {
+        let text = std::fs::read_to_string(format!("{}/configs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        Config::from_toml(&text).unwrap()
+    }
+
+    #[test]
+    fn shipped_spoke_maps_to_nhs_ike_and_an_nhs_following_route() {
+        let plan = Plan::new(&shipped("spoke.toml")).unwrap();
+        assert_eq!(plan.ports, ["port0", "port1"]);
+        let t = &plan.tunnels[0];
+        assert_eq!((t.nbma.to_string(), t.protected, t.fvrf, t.vrf), ("203.0.113.10".into(), true, VrfId(1), VrfId(0)));
+        assert_eq!(t.nhrp.nhs.len(), 2);
+        assert_eq!(t.nhrp.auth.as_deref(), Some(&b"dmvpn1"[..]));
+        assert_eq!(t.nhrp.local_networks, vec![("10.2.1.0".parse().unwrap(), 24)]);
+        assert_eq!(plan.nhs_routes.len(), 1);
+        assert_eq!(plan.nhs_routes[0].nhs.to_string(), "10.0.0.1");
+        let ike = plan.ike.unwrap();
+        assert_eq!(ike.keyring.lookup(None, "192.0.2.1".parse().unwrap()), Some(&b"dmvpn-lab-key"[..]));
+        assert!(ike.transport);
+        assert_eq!(ike.esp_proposals[0].key_bits, 256);
+    }
+
+    #[test]
+    fn shipped_hub_installs_into_the_tables() {
+        let plan = Plan::new(&shipped("hub.toml")).unwrap();
+        let (mut tables, _reader) = TablesPublisher::new();
+        plan.install(&mut tables, &[[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]]).unwrap();
+        tables.publish();
+        let t = tables.staged();
+        assert!(t.tunnel(TunnelId(1)).is_some_and(|t| t.protection && t.redirect && t.key == Some(1001)));
+        assert_eq!(
+            t.resolve(VrfId(1), "203.0.113.7".parse().unwrap()),
+            Some(&NextHop::Port { port: PortId(0), gateway: Some("192.0.2.254".parse().unwrap()) })
+        );
+        assert_eq!(t.resolve(VrfId(0), "10.9.9.9".parse().unwrap()), Some(&NextHop::Drop));
+    }
+
+    #[test]
+    fn two_interfaces_on_one_port_are_refused_with_the_field() {
+        let mut c = shipped("hub.toml");
+        c.interfaces[1].port = "port0".into();
+        let e = Plan::new(&c).unwrap_err().to_string();
+        assert!(e.starts_with("interfaces[1].port: "), "{e}");
+    }
 }

@@ -70,9 +70,10 @@ pub fn ip_nhrp(status: &Value) -> String {
             let prefix = s(e, "prefix");
             let via = e.get("via").and_then(Value::as_str).unwrap_or_else(|| prefix.split('/').next().unwrap_or(""));
             let _ = writeln!(o, "{prefix} via {via}");
-            let expire = e.get("expires_s").and_then(Value::as_u64).map_or_else(|| "never expire".into(), |x| {
-                format!("expire {}", duration(x))
-            });
+            let expire = e
+                .get("expires_s")
+                .and_then(Value::as_u64)
+                .map_or_else(|| "never expire".into(), |x| format!("expire {}", duration(x)));
             let _ = writeln!(o, "   {} created {}, {expire}", s(t, "name"), duration(u(e, "created_s")));
             let kind = match s(e, "kind") {
                 "static" => "static",

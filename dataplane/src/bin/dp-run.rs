@@ -105,8 +105,7 @@ fn main() -> Result<()> {
     take_punts(rt.workers(), &mut punts, &mut sa_events);
     let mut last = stats(&rt, &punts, sa_events);
     let stop = rt.finish();
-    last["mempool"] =
-        json!({"size": stop.size, "in_use_after_stop": stop.in_use, "all_returned": stop.in_use == 0});
+    last["mempool"] = json!({"size": stop.size, "in_use_after_stop": stop.in_use, "all_returned": stop.in_use == 0});
     report(&args, &last)?;
     ensure!(stop.in_use == 0, "{} of {} mbufs were not returned to the pool", stop.in_use, stop.size);
     log(&format!("stopped: all {} mbufs returned", stop.size));

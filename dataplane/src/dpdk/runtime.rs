@@ -137,9 +137,7 @@ impl Runtime {
         seq_starts: &[(SaIndex, u64)],
     ) -> Result<Runtime, RuntimeError> {
         let host = Host::current().map_err(RuntimeError::Host)?;
-        profile
-            .check_host(&host)
-            .map_err(|error| RuntimeError::Profile { profile: profile.name.clone(), error })?;
+        profile.check_host(&host).map_err(|error| RuntimeError::Profile { profile: profile.name.clone(), error })?;
         let mut port_order = Vec::new();
         for name in ports {
             let (_, pp) = profile.port(name).ok_or_else(|| RuntimeError::NoSuchPort {
@@ -156,14 +154,13 @@ impl Runtime {
             .map_err(dpdk("creating the mbuf pool"))?;
         let mut devs = Vec::new();
         for p in &port_order {
-            let setup = PortSetup {
-                rx_queues: p.rx_queues,
-                tx_queues: workers as u16,
-                rx_desc: p.rx_desc,
-                tx_desc: p.tx_desc,
-            };
-            let dev = EthDev::open(p.device.port_name(), setup, &pool)
-                .map_err(dpdk(format!("opening port {} ({})", p.name, p.device.port_name())))?;
+            let setup =
+                PortSetup { rx_queues: p.rx_queues, tx_queues: workers as u16, rx_desc: p.rx_desc, tx_desc: p.tx_desc };
+            let dev = EthDev::open(p.device.port_name(), setup, &pool).map_err(dpdk(format!(
+                "opening port {} ({})",
+                p.name,
+                p.device.port_name()
+            )))?;
             devs.push(dev);
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -249,8 +246,7 @@ impl Runtime {
             .map(|(i, v)| {
                 let c = &v.counters;
                 let l = &v.lcore_counters;
-                let drops: BTreeMap<&str, u64> =
-                    DropReason::ALL.iter().map(|r| (r.name(), c.drops_for(*r))).collect();
+                let drops: BTreeMap<&str, u64> = DropReason::ALL.iter().map(|r| (r.name(), c.drops_for(*r))).collect();
                 json!({
                     "worker": i, "lcore": v.lcore,
                     "rx_packets": c.rx_packets.get(), "rx_bytes": c.rx_bytes.get(),

@@ -4,7 +4,7 @@
 //! dmvpnctl [--socket PATH] show dmvpn | show ip nhrp | json
 //! ```
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +33,6 @@ fn main() -> Result<()> {
         ["json"] => serde_json::to_string_pretty(&status)? + "\n",
         _ => bail!(USAGE),
     };
-    print!("{out}");
+    std::io::stdout().write_all(out.as_bytes()).context("writing to stdout")?;
     Ok(())
 }
