@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The appliance's main job, for now: the hub's data plane in action. Until the daemon (dmvpnd) lands, this
-# runs the hub pipeline over traffic that Scapy builds for two spokes and a LAN host, and shows what the hub
-# did, with tshark decrypting the hub's ESP using the SAs. Installs what it needs first.
+# The appliance's main job: a DMVPN in network namespaces. Builds dmvpnd and dmvpnctl, then lab/dmvpnlab.py
+# brings up a hub, two ISP routers and three spokes (our dmvpnd on DPDK af_packet vdevs, IKEv2 PSK), prints
+# the hub's `show dmvpn`, pings LAN to LAN between spokes, shows the Phase 3 shortcut forming (first packets
+# via the hub, then direct), and tears everything down. Installs what it needs first. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --release -q -p dataplane --bin dp-replay
-python3 scripts/demo.py target/release/dp-replay
+cargo build --release -q -p mgmt --features dpdk --bin dmvpnd --bin dmvpnctl
+python3 lab/dmvpnlab.py

@@ -6,7 +6,7 @@
 # Quick when everything is already there. Sourced by test.sh and demo.sh.
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt_packages=(tshark openssl g++ dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
+apt_packages=(tshark openssl g++ dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev nftables conntrack ethtool iputils-ping
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -32,6 +32,7 @@ else
 fi
 run "fuzz smoke" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 run "interop" python3 -m pytest -q tests/interop
+run "system (namespace lab)" python3 -m pytest -q tests/system
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "test.sh: FAILED: ${failed[*]}" >&2

@@ -1,15 +1,24 @@
-//! Management: the config model, the REST API, the control loop that drives `nhrp` and `ike` and
-//! publishes tables to the data plane, the `dmvpnd` daemon and the `dmvpnctl` CLI.
+//! Management: the config model, the control loop that drives `nhrp` and `ike` and publishes tables to
+//! the data plane, the `dmvpnd` daemon and the `dmvpnctl` CLI.
 //!
 //! - [`config`]: the one versioned configuration model (TOML file, JSON over the API), its validation
 //!   with errors that name the field, and [`config::store::ConfigStore`], which applies and persists a
 //!   configuration atomically.
+//! - [`plan`]: the configuration mapped onto the data plane's tables and the engines' configurations.
+//! - [`control`]: the control loop (sans-IO: punts and time in, table publications and packets out).
+//! - [`frames`]: the ARP and UDP/IPv4 packets the management core makes and reads.
+//! - [`show`]: `show dmvpn` and `show ip nhrp` from the status JSON.
 //!
 //! - [`api`]: the REST API over HTTPS (bearer tokens with roles; configuration changes validated,
 //!   applied through a [`api::Backend`] and persisted, conflicting ones refused; views, actions,
 //!   metrics) and its OpenAPI document.
 //!
-//! The control loop and the daemon arrive with their issue.
+//! The binaries: `dmvpnd` (feature `dpdk`) runs the control loop on the main lcore over
+//! `dataplane::dpdk::runtime`; `dmvpnctl` reads its status socket.
 
 pub mod api;
 pub mod config;
+pub mod control;
+pub mod frames;
+pub mod plan;
+pub mod show;

@@ -19,6 +19,7 @@
 //!
 //! - [`CryptodevEngine`] runs ESP's AES-GCM on a DPDK cryptodev queue pair behind the batch
 //!   [`crate::crypto::CryptoEngine`] interface; [`CryptoSetup`] starts the devices a hardware profile names.
+//! - [`runtime::Runtime`] starts all of it from a hardware profile (what `dp-run` and `dmvpnd` share).
 //! - [`lcore::run`] is the loop a worker lcore runs: busy or adaptive polling, busy/idle cycle counters,
 //!   a drain on stop.
 //!
@@ -32,6 +33,7 @@ mod ethdev;
 pub mod lcore;
 mod mbuf;
 mod ring;
+pub mod runtime;
 
 pub use cryptodev::{CryptoDev, CryptoDevSetup, CryptoSetup, CryptodevCounters, CryptodevEngine};
 pub use eal::{lcore_id, tsc_hz, tsc_now, Eal};
