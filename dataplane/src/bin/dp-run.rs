@@ -296,7 +296,10 @@ fn stats(
             let s = d.stats();
             json!({
                 "name": d.name(), "port_id": d.id(),
-                "offloads": {"rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum},
+                "offloads": {
+                    "rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum,
+                    "rx_vlan_strip": d.offloads().rx_vlan_strip, "tx_vlan_insert": d.offloads().tx_vlan_insert,
+                },
                 "rx_packets": sum(|c| c.rx_packets.get()), "rx_bytes": sum(|c| c.rx_bytes.get()),
                 "tx_packets": sum(|c| c.tx_packets.get()), "tx_bytes": sum(|c| c.tx_bytes.get()),
                 "tx_refused": sum(|c| c.tx_refused.get()),
