@@ -60,6 +60,19 @@ pub trait PacketBuf {
         let _ = (l2_len, l3_len);
         false
     }
+    /// The 802.1Q TCI the receiving NIC stripped from the frame (RX VLAN strip offload): the frame's
+    /// data then starts with an untagged Ethernet header. Taking it clears it. Default: `None`, the tag
+    /// (if any) is still in the frame.
+    fn take_rx_vlan(&mut self) -> Option<u16> {
+        None
+    }
+    /// Asks the NIC to insert the 802.1Q tag `tci` behind the MAC addresses on transmit (TX VLAN
+    /// offload); the frame's data holds an untagged Ethernet header. `false` (the default): the caller
+    /// inserts the tag.
+    fn offload_tx_vlan(&mut self, tci: u16) -> bool {
+        let _ = tci;
+        false
+    }
 
     /// Length of the data region.
     fn len(&self) -> usize {

@@ -280,6 +280,7 @@ impl StaticConfig {
                 mtu: p.mtu,
                 vlan: p.vlan,
                 tx_ipv4_csum_offload: false,
+                tx_vlan_offload: false,
             };
             b.set_port(port).map_err(|e| err(field("id"), e))?;
         }

@@ -52,6 +52,9 @@ pub struct PortConfig {
     /// The port's NIC computes outer IPv4 header checksums on transmit (DPDK TX checksum offload, set
     /// from the device's capabilities; `false` computes them in software).
     pub tx_ipv4_csum_offload: bool,
+    /// The port's NIC inserts the 802.1Q tag of [`PortConfig::vlan`] on transmit (DPDK TX VLAN offload,
+    /// set from the device's capabilities; `false` writes the tag in software).
+    pub tx_vlan_offload: bool,
 }
 
 /// An mGRE tunnel (`interface Tunnel…` with `tunnel mode gre multipoint`).
@@ -210,10 +213,13 @@ impl Tables {
         let eth = ethernet::Repr {
             src_addr: Address(p.mac),
             dst_addr: Address(self.neighbour(port, gateway.unwrap_or(entry.nbma))?),
-            vlan: p.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
+            // Untagged when the NIC inserts the tag.
+            vlan: p.vlan.filter(|_| !p.tx_vlan_offload).map(|vid| VlanTag { pcp: 0, dei: false, vid }),
             ethertype: EtherType::IPV4,
         };
-        Some(Rewrite::new(port, p.mtu, ipv4::Template::new(src, dst, IpProtocol::GRE, TUNNEL_TTL), &eth))
+        let tx_vlan = p.vlan.filter(|_| p.tx_vlan_offload);
+        let ip = ipv4::Template::new(src, dst, IpProtocol::GRE, TUNNEL_TTL);
+        Some(Rewrite::new(port, p.mtu, ip, &eth, tx_vlan))
     }
 
     /// The link-layer address of `ip` on `port`.
@@ -728,6 +734,7 @@ mod tests {
             mtu: 1500,
             vlan: None,
             tx_ipv4_csum_offload: false,
+            tx_vlan_offload: false,
         }
     }
 

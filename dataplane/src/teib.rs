@@ -58,18 +58,21 @@ pub struct Rewrite {
     pub port_mtu: u16,
     /// The outer IPv4 header with GRE as protocol; the SA of each packet turns it into ESP or UDP.
     pub ip: ipv4::Template,
-    /// The Ethernet header toward the front-door next hop, with the port's VLAN tag.
+    /// The 802.1Q TCI the port's NIC inserts on transmit (TX VLAN offload); the header is then untagged.
+    pub tx_vlan: Option<u16>,
+    /// The Ethernet header toward the front-door next hop, with the port's VLAN tag unless `tx_vlan`.
     l2: [u8; ethernet::TAGGED_HEADER_LEN],
     l2_len: u8,
 }
 
 impl Rewrite {
-    /// The rewrite out of `port` (of MTU `port_mtu`) with the outer header `ip` behind `eth`.
-    pub fn new(port: PortId, port_mtu: u16, ip: ipv4::Template, eth: &ethernet::Repr) -> Rewrite {
+    /// The rewrite out of `port` (of MTU `port_mtu`) with the outer header `ip` behind `eth`, and the
+    /// tag `tx_vlan` for the NIC to insert.
+    pub fn new(port: PortId, port_mtu: u16, ip: ipv4::Template, eth: &ethernet::Repr, tx_vlan: Option<u16>) -> Rewrite {
         let mut l2 = [0; ethernet::TAGGED_HEADER_LEN];
         let len = eth.buffer_len();
         eth.emit(&mut ethernet::Packet::new_unchecked(&mut l2[..len]));
-        Rewrite { port, port_mtu, ip, l2, l2_len: len as u8 }
+        Rewrite { port, port_mtu, ip, tx_vlan, l2, l2_len: len as u8 }
     }
 
     /// The Ethernet header bytes.

@@ -291,8 +291,10 @@ impl Plan {
                 addresses: iface.addresses.iter().map(|a| (a.addr, a.len)).collect(),
                 mtu: iface.mtu,
                 vlan: iface.vlan,
-                // Software checksums: always right; the NIC's offload is not used by the daemon yet.
+                // Software checksums and tags: always right; the NIC's offloads are not used by the
+                // daemon yet.
                 tx_ipv4_csum_offload: false,
+                tx_vlan_offload: false,
             };
             let path = format!("interfaces[{i}]");
             tables.set_port(port).map_err(|error| PlanError::Tables { path, error })?;

@@ -236,6 +236,7 @@ impl Scenario {
             mtu: 1500,
             vlan: None,
             tx_ipv4_csum_offload: false,
+            tx_vlan_offload: false,
         })?;
         publisher.set_port(PortConfig {
             id: LAN,
@@ -246,6 +247,7 @@ impl Scenario {
             mtu: 1500,
             vlan: None,
             tx_ipv4_csum_offload: false,
+            tx_vlan_offload: false,
         })?;
         publisher.set_tunnel(TunnelConfig {
             id: TUNNEL,

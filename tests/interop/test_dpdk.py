@@ -11,7 +11,9 @@ Run with each crypto engine: the software one, and AES-GCM on a `crypto_aesni_gc
 `net_tap` ports instead, which offer IPv4 checksum offloads (the tap driver computes and checks them):
 the hub then leaves its outer IPv4 checksums to the port and trusts the port's verdict on received ones,
 and Scapy checks what comes out. Each run also sends one spoke frame with a broken outer IPv4 checksum,
-which must be dropped as such.
+which must be dropped as such. And once with the WAN port on VLAN 100: af_packet offers VLAN strip and
+insert, so the hub checks the tag the driver took off the spoke's tagged frames and asks the driver to
+tag what it sends, and Scapy sees the tag.
 
 Both ways, judged by Scapy alone: the spoke's ESP-protected GRE (its SA, sequence 1..N) must come out on
 the LAN as the decrypted inner packet, TTL one less; the LAN host's packets must come out on the WAN as
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scapy.all import IP, UDP, Ether, rdpcap, wrpcap
+from scapy.all import IP, UDP, Dot1Q, Ether, rdpcap, wrpcap
 
 import dmvpn
 from dmvpn import (GW_MAC, HUB_LAN_MAC, HUB_WAN_MAC, LAN_HOST_IP, LAN_HOST_MAC, SPOKE_A, Hub, inner_of)
@@ -102,16 +104,26 @@ def received(pcap: Path) -> list[Ether]:
     return [f for f in rdpcap(str(pcap)) if f.src in (HUB_WAN_MAC, HUB_LAN_MAC)] if pcap.exists() else []
 
 
-# (crypto engine, SA parameters, port driver)
-CASES = [("software", dmvpn.SaParams(), "af_packet"), ("crypto_aesni_gcm", dmvpn.SaParams(), "af_packet"),
-         ("crypto_aesni_gcm", dmvpn.SaParams(suite=dmvpn.SUITES[1], esn=True), "af_packet"),
-         ("software", dmvpn.SaParams(), "tap")]
+# (crypto engine, SA parameters, port driver, VLAN of the WAN port)
+CASES = [("software", dmvpn.SaParams(), "af_packet", None),
+         ("crypto_aesni_gcm", dmvpn.SaParams(), "af_packet", None),
+         ("crypto_aesni_gcm", dmvpn.SaParams(suite=dmvpn.SUITES[1], esn=True), "af_packet", None),
+         ("software", dmvpn.SaParams(), "tap", None),
+         ("software", dmvpn.SaParams(), "af_packet", 100)]
 
 
-@pytest.mark.parametrize("engine,params,driver", CASES, ids=[f"{e}-{p}-{d}" for e, p, d in CASES])
-def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, driver):
+def tagged(frame: Ether, vid: int | None) -> Ether:
+    """`frame` with an 802.1Q tag of VLAN `vid` (unchanged if `None`)."""
+    return frame if vid is None else Ether(src=frame.src, dst=frame.dst) / Dot1Q(vlan=vid) / frame.payload
+
+
+@pytest.mark.parametrize("engine,params,driver,vlan", CASES,
+                         ids=[f"{e}-{p}-{d}" + (f"-vlan{v}" if v else "") for e, p, d, v in CASES])
+def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, driver, vlan):
     hub = Hub(params=params)
-    (tmp_path / "hub.json").write_text(json.dumps(hub.config()))
+    config = hub.config()
+    config["ports"][0]["vlan"] = vlan
+    (tmp_path / "hub.json").write_text(json.dumps(config))
     if driver == "tap":
         # The tap devices appear in the hub's namespace when dp-run starts; they are moved to the peer's.
         pid = os.getpid()
@@ -134,7 +146,8 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, d
     bad_checksum = Ether(bytes(hub.esp_from(SPOKE_A, from_spoke[0], seq=N + 1)))
     bad_checksum[IP].chksum ^= 0x0101
     wrpcap(str(tmp_path / f"send-{lab['peer_wan']}.pcap"),
-           [hub.esp_from(SPOKE_A, p, seq=i + 1) for i, p in enumerate(from_spoke)] + [bad_checksum])
+           [tagged(hub.esp_from(SPOKE_A, p, seq=i + 1), vlan) for i, p in enumerate(from_spoke)]
+           + [tagged(bad_checksum, vlan)])
     wrpcap(str(tmp_path / f"send-{lab['peer_lan']}.pcap"), [hub.from_lan(p) for p in from_lan])
 
     stats = tmp_path / "stats.json"
@@ -181,6 +194,8 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, d
     got_wan = received(tmp_path / f"got-{lab['peer_wan']}.pcap")
     assert len(got_wan) == N, [f.summary() for f in got_wan]
     for seq, (frame, sent) in enumerate(zip(got_wan, from_lan), start=1):
+        # On the VLAN, the tag the port inserted (af_packet: the hub asks, the driver writes it).
+        assert (frame[Dot1Q].vlan if Dot1Q in frame else None) == vlan, frame.summary()
         dmvpn.assert_checksums(frame)
         inner = inner_of(hub.decrypt_to(SPOKE_A, frame, seq=seq))
         assert (inner.src, inner.dst, inner.id, inner.ttl) == (sent.src, sent.dst, sent.id, 63)
@@ -194,8 +209,10 @@ def test_esp_gre_both_ways_through_dpdk(dp_run, lab, tmp_path, engine, params, d
     ports = {p["name"]: p for p in s["ports"]}
     assert ports[wan_port]["rx_packets"] == N + 1 and ports[wan_port]["tx_packets"] == N
     assert ports[lan_port]["queues"][0]["rx_packets"] == N
-    # af_packet offers no checksum offload; tap offers both, and the hub used them.
-    offloads = {"rx_ipv4_csum": driver == "tap", "tx_ipv4_csum": driver == "tap"}
+    # af_packet offers no checksum offload but VLAN strip and insert; tap offers the checksum offloads
+    # and no VLAN ones. The hub used each one offered.
+    tap = driver == "tap"
+    offloads = {"rx_ipv4_csum": tap, "tx_ipv4_csum": tap, "rx_vlan_strip": not tap, "tx_vlan_insert": not tap}
     assert ports[wan_port]["offloads"] == offloads and ports[lan_port]["offloads"] == offloads
     assert w["busy_polls"] > 0 and w["sleeps"] > 0, "the lab profile polls adaptively"
     if engine == "software":

@@ -70,14 +70,23 @@ pub struct EthStats {
 const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 /// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`.
 const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+/// `RTE_ETH_RX_OFFLOAD_VLAN_STRIP`.
+const RX_OFFLOAD_VLAN_STRIP: u64 = 1 << 0;
+/// `RTE_ETH_TX_OFFLOAD_VLAN_INSERT`.
+const TX_OFFLOAD_VLAN_INSERT: u64 = 1 << 0;
 
-/// The checksum offloads a port was started with: each one the device offers.
+/// The checksum and VLAN offloads a port was started with: each one the device offers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offloads {
     /// The NIC checks received IPv4 header checksums (mbuf flags `RTE_MBUF_F_RX_IP_CKSUM_*`).
     pub rx_ipv4_csum: bool,
     /// The NIC computes IPv4 header checksums of transmitted packets that ask for it.
     pub tx_ipv4_csum: bool,
+    /// The NIC removes the 802.1Q tag of received frames and reports it in the mbuf
+    /// (`RTE_MBUF_F_RX_VLAN_STRIPPED`, `vlan_tci`).
+    pub rx_vlan_strip: bool,
+    /// The NIC inserts the 802.1Q tag of transmitted packets that ask for it (`RTE_MBUF_F_TX_VLAN`).
+    pub tx_vlan_insert: bool,
 }
 
 /// A configured, started port. Stopped and closed when dropped.
@@ -150,16 +159,25 @@ impl EthDev {
             conf.rx_adv_conf.rss_conf.rss_hf = rss;
         }
         // Checksum offloads, where offered: the pipeline then trusts the NIC's verdict on received
-        // outer IPv4 headers and leaves the outer checksum of what it sends to the NIC.
+        // outer IPv4 headers and leaves the outer checksum of what it sends to the NIC. VLAN offloads,
+        // where offered: the pipeline checks the tag the NIC stripped and leaves the tag of what it
+        // sends on a subinterface to the NIC. A port without a VLAN drops tagged frames either way.
         let offloads = Offloads {
             rx_ipv4_csum: info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0,
             tx_ipv4_csum: info.tx_offload_capa & TX_OFFLOAD_IPV4_CKSUM != 0,
+            rx_vlan_strip: info.rx_offload_capa & RX_OFFLOAD_VLAN_STRIP != 0,
+            tx_vlan_insert: info.tx_offload_capa & TX_OFFLOAD_VLAN_INSERT != 0,
         };
-        if offloads.rx_ipv4_csum {
-            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
-        }
-        if offloads.tx_ipv4_csum {
-            conf.txmode.offloads |= TX_OFFLOAD_IPV4_CKSUM;
+        for (on, rx, tx) in [
+            (offloads.rx_ipv4_csum, RX_OFFLOAD_IPV4_CKSUM, 0),
+            (offloads.tx_ipv4_csum, 0, TX_OFFLOAD_IPV4_CKSUM),
+            (offloads.rx_vlan_strip, RX_OFFLOAD_VLAN_STRIP, 0),
+            (offloads.tx_vlan_insert, 0, TX_OFFLOAD_VLAN_INSERT),
+        ] {
+            if on {
+                conf.rxmode.offloads |= rx;
+                conf.txmode.offloads |= tx;
+            }
         }
         // SAFETY: the port exists; `conf` is a valid, fully initialised configuration.
         let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
@@ -209,7 +227,7 @@ impl EthDev {
         self.setup
     }
 
-    /// The checksum offloads it runs with.
+    /// The checksum and VLAN offloads it runs with.
     pub fn offloads(&self) -> Offloads {
         self.offloads
     }
@@ -333,13 +351,15 @@ impl Port for DpdkPort {
     }
 }
 
-/// Marks each port whose device computes IPv4 checksums on transmit in the publisher's tables
-/// ([`PortConfig::tx_ipv4_csum_offload`]; `devs[i]` is the device of port `i`) and publishes them.
+/// Marks each port whose device computes IPv4 checksums or inserts VLAN tags on transmit in the
+/// publisher's tables ([`PortConfig::tx_ipv4_csum_offload`], [`PortConfig::tx_vlan_offload`]; `devs[i]`
+/// is the device of port `i`) and publishes them.
 pub fn publish_offloads(publisher: &mut TablesPublisher, devs: &[EthDev]) -> Result<(), TablesError> {
     for (i, dev) in devs.iter().enumerate() {
         let Some(port) = publisher.staged().port(PortId(i as u16)) else { continue };
-        if port.tx_ipv4_csum_offload != dev.offloads.tx_ipv4_csum {
-            let port = PortConfig { tx_ipv4_csum_offload: dev.offloads.tx_ipv4_csum, ..port.clone() };
+        let (csum, vlan) = (dev.offloads.tx_ipv4_csum, dev.offloads.tx_vlan_insert);
+        if (port.tx_ipv4_csum_offload, port.tx_vlan_offload) != (csum, vlan) {
+            let port = PortConfig { tx_ipv4_csum_offload: csum, tx_vlan_offload: vlan, ..port.clone() };
             publisher.set_port(port)?;
         }
     }

@@ -238,4 +238,22 @@ impl PacketBuf for Mbuf {
         m.__bindgen_anon_3.tx_offload = unsafe { dpdk_sys::dp_mbuf_tx_offload(l2_len as u64, l3_len as u64) };
         true
     }
+
+    #[inline]
+    fn take_rx_vlan(&mut self) -> Option<u16> {
+        // SAFETY: we own the mbuf; `&mut self` makes this the only reference.
+        let m = unsafe { self.0.as_mut() };
+        let stripped = m.ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_VLAN_STRIPPED) != 0;
+        m.ol_flags &= !u64::from(dpdk_sys::RTE_MBUF_F_RX_VLAN | dpdk_sys::RTE_MBUF_F_RX_VLAN_STRIPPED);
+        stripped.then_some(m.vlan_tci)
+    }
+
+    #[inline]
+    fn offload_tx_vlan(&mut self, tci: u16) -> bool {
+        // SAFETY: we own the mbuf; `&mut self` makes this the only reference.
+        let m = unsafe { self.0.as_mut() };
+        m.ol_flags |= dpdk_sys::RTE_MBUF_F_TX_VLAN;
+        m.vlan_tci = tci;
+        true
+    }
 }

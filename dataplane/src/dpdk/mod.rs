@@ -9,11 +9,11 @@
 //!   pipeline runs on mbufs in place, without copying the payload.
 //! - [`EthDev`] configures and starts a port (RSS over several RX queues where asked) and hands out
 //!   one [`DpdkPort`] per queue pair; a `DpdkPort` is a [`crate::port::Port`] owned by one worker.
-//! - Checksum offloads: a port runs with RX and TX IPv4 header checksum offload where the device
-//!   offers them ([`EthDev::offloads`]); [`publish_offloads`] tells the pipeline which ports compute
-//!   outer checksums on transmit, and [`Mbuf`] carries the NIC's RX verdict to it. VLAN tags stay in
-//!   software: the outer path's precomputed Ethernet header already holds the port's tag, so writing it
-//!   costs nothing and hardware insertion would save nothing.
+//! - Checksum and VLAN offloads: a port runs with RX and TX IPv4 header checksum offload and with
+//!   RX VLAN strip and TX VLAN insert where the device offers them ([`EthDev::offloads`]);
+//!   [`publish_offloads`] tells the pipeline which ports compute outer checksums and insert the
+//!   subinterface's 802.1Q tag on transmit, and [`Mbuf`] carries the NIC's RX checksum verdict and the
+//!   tag it stripped to it. Where a port offers none, the pipeline does the same in software.
 //! - [`MbufRing`] is a lock-free `rte_ring` of mbufs; [`EthDev::from_rings`] makes a `net_ring` port
 //!   over two of them, which is how the tests and the benchmark feed a worker without a kernel.
 //!

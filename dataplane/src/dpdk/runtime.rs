@@ -309,7 +309,10 @@ impl Runtime {
                     "rx_packets": sum(|c| c.rx_packets.get()), "rx_bytes": sum(|c| c.rx_bytes.get()),
                     "tx_packets": sum(|c| c.tx_packets.get()), "tx_bytes": sum(|c| c.tx_bytes.get()),
                     "tx_refused": sum(|c| c.tx_refused.get()),
-                    "offloads": {"rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum},
+                    "offloads": {
+                        "rx_ipv4_csum": d.offloads().rx_ipv4_csum, "tx_ipv4_csum": d.offloads().tx_ipv4_csum,
+                        "rx_vlan_strip": d.offloads().rx_vlan_strip, "tx_vlan_insert": d.offloads().tx_vlan_insert,
+                    },
                     "device": {"ipackets": s.ipackets, "opackets": s.opackets, "imissed": s.imissed,
                                "ierrors": s.ierrors, "oerrors": s.oerrors, "rx_nombuf": s.rx_nombuf},
                     "queues": queues,

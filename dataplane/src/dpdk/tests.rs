@@ -361,3 +361,168 @@ fn pipeline_uses_the_checksum_offload_hooks() {
     }
     assert_eq!(software_headers[..2], software_headers[2..], "the same headers but for the checksum");
 }
+
+fn set_rx_vlan(m: &Mbuf, flags: u32, tci: u16) {
+    // SAFETY: the test owns the mbuf and holds no reference into it.
+    unsafe {
+        (*m.as_ptr()).ol_flags = u64::from(flags);
+        (*m.as_ptr()).vlan_tci = tci;
+    }
+}
+
+fn vlan_tci(m: &Mbuf) -> u16 {
+    // SAFETY: the test owns the mbuf; a plain read of a header field.
+    unsafe { (*m.as_ptr()).vlan_tci }
+}
+
+#[test]
+fn mbuf_carries_the_stripped_tag_and_the_insert_request() {
+    let pool = pool("t_vlan_flags", 8);
+    let mut m = pool.alloc_from(&[0; 64]).unwrap();
+    let (vlan, stripped) = (dpdk_sys::RTE_MBUF_F_RX_VLAN, dpdk_sys::RTE_MBUF_F_RX_VLAN_STRIPPED);
+    let other = dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    // PCP 1, VID 100.
+    set_rx_vlan(&m, vlan | stripped | other, 0x2064);
+    assert_eq!(m.take_rx_vlan(), Some(0x2064));
+    assert_eq!(m.take_rx_vlan(), None, "taken: an inner frame never sees it");
+    assert_eq!(tx_fields(&m).0, u64::from(other), "other flags kept");
+    // RX_VLAN alone: the NIC saw a tag and left it in the frame.
+    set_rx_vlan(&m, vlan, 0x2064);
+    assert_eq!(m.take_rx_vlan(), None);
+    set_rx_vlan(&m, 0, 0);
+    assert!(m.offload_tx_vlan(0x0fff));
+    assert_eq!(tx_fields(&m).0, dpdk_sys::RTE_MBUF_F_TX_VLAN);
+    assert_eq!(vlan_tci(&m), 0x0fff);
+    assert_eq!(m.data(), &[0; 64], "the frame is untouched");
+}
+
+/// `frame` with the 802.1Q tag `tci` inserted behind the MAC addresses.
+fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&tci.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// An Ethernet/IPv4 ICMP echo request from `src` to `dst`.
+fn echo_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g'];
+    let sum = !crate::wire::checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut ip = [0x45, 0, 0, 32, 0, 1, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let sum = !crate::wire::checksum::data(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    [&dst_mac[..], &src_mac, &[0x08, 0x00], &ip, &icmp].concat()
+}
+
+/// An ARP request (RFC 826) from `sha`/`spa` for `tpa`, broadcast.
+fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    [&[0xff; 6][..], &sha, &[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1], &sha, &spa, &[0; 6], &tpa].concat()
+}
+
+/// The pipeline on mbufs with VLAN offloads, the WAN port being VLAN 100: it checks the tag the NIC
+/// stripped (and refuses a frame that still carries one), and on a port marked for TX VLAN offload
+/// sends every frame (tunnel fast path, routed slow path, ARP reply in place) untagged with the insert
+/// request, otherwise byte for byte the frame it tags in software.
+#[test]
+fn pipeline_uses_the_vlan_offload_hooks() {
+    use crate::drop::DropReason;
+    use crate::ids::{PortId, WorkerId};
+    use crate::punt::ControlRings;
+    use crate::static_config::StaticConfig;
+    use crate::worker::Worker;
+
+    const VID: u16 = 100;
+    let (vlan, stripped) = (dpdk_sys::RTE_MBUF_F_RX_VLAN, dpdk_sys::RTE_MBUF_F_RX_VLAN_STRIPPED);
+    // Per run, what the WAN port sent, with the tag written in where the NIC was asked to insert it.
+    let mut sent = Vec::new();
+    for tx_offload in [false, true] {
+        let pool = pool(&format!("t_vlan{tx_offload}"), 256);
+        let config = StaticConfig::from_json(HUB).unwrap();
+        let (mut publisher, reader) =
+            config.publish(config.sa_db(crate::crypto::default_backend(), [7; 16]).unwrap()).unwrap();
+        let wan = publisher.staged().port(PortId(0)).unwrap().clone();
+        publisher.set_port(crate::tables::PortConfig { vlan: Some(VID), tx_vlan_offload: tx_offload, ..wan }).unwrap();
+        publisher.publish();
+        let rings: Vec<_> = (0..2)
+            .map(|p| {
+                let rx = Arc::new(MbufRing::new(&format!("t_vlan{tx_offload}_rx{p}"), 64, None).unwrap());
+                let tx = Arc::new(MbufRing::new(&format!("t_vlan{tx_offload}_tx{p}"), 64, None).unwrap());
+                (rx, tx)
+            })
+            .collect();
+        let devs: Vec<_> = rings
+            .iter()
+            .enumerate()
+            .map(|(p, (rx, tx))| {
+                EthDev::from_rings(&format!("t_vlan{tx_offload}{p}"), rx.clone(), tx.clone(), &pool).unwrap()
+            })
+            .collect();
+        let ports = devs.iter().map(|d| d.worker_port(0).unwrap()).collect();
+        let control = Arc::new(ControlRings::new(64));
+        let mut worker = Worker::new(WorkerId(0), ports, reader, Box::new(crate::crypto::SoftEngine), control, 32);
+
+        let ping = echo_frame(HUB_WAN, GW, [192, 0, 2, 254], [192, 0, 2, 1]);
+        let arp = arp_request(GW, [192, 0, 2, 254], [192, 0, 2, 1]);
+        // (frame, RX flags, reported TCI): stripped with the port's VID (PCP 3) or tagged in the frame
+        // are accepted; another VID, no tag at all, or a tag left after the strip are not.
+        let wan_in = [
+            (ping.clone(), vlan | stripped, 0x6000 | VID),
+            (tagged(&ping, VID), 0, 0),
+            (ping.clone(), vlan | stripped, VID + 1),
+            (ping.clone(), 0, 0),
+            (tagged(&ping, VID), vlan | stripped, VID),
+            (arp, vlan | stripped, VID),
+        ];
+        for (frame, flags, tci) in wan_in {
+            let m = pool.alloc_from(&frame).unwrap();
+            set_rx_vlan(&m, flags, tci);
+            rings[0].0.enqueue(&mut vec![m]);
+        }
+        while worker.poll(0) > 0 {}
+        assert_eq!(worker.counters.nonzero_drops(), [(DropReason::L2WrongVlan.name(), 3)]);
+        // Then one frame into the tunnel, out of the WAN port through the TEIB entry's rewrite.
+        let m = pool.alloc_from(&udp_frame(HUB_LAN, LAN_HOST, [10, 8, 0, 9], [10, 1, 0, 5], 9, 100)).unwrap();
+        rings[1].0.enqueue(&mut vec![m]);
+        while worker.poll(0) > 0 {}
+        assert_eq!(worker.counters.esp_encrypted.get(), 1);
+
+        let mut out = Vec::new();
+        assert_eq!(rings[0].1.dequeue(&mut out, 8), 4, "two echo replies, an ARP reply, an ESP packet");
+        let mut frames = Vec::new();
+        for m in &out {
+            let asked = tx_fields(m).0 & dpdk_sys::RTE_MBUF_F_TX_VLAN != 0;
+            assert_eq!(asked, tx_offload);
+            if asked {
+                assert_eq!(vlan_tci(m), VID);
+                assert_ne!(&m.data()[12..14], [0x81, 0x00], "untagged: the NIC inserts the tag");
+                frames.push(tagged(m.data(), VID));
+            } else {
+                frames.push(m.data().to_vec());
+            }
+        }
+        // To the gateway, tagged VID 100, EtherType IPv4 (protocol ICMP) twice, ARP (operation reply),
+        // IPv4 (protocol ESP).
+        let kinds: Vec<_> =
+            frames.iter().map(|f| (&f[..6], &f[12..18], if f[17] == 0x06 { f[18 + 7] } else { f[18 + 9] })).collect();
+        assert_eq!(
+            kinds,
+            [
+                (&GW[..], &[0x81, 0, 0, 100, 0x08, 0x00][..], 1),
+                (&GW[..], &[0x81, 0, 0, 100, 0x08, 0x00][..], 1),
+                (&GW[..], &[0x81, 0, 0, 100, 0x08, 0x06][..], 2),
+                (&GW[..], &[0x81, 0, 0, 100, 0x08, 0x00][..], 50),
+            ]
+        );
+        sent.push(frames);
+        drop(out);
+        drop(worker);
+        drop(devs);
+        drop(rings);
+        assert_eq!(pool.in_use(), 0);
+    }
+    assert_eq!(sent[0], sent[1], "offloaded or not, the same frames on the wire");
+}

@@ -18,6 +18,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(port) = cx.t.port(meta.rx_port) else {
             return Step::Drop(DropReason::L2NotForUs);
         };
+        let stripped = pkt.take_rx_vlan();
         let (header_len, ethertype) = {
             let Ok(eth) = ethernet::Packet::new_checked(pkt.data()) else {
                 return Step::Drop(DropReason::L2Malformed);
@@ -26,7 +27,14 @@ impl<P: PacketBuf> Pipeline<P> {
             if dst != Address(port.mac) && !dst.is_multicast() {
                 return Step::Drop(DropReason::L2NotForUs);
             }
-            if eth.vlan_tag().map(|t| t.vid) != port.vlan {
+            // With RX VLAN strip the NIC took the tag off and reported it; a frame still tagged after
+            // that had two.
+            let vid = match (stripped, eth.vlan_tag()) {
+                (Some(tci), None) => Some(VlanTag::from_tci(tci).vid),
+                (Some(_), Some(_)) => return Step::Drop(DropReason::L2WrongVlan),
+                (None, tag) => tag.map(|t| t.vid),
+            };
+            if vid != port.vlan {
                 return Step::Drop(DropReason::L2WrongVlan);
             }
             (eth.header_len(), eth.ethertype())
@@ -79,6 +87,12 @@ impl<P: PacketBuf> Pipeline<P> {
         let mut eth = ethernet::Packet::new_unchecked(eth_bytes);
         eth.set_dst_addr(requester_mac);
         eth.set_src_addr(Address(port.mac));
+        // A request the NIC stripped of its tag is answered tagged.
+        if let (Some(vid), ethernet::HEADER_LEN) = (port.vlan, eth_len) {
+            if !tag_tx(pkt, vid, port.tx_vlan_offload) {
+                return Step::Drop(DropReason::NoBufferSpace);
+            }
+        }
         Step::Tx(meta.rx_port)
     }
 
@@ -94,7 +108,12 @@ impl<P: PacketBuf> Pipeline<P> {
         let repr = ethernet::Repr {
             src_addr: Address(port.mac),
             dst_addr: Address(mac),
-            vlan: port.vlan.map(|vid| VlanTag { pcp: 0, dei: false, vid }),
+            // The tag goes in the header unless the NIC inserts it (TX VLAN offload).
+            vlan: port.vlan.filter(|&vid| !(port.tx_vlan_offload && pkt.offload_tx_vlan(vid))).map(|vid| VlanTag {
+                pcp: 0,
+                dei: false,
+                vid,
+            }),
             ethertype,
         };
         let Some(header) = pkt.prepend(repr.buffer_len()) else {
@@ -123,4 +142,21 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         self.l2_output_to(cx, pkt, port_id, mac)
     }
+}
+
+/// Tags the untagged frame in `pkt` with the 802.1Q tag `tci` on transmit: the NIC inserts it where
+/// `offload` (the port's TX VLAN offload) and the buffer can ask for it, else it is written behind the
+/// MAC addresses here. `false`: no headroom for it.
+pub(super) fn tag_tx<P: PacketBuf>(pkt: &mut P, tci: u16, offload: bool) -> bool {
+    if offload && pkt.offload_tx_vlan(tci) {
+        return true;
+    }
+    if pkt.prepend(ethernet::TAGGED_HEADER_LEN - ethernet::HEADER_LEN).is_none() {
+        return false;
+    }
+    let Some(header) = pkt.data_mut().get_mut(..ethernet::TAGGED_HEADER_LEN) else { return false };
+    // The addresses move to the front; the EtherType stays where it was, behind the new tag.
+    header.copy_within(4..16, 0);
+    ethernet::Packet::new_unchecked(header).set_vlan_tag(VlanTag::from_tci(tci));
+    true
 }

@@ -5,6 +5,7 @@
 use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
+use super::l2::tag_tx;
 use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::capture::{Point, Seen};
 use crate::drop::DropReason;
@@ -17,9 +18,9 @@ use crate::tables::{NextHop, TunnelConfig};
 use crate::teib::{Rewrite, TeibEntry, TUNNEL_TTL};
 use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::wire::gre::{self, Protocol};
-use crate::wire::{ipv4, ipv6};
 use crate::wire::udp;
 use crate::wire::IpProtocol;
+use crate::wire::{ipv4, ipv6};
 
 impl<P: PacketBuf> Pipeline<P> {
     /// GRE input with the data at the GRE header. `sa` is the inbound SA that decrypted the packet, or
@@ -359,11 +360,18 @@ impl<P: PacketBuf> Pipeline<P> {
         let (eth, ip) = headers.split_at_mut(l2.len());
         eth.copy_from_slice(l2);
         rewrite.ip.with_protocol(protocol).emit(ip, out.tos, ident, payload_len);
+        // TX VLAN offload where the port has it: the header is untagged and the NIC inserts the tag.
+        if let Some(tci) = rewrite.tx_vlan {
+            if !tag_tx(pkt, tci, true) {
+                return Step::Drop(DropReason::NoBufferSpace);
+            }
+        }
+        let l2_len = pkt.len() - payload_len - ipv4::HEADER_LEN;
         // TX checksum offload where the port has it: the NIC fills in the checksum, zero until then.
         if cx.t.port(rewrite.port).is_some_and(|p| p.tx_ipv4_csum_offload)
-            && pkt.offload_tx_ipv4_csum(l2.len(), ipv4::HEADER_LEN)
+            && pkt.offload_tx_ipv4_csum(l2_len, ipv4::HEADER_LEN)
         {
-            if let Some(ip) = pkt.data_mut().get_mut(l2.len()..) {
+            if let Some(ip) = pkt.data_mut().get_mut(l2_len..) {
                 ipv4::Packet::new_unchecked(ip).set_checksum(0);
             }
         }
