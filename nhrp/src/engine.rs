@@ -300,6 +300,8 @@ pub struct Counters {
     pub rx_bad_checksum: u64,
     /// Received on an unknown tunnel, or with other address families than the tunnel's.
     pub rx_wrong_tunnel: u64,
+    /// Packets handed to one tunnel but addressed to another tunnel's NBMA address.
+    pub rx_wrong_nbma_dst: u64,
     /// Authentication failures.
     pub auth_failures: u64,
     /// Loops detected in Forward Transit NHS Records.
@@ -730,8 +732,10 @@ impl Engine {
 
     /// An NHRP packet arrived on `tunnel` from NBMA address `nbma_src` (as seen on the wire, after any
     /// NAT) to our NBMA address `nbma_dst`.
+    /// A datagram to the NBMA address of another of our tunnels (a hub with two ISPs, one tunnel
+    /// each) was misdelivered by the caller: counted in `rx_wrong_nbma_dst` and dropped. Any other
+    /// destination is taken as ours (behind NAT it is an address we do not know).
     pub fn handle_datagram(&mut self, now: Time, tunnel: TunnelId, nbma_src: IpAddr, nbma_dst: IpAddr, bytes: &[u8]) {
-        let _ = nbma_dst;
         self.latest = self.latest.max(now);
         // The view first: a damaged header, a bad checksum, another tunnel's address families, an
         // unknown compulsory extension or a missing secret cost no parse and no allocation.
@@ -749,6 +753,10 @@ impl Engine {
             return;
         };
         let t = &self.tunnels[ti];
+        if nbma_dst != t.cfg.nbma && self.tunnels.iter().any(|o| o.cfg.nbma == nbma_dst) {
+            self.counters.rx_wrong_nbma_dst += 1;
+            return;
+        }
         if v.nbma_family() != Some(t.nbma_family)
             || v.proto_family() != Some(t.proto_family)
             || family(&nbma_src) != t.nbma_family

@@ -330,3 +330,25 @@ fn a_reply_over_the_tunnel_mtu_is_sdu_size_exceeded() {
     let (reply, _) = hub_error(&mut sim, &bytes);
     assert_eq!(reply.op, Operation::REGISTRATION_REPLY);
 }
+
+#[test]
+fn a_packet_for_another_tunnels_nbma_address_is_dropped() {
+    // A hub with two ISPs: tunnel 1 on 192.0.2.1, tunnel 2 on 203.0.113.1, one network id.
+    let mut hub = Engine::new(1);
+    hub.add_tunnel(Time(0), T, hub_cfg()).expect("tunnel 1");
+    let mut second = TunnelConfig::new(ip("10.0.0.2"), ip("203.0.113.1"));
+    second.auth = Some(b"s3cret".to_vec());
+    hub.add_tunnel(Time(0), nhrp::TunnelId(2), second).expect("tunnel 2");
+    let bytes = natted_registration(1).to_vec().expect("emit");
+    hub.handle_datagram(Time(0), T, ip("198.51.100.11"), ip("203.0.113.1"), &bytes);
+    assert!(hub.poll_transmit().is_none());
+    assert_eq!(hub.counters().rx_wrong_nbma_dst, 1);
+    assert!(hub.cache().get(T, &ip("10.0.1.0")).is_none());
+    // To its own address (or one we do not know: behind NAT), the same packet registers.
+    for dst in ["192.0.2.1", "10.9.9.9"] {
+        hub.handle_datagram(Time(0), T, ip("198.51.100.11"), ip(dst), &bytes);
+        assert_eq!(hub.poll_transmit().map(|t| t.nbma), Some(ip("198.51.100.11")));
+    }
+    assert!(hub.cache().get(T, &ip("10.0.1.0")).is_some());
+    assert_eq!(hub.counters().rx_wrong_nbma_dst, 1);
+}
