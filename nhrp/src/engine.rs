@@ -13,7 +13,10 @@
 //!   [`Engine::nhs`], [`Engine::counters`], [`Engine::multicast_nbmas`].
 //! - No clock (time is a [`Time`] argument and must not go backwards), no I/O, randomness from the
 //!   seed given to [`Engine::new`]. No input panics; peer misbehaviour is counted in [`Counters`] and,
-//!   where RFC 2332 §5.2.7 says so, answered with an Error Indication.
+//!   where RFC 2332 §5.2.7 says so, answered with an Error Indication: the packet in error quoted
+//!   whole, no extensions, the Error Offset at its offending octet (the unknown or wrong extension,
+//!   the looping transit CIE, `ar$hopcnt`, the missing address's length, `ar$pktsz` for a reply that
+//!   would exceed the tunnel MTU: code 8, SDU Size Exceeded).
 //!
 //! Behaviour, by RFC 2332 section:
 //! - §5.2.3/§5.2.4 registrations: the NHS binds the client's protocol address to the NBMA address
@@ -50,7 +53,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use crate::cache::{host_len, mask, Cache, Entry, EntryFlags, EntryKind, Time, TunnelId};
 use crate::wire::{
     flags, Body, Cie, CieCode, ErrorCode, Extension, ExtensionBody, ExtensionType, Family, Operation, Packet, View,
-    AUTH_PLAINTEXT,
+    AUTH_PLAINTEXT, DST_PROTO_LEN_AT, EXTOFF_AT, HOPCNT_AT, PKTSZ_AT, SRC_PROTO_LEN_AT,
 };
 
 /// Unanswered registration tries after which an NHS is declared down.
@@ -297,6 +300,8 @@ pub struct Counters {
     pub rx_bad_checksum: u64,
     /// Received on an unknown tunnel, or with other address families than the tunnel's.
     pub rx_wrong_tunnel: u64,
+    /// Packets handed to one tunnel but addressed to another tunnel's NBMA address.
+    pub rx_wrong_nbma_dst: u64,
     /// Authentication failures.
     pub auth_failures: u64,
     /// Loops detected in Forward Transit NHS Records.
@@ -307,6 +312,9 @@ pub struct Counters {
     pub unknown_compulsory: u64,
     /// Error Indications sent.
     pub errors_sent: u64,
+    /// Replies (and relayed packets) that would have exceeded the tunnel MTU, answered with Error
+    /// Indication 8 instead (§5.2.7).
+    pub sdu_size_exceeded: u64,
     /// Registrations accepted (NHS).
     pub registrations: u64,
     /// Registrations refused (unique conflict, static entry, prefix).
@@ -724,8 +732,10 @@ impl Engine {
 
     /// An NHRP packet arrived on `tunnel` from NBMA address `nbma_src` (as seen on the wire, after any
     /// NAT) to our NBMA address `nbma_dst`.
+    /// A datagram to the NBMA address of another of our tunnels (a hub with two ISPs, one tunnel
+    /// each) was misdelivered by the caller: counted in `rx_wrong_nbma_dst` and dropped. Any other
+    /// destination is taken as ours (behind NAT it is an address we do not know).
     pub fn handle_datagram(&mut self, now: Time, tunnel: TunnelId, nbma_src: IpAddr, nbma_dst: IpAddr, bytes: &[u8]) {
-        let _ = nbma_dst;
         self.latest = self.latest.max(now);
         // The view first: a damaged header, a bad checksum, another tunnel's address families, an
         // unknown compulsory extension or a missing secret cost no parse and no allocation.
@@ -743,6 +753,10 @@ impl Engine {
             return;
         };
         let t = &self.tunnels[ti];
+        if nbma_dst != t.cfg.nbma && self.tunnels.iter().any(|o| o.cfg.nbma == nbma_dst) {
+            self.counters.rx_wrong_nbma_dst += 1;
+            return;
+        }
         if v.nbma_family() != Some(t.nbma_family)
             || v.proto_family() != Some(t.proto_family)
             || family(&nbma_src) != t.nbma_family
@@ -752,30 +766,39 @@ impl Engine {
         }
         let (op, src_proto) = (v.operation(), addr_of(v.src_proto()));
         if op != Operation::ERROR_INDICATION {
-            let mut unknown_compulsory = false;
+            // The Error Offsets (§5.2.7): the first unknown compulsory extension; the wrong
+            // authentication extension, or where the extensions start when it is missing.
+            let mut unknown_compulsory = None;
             let mut authenticated = t.cfg.auth.is_none();
+            let mut auth_at = match v.extension_offset() {
+                0 => EXTOFF_AT,
+                at => at,
+            };
             for x in v.extensions() {
                 let Ok(x) = x else {
                     self.counters.rx_malformed += 1;
                     return;
                 };
                 // §5.3: an unknown extension with the C bit set makes the whole packet unacceptable.
-                unknown_compulsory |= x.compulsory && !KNOWN_EXTENSIONS.contains(&x.kind);
+                if x.compulsory && !KNOWN_EXTENSIONS.contains(&x.kind) {
+                    unknown_compulsory = unknown_compulsory.or(Some(x.offset));
+                }
                 // §5.3.4: with a secret configured, every packet must carry it.
-                if let (ExtensionType::AUTHENTICATION, Some(secret), [a, b, c, d, data @ ..]) =
-                    (x.kind, &t.cfg.auth, x.value)
-                {
-                    authenticated |= u32::from_be_bytes([*a, *b, *c, *d]) == AUTH_PLAINTEXT && data == &secret[..];
+                if let (ExtensionType::AUTHENTICATION, Some(secret)) = (x.kind, &t.cfg.auth) {
+                    auth_at = x.offset;
+                    if let [a, b, c, d, data @ ..] = x.value {
+                        authenticated |= u32::from_be_bytes([*a, *b, *c, *d]) == AUTH_PLAINTEXT && data == &secret[..];
+                    }
                 }
             }
-            if unknown_compulsory {
+            if let Some(at) = unknown_compulsory {
                 self.counters.unknown_compulsory += 1;
-                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::UNRECOGNIZED_EXTENSION);
+                self.send_error(ti, nbma_src, src_proto, bytes, ErrorCode::UNRECOGNIZED_EXTENSION, at);
                 return;
             }
             if !authenticated {
                 self.counters.auth_failures += 1;
-                self.send_error(ti, nbma_src, op, src_proto, bytes, ErrorCode::AUTHENTICATION_FAILURE);
+                self.send_error(ti, nbma_src, src_proto, bytes, ErrorCode::AUTHENTICATION_FAILURE, auth_at);
                 return;
             }
         }
@@ -805,7 +828,7 @@ impl Engine {
     fn on_registration_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: &Packet, bytes: &[u8]) {
         let Body::Cies { flags: req_flags, request_id, cies } = &p.body else { return };
         let Some(src_proto) = p.src_proto else {
-            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
+            self.send_error(ti, seen, None, bytes, ErrorCode::PROTOCOL_ERROR, SRC_PROTO_LEN_AT);
             return;
         };
         let tunnel = self.tunnels[ti].id;
@@ -845,6 +868,10 @@ impl Engine {
             extensions: exts,
             ..p.clone()
         };
+        if self.too_big(ti, &reply) {
+            self.sdu_exceeded(ti, seen, p, Some(bytes));
+            return;
+        }
         self.send(ti, seen, &reply);
     }
 
@@ -914,7 +941,8 @@ impl Engine {
     /// our NHS, or answer negatively.
     fn on_resolution_request(&mut self, now: Time, ti: usize, seen: IpAddr, p: Packet, bytes: &[u8]) {
         let (Some(dst), Some(src_proto)) = (p.dst_proto, p.src_proto) else {
-            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR);
+            let at = if p.src_proto.is_none() { SRC_PROTO_LEN_AT } else { DST_PROTO_LEN_AT };
+            self.send_error(ti, seen, p.src_proto, bytes, ErrorCode::PROTOCOL_ERROR, at);
             return;
         };
         if let Some(len) = self.is_local(ti, &dst) {
@@ -926,13 +954,20 @@ impl Engine {
             p.extension(ExtensionType::FORWARD_TRANSIT)
         {
             let (me_p, me_n) = (self.tunnels[ti].cfg.proto, self.tunnels[ti].cfg.nbma);
-            if rec.iter().any(|c| c.proto == Some(me_p) || c.nbma == Some(me_n)) {
+            if let Some(i) = rec.iter().position(|c| c.proto == Some(me_p) || c.nbma == Some(me_n)) {
                 self.counters.loops += 1;
-                self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::LOOP_DETECTED);
+                // The Error Offset names the CIE that lists us.
+                let ext_at = View::new_checked(bytes)
+                    .ok()
+                    .and_then(|v| {
+                        v.extensions().flatten().find(|x| x.kind == ExtensionType::FORWARD_TRANSIT).map(|x| x.offset)
+                    })
+                    .unwrap_or(EXTOFF_AT);
+                let at = ext_at + 4 + rec[..i].iter().map(Cie::wire_len).sum::<usize>();
+                self.send_error(ti, seen, p.src_proto, bytes, ErrorCode::LOOP_DETECTED, at);
                 return;
             }
         }
-        let tunnel = self.tunnels[ti].id;
         let owner = self.find_owner(ti, &dst);
         match owner {
             Some((_, _, e)) if e.kind == EntryKind::Static => {
@@ -967,9 +1002,12 @@ impl Engine {
                             cies: vec![cie],
                         },
                         extensions: exts,
-                        ..p
+                        ..p.clone()
                     };
-                    let _ = tunnel;
+                    if self.too_big(ti, &reply) {
+                        self.sdu_exceeded(ti, seen, &p, Some(bytes));
+                        return;
+                    }
                     self.send(ti, seen, &reply);
                 }
             }
@@ -1048,7 +1086,7 @@ impl Engine {
     ) {
         if p.hop_count <= 1 {
             self.counters.hop_count_exceeded += 1;
-            self.send_error(ti, seen, p.op, p.src_proto, bytes, ErrorCode::HOP_COUNT_EXCEEDED);
+            self.send_error(ti, seen, p.src_proto, bytes, ErrorCode::HOP_COUNT_EXCEEDED, HOPCNT_AT);
             return;
         }
         p.hop_count -= 1;
@@ -1092,6 +1130,10 @@ impl Engine {
                 p.extensions.push(Extension { compulsory: true, body });
             }
         }
+        if self.too_big(out, &p) {
+            self.sdu_exceeded(ti, seen, &p, Some(bytes));
+            return;
+        }
         self.send(out, to, &p);
     }
 
@@ -1112,6 +1154,10 @@ impl Engine {
             extensions: exts,
             ..p.clone()
         };
+        if self.too_big(ti, &reply) {
+            self.sdu_exceeded(ti, seen, p, None);
+            return;
+        }
         self.send(ti, seen, &reply);
     }
 
@@ -1157,6 +1203,10 @@ impl Engine {
             extensions: exts,
             ..p.clone()
         };
+        if self.too_big(ti, &reply) {
+            self.sdu_exceeded(ti, seen, p, None);
+            return;
+        }
         self.send(ti, nbma, &reply);
     }
 
@@ -1346,6 +1396,10 @@ impl Engine {
                 extensions: self.reply_extensions(ti, p),
                 ..p.clone()
             };
+            if self.too_big(ti, &reply) {
+                self.sdu_exceeded(ti, seen, p, None);
+                return;
+            }
             self.send(ti, seen, &reply);
         }
     }
@@ -1533,36 +1587,51 @@ impl Engine {
         self.transmits.push_back(Transmit { tunnel, nbma: to, bytes });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// §5.2.7: an Error Indication back to `to` on tunnel `ti`, where the packet in error (`bytes`)
+    /// came from. Its Error Offset `at` names the offending octet of that packet, counted from its
+    /// fixed header; the packet is quoted whole, even where that takes the indication over the tunnel
+    /// MTU (Wireshark calls a trimmed quote malformed; the GRE layer fragments). No extensions follow
+    /// the quote: §5.2.7 has none, and Wireshark flags any. Hop count: the tunnel's (Cisco rejects 0).
     fn send_error(
         &mut self,
         ti: usize,
         to: IpAddr,
-        op: Operation,
         src_proto: Option<IpAddr>,
         bytes: &[u8],
         code: ErrorCode,
+        at: usize,
     ) {
+        let Ok(v) = View::new_checked(bytes) else { return };
         // §5.2.7: never answer an Error Indication with one.
-        if op == Operation::ERROR_INDICATION {
+        if v.operation() == Operation::ERROR_INDICATION {
             return;
         }
         self.counters.errors_sent += 1;
-        let offset = if code == ErrorCode::AUTHENTICATION_FAILURE || code == ErrorCode::UNRECOGNIZED_EXTENSION {
-            bytes.get(14..16).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-        } else {
-            0
-        };
-        let size = bytes.get(10..12).map_or(bytes.len(), |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-        let quoted = bytes[..size.min(bytes.len())].to_vec();
-        let e = self.packet(
-            ti,
-            Operation::ERROR_INDICATION,
-            src_proto,
-            Body::Error { code, offset, packet: quoted },
-            vec![],
-        );
+        let offset = u16::try_from(at).unwrap_or(u16::MAX);
+        let body = Body::Error { code, offset, packet: v.packet().to_vec() };
+        let e = self.packet(ti, Operation::ERROR_INDICATION, src_proto, body, vec![]);
         self.send(ti, to, &e);
+    }
+
+    /// Whether `p` would exceed the MTU of tunnel `out` (§5.2.7, "NHRP SDU Size Exceeded").
+    fn too_big(&self, out: usize, p: &Packet) -> bool {
+        let mtu = usize::from(self.tunnels[out].cfg.mtu);
+        mtu != 0 && p.buffer_len().map_or(true, |n| n > mtu)
+    }
+
+    /// The reply to `req` (or `req` relayed) would not fit the tunnel: Error Indication 8 to `seen`,
+    /// its offset at `ar$pktsz`.
+    fn sdu_exceeded(&mut self, ti: usize, seen: IpAddr, req: &Packet, bytes: Option<&[u8]>) {
+        self.counters.sdu_size_exceeded += 1;
+        let owned;
+        let bytes = match bytes {
+            Some(b) => b,
+            None => {
+                owned = req.to_vec().unwrap_or_default();
+                &owned
+            }
+        };
+        self.send_error(ti, seen, req.src_proto, bytes, ErrorCode::SDU_SIZE_EXCEEDED, PKTSZ_AT);
     }
 
     fn send(&mut self, ti: usize, to: IpAddr, p: &Packet) {

@@ -295,6 +295,14 @@ pub struct Cie {
     pub proto: Option<IpAddr>,
 }
 
+impl Cie {
+    /// Its length on the wire: the fixed part and both addresses (no subaddresses).
+    pub fn wire_len(&self) -> usize {
+        let len = |a: &Option<IpAddr>| a.map_or(0, |a| if a.is_ipv4() { 4 } else { 16 });
+        CIE_FIXED_LEN + len(&self.nbma) + len(&self.proto)
+    }
+}
+
 /// An extension (RFC 2332 §5.3). The End extension is not listed: [`Packet::emit`] writes it after
 /// the others whenever there are any, and [`Packet::parse`] requires it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,8 +419,16 @@ pub struct Packet {
 pub const FIXED_LEN: usize = 20;
 /// Offset of `ar$hopcnt`.
 pub const HOPCNT_AT: usize = 9;
+/// Offset of `ar$pktsz`.
+pub const PKTSZ_AT: usize = 10;
 /// Offset of `ar$chksum`.
 pub const CHECKSUM_AT: usize = 12;
+/// Offset of `ar$extoff`.
+pub const EXTOFF_AT: usize = 14;
+/// Offset of the Source Protocol Address length in the common mandatory part (§5.2.0.1).
+pub const SRC_PROTO_LEN_AT: usize = 20;
+/// Offset of the Destination Protocol Address length in the common mandatory part.
+pub const DST_PROTO_LEN_AT: usize = 21;
 /// Length of a CIE without its addresses.
 const CIE_FIXED_LEN: usize = 12;
 
@@ -832,6 +848,9 @@ pub struct RawExtension<'a> {
     pub kind: ExtensionType,
     /// The value.
     pub value: &'a [u8],
+    /// Where the extension's header starts, counted from the start of the packet (what an Error
+    /// Indication's Error Offset names, §5.2.7).
+    pub offset: usize,
 }
 
 impl<T: AsRef<[u8]>> View<T> {
@@ -1021,7 +1040,7 @@ impl<'a> Iterator for Extensions<'a> {
             let ty = self.r.u16("extension type")?;
             let len = usize::from(self.r.u16("extension length")?);
             let value = self.r.take(len, "extension value")?;
-            Ok(RawExtension { compulsory: ty & 0x8000 != 0, kind: ExtensionType(ty & 0x3fff), value })
+            Ok(RawExtension { compulsory: ty & 0x8000 != 0, kind: ExtensionType(ty & 0x3fff), value, offset: at })
         })();
         match item {
             Ok(x) if x.kind == ExtensionType::END => {

@@ -187,3 +187,168 @@ fn tshark_reads_everything_the_engine_sends() {
     assert_eq!(ops, ["1", "2", "3", "4", "5", "6", "7", "8"], "every operation was sent and dissected");
     assert!(rows.iter().any(|r| r[0] == "2" && r[1].split(',').next() == Some("12")), "a negative reply (no binding)");
 }
+
+/// What the hub answers `bytes` with, as (the Error Indication, its wire bytes).
+fn hub_error(sim: &mut Sim, bytes: &[u8]) -> (Packet, Vec<u8>) {
+    let now = sim.now;
+    sim.nodes[0].engine.handle_datagram(now, T, ip("198.51.100.11"), ip("192.0.2.1"), bytes);
+    let t = sim.nodes[0].engine.poll_transmit().expect("an answer");
+    assert!(sim.nodes[0].engine.poll_transmit().is_none(), "one Error Indication per packet in error");
+    (Packet::parse(&t.bytes).expect("parses"), t.bytes)
+}
+
+fn error_offset(p: &Packet) -> (ErrorCode, usize, Vec<u8>) {
+    match &p.body {
+        Body::Error { code, offset, packet } => (*code, usize::from(*offset), packet.clone()),
+        b => panic!("not an Error Indication: {b:?}"),
+    }
+}
+
+#[test]
+fn error_offsets_name_the_offending_octet_and_tshark_agrees() {
+    let mut sim = net(b"s3cret");
+    sim.run_for(5);
+    let unknown =
+        Extension { compulsory: true, body: ExtensionBody::Unknown { kind: ExtensionType(0x3ff0), data: vec![1] } };
+    let me = Cie {
+        code: CieCode::SUCCESS,
+        prefix_len: 32,
+        mtu: 0,
+        holding_time: 0,
+        preference: 0,
+        nbma: Some(ip("192.0.2.1")),
+        proto: Some(ip("10.0.0.1")),
+    };
+    let other = Cie { nbma: Some(ip("192.0.2.7")), proto: Some(ip("10.0.0.7")), ..me.clone() };
+    let mut noauth = resolution_request(vec![], 10);
+    noauth.extensions.clear();
+    let mut wrong = resolution_request(vec![], 10);
+    wrong.extensions[0].body = ExtensionBody::Authentication { kind: 1, data: b"nope".to_vec() };
+    let cases: Vec<(Packet, ErrorCode)> = vec![
+        (resolution_request(vec![unknown], 10), ErrorCode::UNRECOGNIZED_EXTENSION),
+        (
+            resolution_request(
+                vec![Extension { compulsory: true, body: ExtensionBody::ForwardTransit(vec![other, me]) }],
+                10,
+            ),
+            ErrorCode::LOOP_DETECTED,
+        ),
+        (resolution_request(vec![], 1), ErrorCode::HOP_COUNT_EXCEEDED),
+        (noauth, ErrorCode::AUTHENTICATION_FAILURE),
+        (wrong, ErrorCode::AUTHENTICATION_FAILURE),
+    ];
+    let mut frames = Vec::new();
+    let mut offsets = Vec::new();
+    for (i, (req, want)) in cases.iter().enumerate() {
+        let bytes = req.to_vec().expect("emit");
+        let (e, wire) = hub_error(&mut sim, &bytes);
+        let (code, at, quoted) = error_offset(&e);
+        assert_eq!(code, *want, "case {i}");
+        assert_eq!(quoted, bytes, "case {i}: the packet in error, quoted whole");
+        assert!(e.extensions.is_empty(), "case {i}: §5.2.7 has no extensions");
+        assert_eq!(e.hop_count, 255, "case {i}: Cisco rejects hop count 0");
+        assert_eq!(e.dst_proto, Some(ip("10.0.0.11")), "case {i}: to the source of the packet in error");
+        // What lies at the offset, read from the request's bytes (RFC 2332's layouts, not our parser).
+        let field = |n: usize| bytes[at..at + n].to_vec();
+        match i {
+            0 => assert_eq!(field(2), [0xbf, 0xf0], "the unknown extension's C bit and type"),
+            1 => assert_eq!(field(16)[12..], [192, 0, 2, 1], "the transit CIE naming us, after the other one"),
+            2 => assert_eq!((at, bytes[at]), (9, 1), "ar$hopcnt"),
+            3 => assert_eq!(at, 14, "ar$extoff: no extensions, so no authentication"),
+            _ => assert_eq!(field(2), [0x80, 0x07], "the wrong authentication extension"),
+        }
+        offsets.push(at.to_string());
+        frames.push((sim.now, ip("192.0.2.1"), ip("198.51.100.11"), wire));
+    }
+    let rows = support::dissect_clean("offsets", &frames, &["nhrp.err.offset", "nhrp.err.code"]);
+    let got: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(got, offsets);
+    let codes: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(codes, ["1", "3", "15", "11", "11"]);
+}
+
+/// A Registration Request from 198.51.100.11 with `n` CIEs that claim NBMA addresses other than
+/// the one it comes from (so the reply grows a NAT extension CIE per client).
+fn natted_registration(n: u8) -> Packet {
+    let cies = (0..n)
+        .map(|i| Cie {
+            code: CieCode::SUCCESS,
+            prefix_len: 32,
+            mtu: 1400,
+            holding_time: 300,
+            preference: 0,
+            nbma: Some(ip(&format!("172.16.0.{i}"))),
+            proto: Some(ip(&format!("10.0.1.{i}"))),
+        })
+        .collect();
+    Packet {
+        nbma_family: nhrp::wire::Family::V4,
+        proto_family: nhrp::wire::Family::V4,
+        hop_count: 255,
+        op: Operation::REGISTRATION_REQUEST,
+        src_nbma: Some(ip("172.16.0.0")),
+        src_proto: Some(ip("10.0.1.0")),
+        dst_proto: Some(ip("10.0.0.1")),
+        body: Body::Cies { flags: nhrp::wire::flags::NAT, request_id: 9, cies },
+        extensions: vec![
+            Extension { compulsory: true, body: ExtensionBody::ResponderAddress(vec![]) },
+            Extension { compulsory: true, body: ExtensionBody::Authentication { kind: 1, data: b"s3cret".to_vec() } },
+            Extension { compulsory: false, body: ExtensionBody::NatAddress(vec![]) },
+        ],
+    }
+}
+
+#[test]
+fn a_reply_over_the_tunnel_mtu_is_sdu_size_exceeded() {
+    let req = natted_registration(3);
+    let bytes = req.to_vec().expect("emit");
+    // The request fits the hub's MTU; the reply, with its responder and three NAT CIEs, does not.
+    let mut sim = Sim::new();
+    let mut cfg = hub_cfg();
+    cfg.mtu = bytes.len() as u16;
+    let mut hub = Engine::new(1);
+    hub.add_tunnel(Time(0), T, cfg).expect("hub");
+    sim.add(hub, ip("192.0.2.1"));
+    let (e, wire) = hub_error(&mut sim, &bytes);
+    let (code, at, quoted) = error_offset(&e);
+    assert_eq!((code, at), (ErrorCode::SDU_SIZE_EXCEEDED, 10), "ar$pktsz");
+    // Quoted whole even though the indication is then 40 bytes over the MTU (the GRE layer
+    // fragments it): tshark calls a trimmed quote malformed.
+    assert_eq!(quoted, bytes);
+    assert_eq!(wire.len(), bytes.len() + 40);
+    assert_eq!(sim.nodes[0].engine.counters().sdu_size_exceeded, 1);
+    let frames = [(Time(0), ip("192.0.2.1"), ip("198.51.100.11"), wire)];
+    let rows = support::dissect_clean("sdu", &frames, &["nhrp.err.offset", "nhrp.err.code"]);
+    assert_eq!(rows[0], ["10", "8"]);
+    // With room for the reply, the same request is answered.
+    let mut sim = Sim::new();
+    let mut cfg = hub_cfg();
+    cfg.mtu = 1400;
+    let mut hub = Engine::new(1);
+    hub.add_tunnel(Time(0), T, cfg).expect("hub");
+    sim.add(hub, ip("192.0.2.1"));
+    let (reply, _) = hub_error(&mut sim, &bytes);
+    assert_eq!(reply.op, Operation::REGISTRATION_REPLY);
+}
+
+#[test]
+fn a_packet_for_another_tunnels_nbma_address_is_dropped() {
+    // A hub with two ISPs: tunnel 1 on 192.0.2.1, tunnel 2 on 203.0.113.1, one network id.
+    let mut hub = Engine::new(1);
+    hub.add_tunnel(Time(0), T, hub_cfg()).expect("tunnel 1");
+    let mut second = TunnelConfig::new(ip("10.0.0.2"), ip("203.0.113.1"));
+    second.auth = Some(b"s3cret".to_vec());
+    hub.add_tunnel(Time(0), nhrp::TunnelId(2), second).expect("tunnel 2");
+    let bytes = natted_registration(1).to_vec().expect("emit");
+    hub.handle_datagram(Time(0), T, ip("198.51.100.11"), ip("203.0.113.1"), &bytes);
+    assert!(hub.poll_transmit().is_none());
+    assert_eq!(hub.counters().rx_wrong_nbma_dst, 1);
+    assert!(hub.cache().get(T, &ip("10.0.1.0")).is_none());
+    // To its own address (or one we do not know: behind NAT), the same packet registers.
+    for dst in ["192.0.2.1", "10.9.9.9"] {
+        hub.handle_datagram(Time(0), T, ip("198.51.100.11"), ip(dst), &bytes);
+        assert_eq!(hub.poll_transmit().map(|t| t.nbma), Some(ip("198.51.100.11")));
+    }
+    assert!(hub.cache().get(T, &ip("10.0.1.0")).is_some());
+    assert_eq!(hub.counters().rx_wrong_nbma_dst, 1);
+}
