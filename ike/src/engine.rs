@@ -20,7 +20,7 @@
 //! request from its cache (§2.1) are implemented here.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
@@ -45,7 +45,11 @@ const NONCE_LEN: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IkeSaId(pub u64);
 
-/// A datagram to send.
+/// The NAT keepalive (RFC 3948 §2.3): one octet 0xFF, sent on port 4500 *without* the non-ESP marker.
+pub const NAT_KEEPALIVE: [u8; 1] = [0xFF];
+
+/// A datagram to send. On port 4500 the caller puts the non-ESP marker before an IKE message, but not
+/// before a NAT keepalive ([`Transmit::is_nat_keepalive`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Our address and port to send from.
@@ -54,6 +58,14 @@ pub struct Transmit {
     pub remote: SocketAddr,
     /// The UDP payload.
     pub data: Vec<u8>,
+}
+
+impl Transmit {
+    /// Whether this is a NAT keepalive (RFC 3948 §2.3), which goes out as it is, without the non-ESP
+    /// marker; no IKE message is one octet long (§3.1: the header alone is 28).
+    pub fn is_nat_keepalive(&self) -> bool {
+        self.data == NAT_KEEPALIVE
+    }
 }
 
 /// Encapsulation mode of a CHILD SA (§1.3.1).
@@ -231,6 +243,14 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Half-open IKE SAs dropped.
     pub half_open_expired: u64,
+    /// IKE_SA_INIT requests answered with N(COOKIE) only (§2.6).
+    pub cookies_sent: u64,
+    /// N(COOKIE) received and the IKE_SA_INIT repeated with it (§2.6).
+    pub cookies_received: u64,
+    /// IKE_SA_INIT requests dropped: their source already had its share of half-open SAs.
+    pub half_open_limited: u64,
+    /// NAT keepalives sent (RFC 3948 §2.3).
+    pub nat_keepalives: u64,
 }
 
 /// IKE SA state for `show`.
@@ -426,6 +446,15 @@ struct IkeSa {
     children: Vec<Child>,
     /// A NAT sits between us (§2.23, from the NAT_DETECTION_* notifications of IKE_SA_INIT).
     nat: bool,
+    /// We are the one behind the NAT (our address was changed on the way): we send keepalives
+    /// (RFC 3948 §2.3).
+    behind_nat: bool,
+    /// When we last sent a NAT keepalive (or the SA was made).
+    last_keepalive: Instant,
+    /// Initiator: the responder's cookie, sent first in IKE_SA_INIT (§2.6), and how many we got.
+    cookie: Option<(Vec<u8>, u8)>,
+    /// Responder: the key this SA is counted under among the half-open ones (peer address, SPIi).
+    half_open_key: Option<(SocketAddr, u64)>,
     /// Requests waiting for the window.
     pending: VecDeque<Request>,
     /// When the peer last sent something authenticated (for DPD, §2.4).
@@ -498,6 +527,10 @@ pub struct Engine {
     sas: HashMap<u64, IkeSa>,
     /// Responder: (peer address, peer's SPI) → our SPI, to spot a retransmitted IKE_SA_INIT (§2.1).
     half_open: HashMap<(SocketAddr, u64), u64>,
+    /// Responder: half-open IKE SAs per peer address (`Config::half_open_per_source`).
+    half_open_by_ip: HashMap<IpAddr, usize>,
+    /// Responder: the secret in our cookies (§2.6).
+    cookie_secret: [u8; 32],
     timers: BTreeSet<(Instant, u64)>,
 }
 
@@ -541,8 +574,8 @@ fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     h.update(spi_i.to_be_bytes());
     h.update(spi_r.to_be_bytes());
     match addr.ip() {
-        std::net::IpAddr::V4(a) => h.update(a.octets()),
-        std::net::IpAddr::V6(a) => h.update(a.octets()),
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
     }
     h.update(addr.port().to_be_bytes());
     h.finalize().to_vec()
@@ -556,9 +589,10 @@ fn nat_payloads(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -
     ]
 }
 
-/// Whether the peer's NAT detection shows a NAT (§2.23): none of its source hashes is the address it
-/// came from, or its destination hash is not our address. A peer that sends none supports no NAT-T.
-fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> bool {
+/// What the peer's NAT detection shows (§2.23): (we are behind a NAT: its destination hash is not our
+/// address; the peer is: none of its source hashes is the address it came from). A peer that sends
+/// none supports no NAT-T.
+fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> (bool, bool) {
     let of = |ty| {
         payloads.iter().filter_map(move |p| match &p.body {
             PayloadBody::Notify(n) if n.ty == ty => Some(&n.data),
@@ -568,7 +602,27 @@ fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr,
     let mut sources = of(NotifyType::NAT_DETECTION_SOURCE_IP).peekable();
     let remote_behind = sources.peek().is_some() && !sources.any(|h| *h == nat_hash(spi_i, spi_r, remote));
     let local_behind = of(NotifyType::NAT_DETECTION_DESTINATION_IP).any(|h| *h != nat_hash(spi_i, spi_r, local));
-    remote_behind || local_behind
+    (local_behind, remote_behind)
+}
+
+/// Maximum cookie attempts an initiator makes before giving up (§2.6 sets no number).
+const COOKIE_TRIES: u8 = 3;
+
+/// The responder's cookie (§2.6): `<VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)`, with
+/// SHA-256 and version 0 (the secret lives as long as the engine).
+fn cookie(secret: &[u8; 32], ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ni);
+    match remote.ip() {
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
+    }
+    h.update(spi_i.to_be_bytes());
+    h.update(secret);
+    let mut c = vec![0u8];
+    c.extend_from_slice(&h.finalize());
+    c
 }
 
 /// AUTH for a pre-shared key (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>),
@@ -737,6 +791,21 @@ impl IkeSa {
     /// IKE_SA_INIT response (§1.2), or INVALID_KE_PAYLOAD (§1.2) / an error instead.
     fn on_init_response(&mut self, ctx: &mut Ctx, now: Instant, data: &[u8], msg: Message) -> Next {
         let State::InitSent { ke, .. } = &self.state else { return Next::Keep };
+        if let Some(n) = find_notify(&msg.payloads, NotifyType::COOKIE) {
+            // §2.6: the same request again, with the cookie as its first payload.
+            let tries = self.cookie.as_ref().map_or(0, |(_, t)| *t);
+            if !(1..=64).contains(&n.data.len()) || tries >= COOKIE_TRIES {
+                return self.fail(ctx, Failure::Refused(NotifyType::COOKIE));
+            }
+            ctx.stats.cookies_received += 1;
+            self.cookie = Some((n.data.clone(), tries + 1));
+            let State::InitSent { ke, .. } = std::mem::replace(&mut self.state, State::Established { since: now })
+            else {
+                return Next::Keep;
+            };
+            self.send_init(ctx, now, ke);
+            return Next::Keep;
+        }
         if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
             // §1.2: retry with the group the responder names, if we offered it.
             let group = match n.data.as_slice() {
@@ -748,8 +817,11 @@ impl IkeSa {
                 return self.fail(ctx, Failure::Refused(NotifyType::INVALID_KE_PAYLOAD));
             }
             ctx.stats.invalid_ke_received += 1;
-            return match self.send_init(ctx, now, group) {
-                Ok(()) => Next::Keep,
+            return match KeyExchange::generate(group, ctx.rng.as_mut()) {
+                Ok(ke) => {
+                    self.send_init(ctx, now, ke);
+                    Next::Keep
+                }
                 Err(_) => self.fail(ctx, Failure::Refused(NotifyType::INVALID_KE_PAYLOAD)),
             };
         }
@@ -773,7 +845,9 @@ impl IkeSa {
         self.spi_r = msg.spi_r;
         self.nr = nr.clone();
         // §2.23: behind a NAT, everything after IKE_SA_INIT goes between the 4500 ports.
-        self.nat = nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
+        let (local_behind, remote_behind) =
+            nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
+        (self.nat, self.behind_nat) = (local_behind || remote_behind, local_behind);
         if self.nat {
             self.local.set_port(NAT_T_PORT);
             self.remote.set_port(NAT_T_PORT);
@@ -791,21 +865,21 @@ impl IkeSa {
         self.send_auth(ctx, now, &request)
     }
 
-    /// Sends (or resends, after INVALID_KE_PAYLOAD) the IKE_SA_INIT request with a KE for `group`.
-    fn send_init(&mut self, ctx: &mut Ctx, now: Instant, group: DhGroup) -> Result<(), DhError> {
-        let ke = KeyExchange::generate(group, ctx.rng.as_mut())?;
+    /// Sends (or resends, after INVALID_KE_PAYLOAD with a new `ke`, after COOKIE with the same) the
+    /// IKE_SA_INIT request; the cookie, if the responder gave one, comes first (§2.6).
+    fn send_init(&mut self, ctx: &mut Ctx, now: Instant, ke: KeyExchange) {
         let mut msg = self.header(ExchangeType::IKE_SA_INIT, 0, false);
-        msg.payloads = vec![
+        msg.payloads = self.cookie.iter().map(|(c, _)| notify(NotifyType::COOKIE, c.clone())).collect();
+        msg.payloads.extend([
             PayloadBody::Sa(config::ike_sa_payload(&ctx.config.ike_proposals, &[])).into(),
-            PayloadBody::Ke(Ke { group, data: ke.public().to_vec() }).into(),
+            PayloadBody::Ke(Ke { group: ke.group(), data: ke.public().to_vec() }).into(),
             PayloadBody::Nonce(self.ni.clone()).into(),
-        ];
+        ]);
         msg.payloads.extend(nat_payloads(self.spi_i, 0, self.local, self.remote));
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
         self.start_request(ctx, now, 0, vec![request], Sent::Init);
         self.next_id = 1;
-        Ok(())
     }
 
     /// IKE_AUTH request (§1.2) with the CHILD SA for GRE (§1.3.1 transport mode).
@@ -1009,8 +1083,17 @@ impl IkeSa {
             return Err(NotifyType::NO_PROPOSAL_CHOSEN);
         }
         let proto = ctx.config.ts_protocol;
-        let ts_remote = config::narrow(tsi, &config::endpoint_ts(self.remote.ip(), proto));
-        let ts_local = config::narrow(tsr, &config::endpoint_ts(self.local.ip(), proto));
+        let (remote, local) = (self.remote.ip(), self.local.ip());
+        // §2.23.1: across a NAT the initiator's selectors name addresses we do not see (its private
+        // one, our public one): the endpoints' addresses as we see them stand in for them.
+        let (tsi, tsr) = if self.nat {
+            let tsi: Vec<_> = tsi.iter().map(|t| config::readdressed(t, remote)).collect();
+            (tsi, tsr.iter().map(|t| config::readdressed(t, local)).collect())
+        } else {
+            (tsi.clone(), tsr.clone())
+        };
+        let ts_remote = config::narrow(&tsi, &config::endpoint_ts(remote, proto));
+        let ts_local = config::narrow(&tsr, &config::endpoint_ts(local, proto));
         if ts_remote.is_empty() || ts_local.is_empty() {
             return Err(NotifyType::TS_UNACCEPTABLE);
         }
@@ -1322,6 +1405,10 @@ impl IkeSa {
             last_response: None,
             children: std::mem::take(&mut self.children),
             nat: self.nat,
+            behind_nat: self.behind_nat,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: self.rekeys + 1,
@@ -1521,7 +1608,13 @@ impl IkeSa {
             .filter(|ch| !ch.rekeying)
             .map(|ch| ch.created + c.child_lifetime.saturating_sub(c.rekey_margin));
         let dpd = c.dpd.map(|d| self.last_heard + d.interval);
-        [Some(ike), dpd].into_iter().flatten().chain(children).min()
+        [Some(ike), dpd, self.keepalive_due(c)].into_iter().flatten().chain(children).min()
+    }
+
+    /// When the next NAT keepalive is due (RFC 3948 §2.3): only behind a NAT, once established.
+    fn keepalive_due(&self, c: &Config) -> Option<Instant> {
+        let interval = c.nat_keepalive.filter(|_| self.behind_nat)?;
+        matches!(self.state, State::Established { .. }).then_some(self.last_keepalive + interval)
     }
 
     /// Timers (§2.1 retransmission, §2.4 dead peer, §2.8 rekeying, half-open expiry).
@@ -1533,6 +1626,11 @@ impl IkeSa {
             }
             State::Rekeyed { expires } if now >= expires => return Next::Remove(None),
             _ => {}
+        }
+        if self.keepalive_due(&ctx.config).is_some_and(|t| now >= t) {
+            ctx.stats.nat_keepalives += 1;
+            self.last_keepalive = now;
+            ctx.send(self, NAT_KEEPALIVE.to_vec());
         }
         if let Some(o) = self.outstanding.as_mut() {
             if now < o.next {
@@ -1639,7 +1737,9 @@ impl IkeSa {
 
 impl Engine {
     /// An engine with no SAs.
-    pub fn new(config: Config, rng: Box<dyn Random + Send>) -> Engine {
+    pub fn new(config: Config, mut rng: Box<dyn Random + Send>) -> Engine {
+        let mut cookie_secret = [0; 32];
+        rng.fill(&mut cookie_secret);
         Engine {
             ctx: Ctx {
                 config,
@@ -1651,6 +1751,8 @@ impl Engine {
             },
             sas: HashMap::new(),
             half_open: HashMap::new(),
+            half_open_by_ip: HashMap::new(),
+            cookie_secret,
             timers: BTreeSet::new(),
         }
     }
@@ -1665,6 +1767,12 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.ctx.stats
+    }
+
+    /// How many IKE SAs the engine holds (all states), and how many of them are half-open (responder,
+    /// IKE_SA_INIT answered, §2.6): cheap, for gauges.
+    pub fn ike_sa_count(&self) -> (usize, usize) {
+        (self.sas.len(), self.half_open.len())
     }
 
     /// Every IKE SA with its CHILD SAs, by handle.
@@ -1724,12 +1832,17 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            behind_nat: false,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
             filed: None,
         };
-        sa.send_init(&mut self.ctx, now, group)?;
+        let ke = KeyExchange::generate(group, self.ctx.rng.as_mut())?;
+        sa.send_init(&mut self.ctx, now, ke);
         self.sas.insert(spi_i, sa);
         self.refile(spi_i);
         Ok(IkeSaId(spi_i))
@@ -1876,6 +1989,23 @@ impl Engine {
             self.ctx.stats.malformed += 1;
             return;
         }
+        if self.half_open.len() >= self.ctx.config.cookie_threshold {
+            // §2.6: under load, only a request carrying our cookie first proves its source address.
+            let want = cookie(&self.cookie_secret, ni, remote, msg.spi_i);
+            let shown = msg.payloads.first().and_then(|p| match &p.body {
+                PayloadBody::Notify(n) if n.ty == NotifyType::COOKIE => Some(&n.data),
+                _ => None,
+            });
+            if !shown.is_some_and(|c| bool::from(c.as_slice().ct_eq(&want))) {
+                self.ctx.stats.cookies_sent += 1;
+                reply(&mut self.ctx, vec![notify(NotifyType::COOKIE, want)]);
+                return;
+            }
+        }
+        if self.half_open_by_ip.get(&remote.ip()).is_some_and(|n| *n >= self.ctx.config.half_open_per_source) {
+            self.ctx.stats.half_open_limited += 1;
+            return;
+        }
         let suite = match config::select_ike(&self.ctx.config.ike_proposals, sa, ke.group) {
             IkeChoice::Chosen(number, suite) => (number, suite),
             IkeChoice::WrongKe(group) => {
@@ -1917,6 +2047,10 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            behind_nat: false,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
@@ -1933,7 +2067,8 @@ impl Engine {
         ];
         if find_notify(&msg.payloads, NotifyType::NAT_DETECTION_SOURCE_IP).is_some() {
             response.payloads.extend(nat_payloads(sa.spi_i, spi_r, local, remote));
-            sa.nat = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
+            let (local_behind, remote_behind) = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
+            (sa.nat, sa.behind_nat) = (local_behind || remote_behind, local_behind);
         }
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });
@@ -1943,6 +2078,8 @@ impl Engine {
             expires: now + self.ctx.config.half_open_timeout,
         };
         self.half_open.insert((remote, msg.spi_i), spi_r);
+        *self.half_open_by_ip.entry(remote.ip()).or_insert(0) += 1;
+        sa.half_open_key = Some((remote, msg.spi_i));
         self.sas.insert(spi_r, sa);
         self.refile(spi_r);
     }
@@ -1952,9 +2089,9 @@ impl Engine {
         match next {
             Next::Keep => {}
             Next::KeepReplacing => {
+                self.forget_half_open(spi);
                 let Some(sa) = self.sas.get(&spi) else { return };
-                let (peer_id, key) = (sa.peer_id.clone(), (sa.remote, sa.spi_i));
-                self.half_open.remove(&key);
+                let peer_id = sa.peer_id.clone();
                 let old: Vec<u64> = self
                     .sas
                     .iter()
@@ -1984,10 +2121,8 @@ impl Engine {
                 }
             }
         }
-        if let Some(sa) = self.sas.get(&spi) {
-            if matches!(sa.state, State::Established { .. }) {
-                self.half_open.remove(&(sa.remote, sa.spi_i));
-            }
+        if self.sas.get(&spi).is_some_and(|sa| matches!(sa.state, State::Established { .. })) {
+            self.forget_half_open(spi);
         }
         self.refile(spi);
     }
@@ -2006,12 +2141,24 @@ impl Engine {
         }
     }
 
+    /// The SA is no longer half-open (established or going): it leaves the responder's counts.
+    fn forget_half_open(&mut self, spi: u64) {
+        let Some(key) = self.sas.get_mut(&spi).and_then(|sa| sa.half_open_key.take()) else { return };
+        self.half_open.remove(&key);
+        if let Some(n) = self.half_open_by_ip.get_mut(&key.0.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.half_open_by_ip.remove(&key.0.ip());
+            }
+        }
+    }
+
     fn remove(&mut self, spi: u64, reason: Option<DownReason>) {
+        self.forget_half_open(spi);
         let Some(sa) = self.sas.remove(&spi) else { return };
         if let Some(t) = sa.filed {
             self.timers.remove(&(t, spi));
         }
-        self.half_open.remove(&(sa.remote, sa.spi_i));
         for c in &sa.children {
             self.ctx.child_spis.remove(&c.spi_in);
             self.ctx.events.push_back(Event::DeleteSaPair {

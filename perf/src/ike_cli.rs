@@ -1,12 +1,17 @@
-//! Command-line helpers shared by the IKE tools (`ike-peer`, `ike-load`): proposals in strongSwan's
-//! syntax (`aes256gcm16-prfsha256-ecp256`, `aes256gcm16-esn`).
+//! Helpers shared by the IKE tools (`ike-peer`, `ike-load`): proposals in strongSwan's syntax
+//! (`aes256gcm16-prfsha256-ecp256`, `aes256gcm16-esn`), and the UDP plumbing of ports 500 and 4500 with
+//! the non-ESP marker (RFC 3948 §2.2) and NAT keepalives (§2.3).
 //!
 //! Tokens: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/`sha384`/`sha512` (integrity, with
 //! CBC), `prfsha256`/`prfsha384`/`prfsha512`, `ecp256`/`ecp384`/`ecp521`/`x25519`/`modp2048`, and for
 //! ESP `esn`/`noesn`.
 
-use anyhow::{bail, Result};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+
+use anyhow::{anyhow, bail, Context, Result};
 use ike::config::{EspProposal, IkeProposal};
+use ike::engine::{Transmit, NAT_T_PORT};
 use ike::message::{DhGroup, EncrId, EsnId, IntegId, PrfId};
 
 fn encr(tok: &str) -> Option<(EncrId, u16)> {
@@ -85,4 +90,52 @@ pub fn esp_proposal(s: &str) -> Result<EspProposal> {
         p.esn.push(EsnId::NO_ESN);
     }
     Ok(p)
+}
+
+/// A received datagram: our address, the sender's, the IKE message.
+pub type Received = (SocketAddr, SocketAddr, Vec<u8>);
+
+/// Binds ports 500 and 4500 on `ip`; each socket gets a reader thread feeding one channel, so the
+/// engines live on the caller's thread alone. IKE on 4500 carries the non-ESP marker (RFC 3948
+/// §2.2), stripped here; anything else on 4500 (ESP, NAT keepalives) is not for the engine.
+pub fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<Received>)> {
+    let (tx, rx) = mpsc::channel();
+    let mut socks = Vec::new();
+    for port in [500, NAT_T_PORT] {
+        let local = SocketAddr::new(ip, port);
+        let sock = UdpSocket::bind(local).with_context(|| format!("binding {local}"))?;
+        let reader = sock.try_clone()?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = reader.recv_from(&mut buf) {
+                let data = match (port, buf.get(..n).unwrap_or_default()) {
+                    (NAT_T_PORT, [0, 0, 0, 0, rest @ ..]) => rest.to_vec(),
+                    (NAT_T_PORT, _) => continue,
+                    (_, d) => d.to_vec(),
+                };
+                if tx.send((local, from, data)).is_err() {
+                    return;
+                }
+            }
+        });
+        socks.push(sock);
+    }
+    let s4500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
+    let s500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
+    Ok((s500, s4500, rx))
+}
+
+/// Sends an engine's datagram from the socket of its port: on 4500 an IKE message gets the non-ESP
+/// marker, a NAT keepalive goes as it is.
+pub fn send(s500: &UdpSocket, s4500: &UdpSocket, t: &Transmit) -> std::io::Result<usize> {
+    match t.local.port() {
+        NAT_T_PORT if t.is_nat_keepalive() => s4500.send_to(&t.data, t.remote),
+        NAT_T_PORT => {
+            let mut d = vec![0u8; 4];
+            d.extend_from_slice(&t.data);
+            s4500.send_to(&d, t.remote)
+        }
+        _ => s500.send_to(&t.data, t.remote),
+    }
 }

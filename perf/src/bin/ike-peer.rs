@@ -16,16 +16,16 @@
 //! `ecp521`/`x25519`/`modp2048`, and for ESP `esn`/`noesn`.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ike::config::{id_fqdn, Config, Dpd, Keyring, PeerMatch};
 use ike::crypto::OsRandom;
-use ike::engine::{Engine, Event, Mode, NAT_T_PORT};
+use ike::engine::{Engine, Event, Mode};
 use ike::message::Id;
-use perf::ike_cli::{esp_proposal, ike_proposal};
+use perf::ike_cli::{esp_proposal, ike_proposal, send, sockets};
 use serde_json::json;
 
 struct Args {
@@ -146,40 +146,6 @@ fn event_json(e: &Event) -> serde_json::Value {
     }
 }
 
-/// Binds port 500 and 4500 on `ip`; each socket gets a reader thread feeding one channel, so the
-/// engine lives on the main thread alone. IKE on 4500 carries the non-ESP marker (RFC 3948 §2.2),
-/// stripped here; ESP on 4500 (a non-zero first word) is not ours to handle.
-/// A received datagram: our address, the sender's, the IKE message.
-type Received = (SocketAddr, SocketAddr, Vec<u8>);
-
-fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<Received>)> {
-    let (tx, rx) = mpsc::channel();
-    let mut socks = Vec::new();
-    for port in [500, NAT_T_PORT] {
-        let local = SocketAddr::new(ip, port);
-        let sock = UdpSocket::bind(local).with_context(|| format!("binding {local}"))?;
-        let reader = sock.try_clone()?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = reader.recv_from(&mut buf) {
-                let data = match (port, &buf[..n]) {
-                    (NAT_T_PORT, [0, 0, 0, 0, rest @ ..]) => rest.to_vec(),
-                    (NAT_T_PORT, _) => continue,
-                    (_, d) => d.to_vec(),
-                };
-                if tx.send((local, from, data)).is_err() {
-                    return;
-                }
-            }
-        });
-        socks.push(sock);
-    }
-    let s4500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
-    let s500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
-    Ok((s500, s4500, rx))
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     let local = SocketAddr::new(args.listen, 500);
@@ -193,13 +159,7 @@ fn main() -> Result<()> {
     let (mut up, mut installed) = (false, false);
     loop {
         while let Some(t) = engine.poll_transmit() {
-            let sent = if t.local.port() == NAT_T_PORT {
-                let mut d = vec![0u8; 4];
-                d.extend_from_slice(&t.data);
-                s4500.send_to(&d, t.remote)
-            } else {
-                s500.send_to(&t.data, t.remote)
-            };
+            let sent = send(&s500, &s4500, &t);
             sent.with_context(|| format!("sending to {}", t.remote))?;
         }
         while let Some(e) = engine.poll_event() {
