@@ -198,6 +198,10 @@ pub struct Config {
     /// NAT keepalives (RFC 3948 §2.3): when we are behind a NAT, a one-octet 0xFF datagram to the
     /// peer's port 4500 this often, so that the NAT keeps the mapping; `None` sends none.
     pub nat_keepalive: Option<Duration>,
+    /// IKE fragmentation (RFC 7383): offered in IKE_SA_INIT, and once both sides support it, an
+    /// encrypted message longer than this many octets (the UDP payload, without the non-ESP marker)
+    /// goes as SKF fragments no longer than it (§2.5). `None`: not offered.
+    pub fragment_size: Option<usize>,
 }
 
 impl Config {
@@ -206,7 +210,8 @@ impl Config {
     /// HMAC-SHA-256, ESN preferred; transport mode with GRE selectors; 1 s initial retransmission with 6
     /// tries; 24 h / 1 h lifetimes, rekeyed 5 minutes early; DPD after 30 s of quiet, 3 retries 5 s apart;
     /// COOKIEs above 1,000 half-open SAs, at most 32 half-open per source address; NAT keepalives every
-    /// 20 s (Cisco's and strongSwan's default).
+    /// 20 s (Cisco's and strongSwan's default); IKE fragmentation above 1,200 octets (an IPv6 minimum
+    /// MTU path with room for the IP, UDP and non-ESP marker headers).
     pub fn new(local_id: Id) -> Config {
         let groups =
             vec![DhGroup::ECP_256, DhGroup::CURVE25519, DhGroup::ECP_384, DhGroup::ECP_521, DhGroup::MODP_2048];
@@ -247,6 +252,7 @@ impl Config {
             cookie_threshold: 1000,
             half_open_per_source: 32,
             nat_keepalive: Some(Duration::from_secs(20)),
+            fragment_size: Some(1200),
         }
     }
 }

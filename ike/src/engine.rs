@@ -30,13 +30,16 @@ use crate::crypto::{DhError, KeyExchange, Random};
 use crate::keys::{self, DirKeys, KeyLengths, Prf};
 use crate::message::{
     Auth, AuthMethod, Delete, DhGroup, ExchangeType, Flags, Header, Id, Ke, Message, Notify, NotifyType, Payload,
-    PayloadBody, ProtocolId, TrafficSelector,
+    PayloadBody, PayloadType, ProtocolId, TrafficSelector,
 };
 use crate::sk::SkCipher;
 
 /// The port of UDP-encapsulated IKE and ESP (RFC 3948): IKE datagrams on it start with four zero
 /// octets (the non-ESP marker), which the caller strips on receipt and adds on sending.
 pub const NAT_T_PORT: u16 = 4500;
+
+/// Most fragments of one message we reassemble (RFC 7383 §2.6: a limit against memory exhaustion).
+const MAX_FRAGMENTS: u16 = 64;
 
 /// Octets of our nonces (§2.10: at least half the PRF's key size; 32 covers SHA-512's 256 bits).
 const NONCE_LEN: usize = 32;
@@ -251,6 +254,12 @@ pub struct Stats {
     pub half_open_limited: u64,
     /// NAT keepalives sent (RFC 3948 §2.3).
     pub nat_keepalives: u64,
+    /// Encrypted Fragment payloads sent (RFC 7383).
+    pub fragments_sent: u64,
+    /// Messages reassembled from fragments (RFC 7383 §2.6).
+    pub reassembled: u64,
+    /// Fragments dropped: beyond the limit, or fewer in all than announced before.
+    pub fragments_dropped: u64,
 }
 
 /// IKE SA state for `show`.
@@ -422,6 +431,16 @@ struct NewChild<'a> {
     rekeys: u32,
 }
 
+/// Decrypted fragments of one message (RFC 7383 §2.6).
+struct Reassembly {
+    message_id: u32,
+    response: bool,
+    /// The first inner payload's type (from fragment 1).
+    first: PayloadType,
+    /// Plaintext of each fragment, by number − 1.
+    parts: Vec<Option<Vec<u8>>>,
+}
+
 struct IkeSa {
     /// We are the original initiator (§2.2, the I flag).
     initiator: bool,
@@ -455,6 +474,10 @@ struct IkeSa {
     cookie: Option<(Vec<u8>, u8)>,
     /// Responder: the key this SA is counted under among the half-open ones (peer address, SPIi).
     half_open_key: Option<(SocketAddr, u64)>,
+    /// Both sides sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    fragmentation: bool,
+    /// The fragmented message being reassembled (RFC 7383 §2.6).
+    reassembly: Option<Reassembly>,
     /// Requests waiting for the window.
     pending: VecDeque<Request>,
     /// When the peer last sent something authenticated (for DPD, §2.4).
@@ -463,6 +486,15 @@ struct IkeSa {
     rekeys: u32,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
+}
+
+/// An authenticated SK or SKF payload's plaintext.
+struct Decrypted {
+    plain: Vec<u8>,
+    /// Its Next Payload: the first inner payload (NONE in fragments after the first).
+    first: PayloadType,
+    /// (Fragment Number, Total Fragments) of an SKF payload.
+    fragment: Option<(u16, u16)>,
 }
 
 /// What the engine does with an SA after it handled something.
@@ -649,7 +681,9 @@ impl IkeSa {
         Message { spi_i: self.spi_i, spi_r: self.spi_r, minor: 0, exchange, flags, message_id, payloads: Vec::new() }
     }
 
-    /// The message with `inner` in an SK payload.
+    /// The message with `inner` in an SK payload, or, when fragmentation was agreed and the message
+    /// would be longer than `Config::fragment_size`, in SKF fragments that are not (RFC 7383 §2.5:
+    /// each fragment is encrypted on its own, the first names the first inner payload).
     fn seal(
         &mut self,
         ctx: &mut Ctx,
@@ -659,16 +693,30 @@ impl IkeSa {
         inner: &[Payload],
     ) -> Vec<Vec<u8>> {
         let header = self.header(exchange, id, response);
+        let limit = ctx.config.fragment_size.filter(|_| self.fragmentation);
         let Some(c) = self.crypto.as_mut() else { return Vec::new() };
-        let sealed = crate::message::chain_len(inner).and_then(|n| {
+        let emitted = crate::message::chain_len(inner).and_then(|n| {
             let mut plain = vec![0; n];
             crate::message::emit_chain(inner, &mut plain).map(|(first, _)| (first, plain))
         });
-        match sealed {
-            Ok((first, plain)) => c.out.seal(&header, first, &plain, None, ctx.rng.as_mut()).into_iter().collect(),
-            // Only an oversized payload of our own making fails to emit; nothing goes out then.
-            Err(_) => Vec::new(),
-        }
+        // Only an oversized payload of our own making fails to emit; nothing goes out then.
+        let Ok((first, plain)) = emitted else { return Vec::new() };
+        // Header (28), the SK or SKF payload's header (4, SKF 8) and the cipher's most overhead.
+        let whole = 28 + 4 + plain.len() + c.out.overhead(plain.len());
+        let room = limit.and_then(|l| l.checked_sub(28 + 8 + c.out.overhead(0))).filter(|r| *r > 0);
+        let chunks: Vec<&[u8]> = match (limit, room) {
+            (Some(l), Some(room)) if whole > l => plain.chunks(room).collect(),
+            _ => return c.out.seal(&header, first, &plain, None, ctx.rng.as_mut()).into_iter().collect(),
+        };
+        let Ok(total) = u16::try_from(chunks.len()) else { return Vec::new() };
+        ctx.stats.fragments_sent += u64::from(total);
+        (1..=total)
+            .zip(chunks)
+            .filter_map(|(n, chunk)| {
+                let next = if n == 1 { first } else { PayloadType::NONE };
+                c.out.seal(&header, next, chunk, Some((n, total)), ctx.rng.as_mut()).ok()
+            })
+            .collect()
     }
 
     fn send_request(&mut self, ctx: &mut Ctx, now: Instant, exchange: ExchangeType, inner: &[Payload], kind: Sent) {
@@ -709,27 +757,89 @@ impl IkeSa {
         [next, expires].into_iter().flatten().min()
     }
 
-    /// Opens the SK payload that ends `msg` and parses what it carries.
-    fn open(&self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+    /// Authenticates and decrypts the SK or SKF payload that ends `msg`: the plaintext, the first
+    /// inner payload's type, and for a fragment its (number, total).
+    fn decrypt(&self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Decrypted> {
         let c = self.crypto.as_ref()?;
-        let Some(PayloadBody::Encrypted(e)) = msg.payloads.last().map(|p| &p.body) else {
-            ctx.stats.malformed += 1;
-            return None;
-        };
-        let plain = match c.inb.open(data, e.data.len()) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.stats.integrity_failures += 1;
+        let (first, len, fragment) = match msg.payloads.last().map(|p| &p.body) {
+            Some(PayloadBody::Encrypted(e)) => (e.next_payload, e.data.len(), None),
+            Some(PayloadBody::EncryptedFragment(f)) if self.fragmentation => {
+                (f.next_payload, f.data.len(), Some((f.number, f.total)))
+            }
+            _ => {
+                ctx.stats.malformed += 1;
                 return None;
             }
         };
-        match crate::message::parse_chain(e.next_payload, &plain) {
+        match c.inb.open(data, len) {
+            Ok(plain) => Some(Decrypted { plain, first, fragment }),
+            Err(_) => {
+                ctx.stats.integrity_failures += 1;
+                None
+            }
+        }
+    }
+
+    /// Opens the SK payload that ends `msg` and parses what it carries; an authenticated SKF
+    /// fragment is kept until its message is complete (RFC 7383 §2.6), `None` until then.
+    fn open(&mut self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+        let d = self.decrypt(ctx, data, msg)?;
+        let (first, plain) = match d.fragment {
+            None => (d.first, d.plain),
+            Some((number, total)) => self.reassemble(ctx, msg, (number, total), d.first, d.plain)?,
+        };
+        match crate::message::parse_chain(first, &plain) {
             Ok(p) => Some(p),
             Err(_) => {
                 ctx.stats.malformed += 1;
                 None
             }
         }
+    }
+
+    /// Files fragment `number` of `total` (RFC 7383 §2.6.1): a message with another Message ID, or
+    /// the same one with more fragments, starts over; fewer fragments than before is refused.
+    /// Returns the whole plaintext once every fragment is in.
+    fn reassemble(
+        &mut self,
+        ctx: &mut Ctx,
+        msg: &Message,
+        (number, total): (u16, u16),
+        first: PayloadType,
+        plain: Vec<u8>,
+    ) -> Option<(PayloadType, Vec<u8>)> {
+        let response = msg.flags.response();
+        if total > MAX_FRAGMENTS {
+            ctx.stats.fragments_dropped += 1;
+            return None;
+        }
+        let start_over = match &self.reassembly {
+            Some(r) if r.message_id == msg.message_id && r.response == response => {
+                if usize::from(total) < r.parts.len() {
+                    ctx.stats.fragments_dropped += 1;
+                    return None;
+                }
+                usize::from(total) > r.parts.len()
+            }
+            _ => true,
+        };
+        if start_over {
+            let parts = vec![None; usize::from(total)];
+            let first = PayloadType::NONE;
+            self.reassembly = Some(Reassembly { message_id: msg.message_id, response, first, parts });
+        }
+        let r = self.reassembly.as_mut()?;
+        if number == 1 {
+            r.first = first;
+        }
+        // The codec checked 1 <= number <= total.
+        *r.parts.get_mut(usize::from(number).checked_sub(1)?)? = Some(plain);
+        if r.parts.iter().any(Option::is_none) {
+            return None;
+        }
+        let r = self.reassembly.take()?;
+        ctx.stats.reassembled += 1;
+        Some((r.first, r.parts.into_iter().flatten().flatten().collect()))
     }
 
     fn set_keys(&mut self, suite: IkeSuite, g_ir: &[u8]) -> Result<(), &'static str> {
@@ -845,6 +955,8 @@ impl IkeSa {
         self.spi_r = msg.spi_r;
         self.nr = nr.clone();
         // §2.23: behind a NAT, everything after IKE_SA_INIT goes between the 4500 ports.
+        self.fragmentation = ctx.config.fragment_size.is_some()
+            && find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         let (local_behind, remote_behind) =
             nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
         (self.nat, self.behind_nat) = (local_behind || remote_behind, local_behind);
@@ -876,6 +988,9 @@ impl IkeSa {
             PayloadBody::Nonce(self.ni.clone()).into(),
         ]);
         msg.payloads.extend(nat_payloads(self.spi_i, 0, self.local, self.remote));
+        if ctx.config.fragment_size.is_some() {
+            msg.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
+        }
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
         self.start_request(ctx, now, 0, vec![request], Sent::Init);
@@ -1218,8 +1333,10 @@ impl IkeSa {
         if msg.message_id != self.peer_next_id {
             match &self.last_response {
                 Some((id, packets)) if *id == msg.message_id => {
-                    // §2.1: a retransmitted request gets the same response, only once it authenticates.
-                    if self.open(ctx, data, &msg).is_some() {
+                    // §2.1: a retransmitted request gets the same response, only once it authenticates;
+                    // of a fragmented one, only its first fragment asks for it (RFC 7383 §2.6.1).
+                    let d = self.decrypt(ctx, data, &msg);
+                    if d.is_some_and(|d| d.fragment.is_none_or(|(n, _)| n == 1)) {
                         ctx.stats.duplicate_requests += 1;
                         for p in packets.clone() {
                             ctx.transmits.push_back(Transmit { local, remote, data: p });
@@ -1409,6 +1526,8 @@ impl IkeSa {
             last_keepalive: now,
             cookie: None,
             half_open_key: None,
+            fragmentation: self.fragmentation,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: self.rekeys + 1,
@@ -1836,6 +1955,8 @@ impl Engine {
             last_keepalive: now,
             cookie: None,
             half_open_key: None,
+            fragmentation: false,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
@@ -2051,6 +2172,8 @@ impl Engine {
             last_keepalive: now,
             cookie: None,
             half_open_key: None,
+            fragmentation: false,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
@@ -2069,6 +2192,13 @@ impl Engine {
             response.payloads.extend(nat_payloads(sa.spi_i, spi_r, local, remote));
             let (local_behind, remote_behind) = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
             (sa.nat, sa.behind_nat) = (local_behind || remote_behind, local_behind);
+        }
+        if self.ctx.config.fragment_size.is_some()
+            && find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some()
+        {
+            // RFC 7383 §2.3: agreed once both sent it.
+            response.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
+            sa.fragmentation = true;
         }
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });

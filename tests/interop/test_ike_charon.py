@@ -7,6 +7,7 @@ connections say `mode = tunnel`, `encap = yes` (it then fakes NAT detection and 
 port 4500, RFC 7296 §2.23) and `noesn`. Transport mode is negotiated by charon but cannot be installed
 by it; `test_transport_mode_is_negotiated_and_keyed` shows the negotiation and the keys."""
 import os
+import re
 import shutil
 
 import pytest
@@ -214,3 +215,20 @@ def test_setup_benchmark_runs_against_both_responders():
     for who in ("ours", "charon"):
         assert (r[who]["up"], r[who]["failed"]) == (400, 0), r
     assert r["ratio"] > 1, r
+
+
+def test_ike_fragmentation_both_ways(lab):
+    """RFC 7383 with charon's `fragmentation = yes`: charon (fragment_size 200, IP datagram) sends its IKE_AUTH
+    request in fragments that we reassemble; we (fragment size 120) answer in fragments that charon
+    reassembles; the CHILD SA keys agree."""
+    peer = lab.start_peer("--listen", ikelab.US, "--id", "hub", "--psk", ikelab.PSK, "--fragment-size", "120")
+    lab.start_charon(conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", extra="fragmentation = yes"),
+                     settings="fragment_size = 200")
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    log = lab.charon_log()
+    assert "N(FRAG_SUP)" in log
+    assert re.search(r"splitting IKE message \(\d+ bytes\) into [2-9] fragments", log), log[-3000:]
+    assert re.search(r"received fragment #\d+ of \d+, reassembled fragmented IKE message", log), log[-3000:]
+    assert_same_keys(lab, pair, we_initiated=False)

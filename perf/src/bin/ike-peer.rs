@@ -7,6 +7,7 @@
 //!          [--ike aes256gcm16-prfsha256-ecp256,...] [--esp aes256gcm16-esn,...]
 //!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
 //!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S | --no-dpd] [--quiet]
+//!          [--fragment-size N | --no-fragmentation]
 //! ```
 //!
 //! `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
@@ -48,7 +49,7 @@ fn parse_args() -> Result<Args> {
     let mut ike = None;
     let mut esp = None;
     let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
-    let (mut quiet, mut no_dpd) = (false, false);
+    let (mut quiet, mut no_dpd, mut fragment_size) = (false, false, None);
     let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
@@ -66,6 +67,8 @@ fn parse_args() -> Result<Args> {
             "--exit-when-up" => exit_when_up = true,
             "--quiet" => quiet = true,
             "--no-dpd" => no_dpd = true,
+            "--fragment-size" => fragment_size = Some(Some(val()?.parse().context("--fragment-size")?)),
+            "--no-fragmentation" => fragment_size = Some(None),
             "--child-lifetime" => {
                 child_lifetime = Some(Duration::from_secs(val()?.parse().context("--child-lifetime")?))
             }
@@ -93,6 +96,9 @@ fn parse_args() -> Result<Args> {
     }
     if no_dpd {
         config.dpd = None;
+    }
+    if let Some(size) = fragment_size {
+        config.fragment_size = size;
     }
     Ok(Args {
         listen: listen.ok_or_else(|| anyhow!("--listen is required"))?,
