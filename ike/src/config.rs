@@ -202,6 +202,9 @@ pub struct Config {
     /// encrypted message longer than this many octets (the UDP payload, without the non-ESP marker)
     /// goes as SKF fragments no longer than it (§2.5). `None`: not offered.
     pub fragment_size: Option<usize>,
+    /// Perfect forward secrecy for the CHILD SA rekeys we start (§1.3.3, §2.17): a KE of this group
+    /// in CREATE_CHILD_SA, whose g^ir enters KEYMAT (Cisco `set pfs`). `None`: no KE.
+    pub pfs: Option<DhGroup>,
 }
 
 impl Config {
@@ -253,6 +256,7 @@ impl Config {
             half_open_per_source: 32,
             nat_keepalive: Some(Duration::from_secs(20)),
             fragment_size: Some(1200),
+            pfs: None,
         }
     }
 }

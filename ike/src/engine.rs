@@ -41,6 +41,10 @@ pub const NAT_T_PORT: u16 = 4500;
 /// Most fragments of one message we reassemble (RFC 7383 §2.6: a limit against memory exhaustion).
 const MAX_FRAGMENTS: u16 = 64;
 
+/// Unprotected INVALID_IKE_SPI answers (§2.21.4) sent per second at most: they answer anyone, so
+/// they are rate-limited.
+const INVALID_SPI_PER_SECOND: u32 = 100;
+
 /// Octets of our nonces (§2.10: at least half the PRF's key size; 32 covers SHA-512's 256 bits).
 const NONCE_LEN: usize = 32;
 
@@ -260,6 +264,10 @@ pub struct Stats {
     pub reassembled: u64,
     /// Fragments dropped: beyond the limit, or fewer in all than announced before.
     pub fragments_dropped: u64,
+    /// Requests of a higher major version answered with INVALID_MAJOR_VERSION (§2.5).
+    pub invalid_major_version_sent: u64,
+    /// Requests for an unknown IKE SA answered with INVALID_IKE_SPI (§2.21.4).
+    pub invalid_spi_sent: u64,
 }
 
 /// IKE SA state for `show`.
@@ -379,11 +387,12 @@ enum Sent {
     Dpd,
     DeleteChild,
     DeleteIke,
-    /// CREATE_CHILD_SA rekeying `old`, with our new inbound SPI and nonce.
+    /// CREATE_CHILD_SA rekeying `old`, with our new inbound SPI, nonce and, with PFS, DH key.
     RekeyChild {
         old: u32,
         spi_in: u32,
         ni: Vec<u8>,
+        ke: Option<KeyExchange>,
     },
     /// CREATE_CHILD_SA rekeying the IKE SA, with our new SPI, nonce and DH key.
     RekeyIke {
@@ -563,6 +572,8 @@ pub struct Engine {
     half_open_by_ip: HashMap<IpAddr, usize>,
     /// Responder: the secret in our cookies (§2.6).
     cookie_secret: [u8; 32],
+    /// INVALID_IKE_SPI answers in the current one-second window (§2.21.4), and when it began.
+    invalid_spi_window: (Option<Instant>, u32),
     timers: BTreeSet<(Instant, u64)>,
 }
 
@@ -1315,8 +1326,8 @@ impl IkeSa {
                 Sent::Auth => self.on_auth_response(ctx, now, &inner),
                 Sent::Init | Sent::Dpd | Sent::DeleteChild => Next::Keep,
                 Sent::DeleteIke => Next::Remove(Some(DownReason::DeletedLocally)),
-                Sent::RekeyChild { old, spi_in, ni } => {
-                    self.on_rekey_child_response(ctx, now, &inner, old, spi_in, &ni)
+                Sent::RekeyChild { old, spi_in, ni, ke } => {
+                    self.on_rekey_child_response(ctx, now, &inner, (old, spi_in), &ni, ke.as_ref())
                 }
                 Sent::RekeyIke { spi, ni, ke } => self.on_rekey_ike_response(ctx, now, &inner, spi, ni, &ke),
             };
@@ -1543,9 +1554,9 @@ impl IkeSa {
         ctx: &mut Ctx,
         now: Instant,
         inner: &[Payload],
-        old: u32,
-        spi_in: u32,
+        (old, spi_in): (u32, u32),
         ni: &[u8],
+        ke: Option<&KeyExchange>,
     ) -> Next {
         let Some(i) = self.children.iter().position(|c| c.spi_in == old) else {
             // The peer deleted the old SA meanwhile; nothing to replace.
@@ -1564,9 +1575,17 @@ impl IkeSa {
             };
             let (spi_out, suite) = config::accepted_esp(&ctx.config.esp_proposals, sa)
                 .ok_or(Failure::Protocol("CREATE_CHILD_SA response accepts no ESP proposal of ours"))?;
-            Ok((spi_out, suite, nr.clone(), tsi.clone(), tsr.clone()))
+            // PFS (§1.3.3): the responder's KE must be of our group; g^ir enters KEYMAT (§2.17).
+            let g_ir = match (ke, take!(inner, Ke)) {
+                (None, _) => None,
+                (Some(ours), Some(theirs)) if theirs.group == ours.group() => {
+                    Some(ours.shared(&theirs.data).map_err(|_| Failure::Protocol("bad KE data"))?)
+                }
+                (Some(_), _) => return Err(Failure::Protocol("CREATE_CHILD_SA response lacks the PFS KE")),
+            };
+            Ok((spi_out, suite, nr.clone(), tsi.clone(), tsr.clone(), g_ir))
         })();
-        let (spi_out, suite, nr, tsi, tsr) = match answer {
+        let (spi_out, suite, nr, tsi, tsr, g_ir) = match answer {
             Ok(a) => a,
             Err(failure) => {
                 ctx.child_spis.remove(&spi_in);
@@ -1584,7 +1603,7 @@ impl IkeSa {
             mode,
             ts: (tsi, tsr),
             nonces: (ni, &nr),
-            g_ir: None,
+            g_ir: g_ir.as_deref(),
             we_initiated: true,
             rekeys,
         };
@@ -1694,11 +1713,17 @@ impl IkeSa {
                     if mode == Mode::Transport {
                         inner.push(notify(NotifyType::USE_TRANSPORT_MODE, []));
                     }
-                    inner.push(PayloadBody::Sa(config::esp_sa_payload(&ctx.config.esp_proposals, spi_in, None)).into());
+                    // §1.3.3: with PFS, a KE whose group the proposals name as their DH transform.
+                    let ke = ctx.config.pfs.and_then(|g| KeyExchange::generate(g, ctx.rng.as_mut()).ok());
+                    let pfs = ke.as_ref().map(KeyExchange::group);
+                    inner.push(PayloadBody::Sa(config::esp_sa_payload(&ctx.config.esp_proposals, spi_in, pfs)).into());
                     inner.push(PayloadBody::Nonce(ni.clone()).into());
+                    if let Some(k) = &ke {
+                        inner.push(PayloadBody::Ke(Ke { group: k.group(), data: k.public().to_vec() }).into());
+                    }
                     inner.push(PayloadBody::TsI(ts_local).into());
                     inner.push(PayloadBody::TsR(ts_remote).into());
-                    let kind = Sent::RekeyChild { old, spi_in, ni };
+                    let kind = Sent::RekeyChild { old, spi_in, ni, ke };
                     self.send_request(ctx, now, ExchangeType::CREATE_CHILD_SA, &inner, kind);
                 }
                 Request::RekeyIke => {
@@ -1872,6 +1897,7 @@ impl Engine {
             half_open: HashMap::new(),
             half_open_by_ip: HashMap::new(),
             cookie_secret,
+            invalid_spi_window: (None, 0),
             timers: BTreeSet::new(),
         }
     }
@@ -2020,6 +2046,12 @@ impl Engine {
             self.ctx.stats.malformed += 1;
             return;
         };
+        if h.major > 2 && !h.flags.response() {
+            // §2.5: drop it, and tell the sender the version we speak (the header's 2.0).
+            self.ctx.stats.invalid_major_version_sent += 1;
+            self.answer_unprotected(local, remote, &h, NotifyType::INVALID_MAJOR_VERSION);
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(_) => {
@@ -2034,6 +2066,12 @@ impl Engine {
         let ours = if h.flags.initiator() { h.spi_r } else { h.spi_i };
         let Some(sa) = self.sas.get_mut(&ours) else {
             self.ctx.stats.unknown_spi += 1;
+            // §2.21.4: a request for an SA we do not know (we may have lost it in a restart) may get
+            // an unprotected INVALID_IKE_SPI, rate-limited; a response gets nothing.
+            if !h.flags.response() && self.invalid_spi_allowed(now) {
+                self.ctx.stats.invalid_spi_sent += 1;
+                self.answer_unprotected(local, remote, &h, NotifyType::INVALID_IKE_SPI);
+            }
             return;
         };
         // The I flag must say the sender holds the other role (§3.1).
@@ -2060,6 +2098,37 @@ impl Engine {
     }
 
     // ---- internals ----
+
+    /// An unprotected response to request `h` carrying only `ty` (§2.5, §2.21.4): the SPIs, exchange
+    /// and Message ID copied, the R flag set, the I flag ours.
+    fn answer_unprotected(&mut self, local: SocketAddr, remote: SocketAddr, h: &Header, ty: NotifyType) {
+        let mut flags = Flags::RESPONSE;
+        if !h.flags.initiator() {
+            flags = flags.with(Flags::INITIATOR);
+        }
+        let m = Message {
+            spi_i: h.spi_i,
+            spi_r: h.spi_r,
+            minor: 0,
+            exchange: h.exchange,
+            flags,
+            message_id: h.message_id,
+            payloads: vec![notify(ty, [])],
+        };
+        if let Ok(data) = m.to_vec() {
+            self.ctx.transmits.push_back(Transmit { local, remote, data });
+        }
+    }
+
+    /// Whether another INVALID_IKE_SPI may go out now (at most `INVALID_SPI_PER_SECOND`).
+    fn invalid_spi_allowed(&mut self, now: Instant) -> bool {
+        let (start, sent) = &mut self.invalid_spi_window;
+        if start.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
+            (*start, *sent) = (Some(now), 0);
+        }
+        *sent += 1;
+        *sent <= INVALID_SPI_PER_SECOND
+    }
 
     fn new_spi(&mut self) -> u64 {
         loop {

@@ -232,3 +232,22 @@ def test_ike_fragmentation_both_ways(lab):
     assert re.search(r"splitting IKE message \(\d+ bytes\) into [2-9] fragments", log), log[-3000:]
     assert re.search(r"received fragment #\d+ of \d+, reassembled fragmented IKE message", log), log[-3000:]
     assert_same_keys(lab, pair, we_initiated=False)
+
+
+def test_our_child_rekey_with_pfs(lab):
+    """Our CHILD SA rekey carries a Curve25519 KE (PFS, RFC 7296 §1.3.3), which charon's proposal
+    demands; the new keys (KEYMAT with g^ir, §2.17) are the ones charon derived."""
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256", "aes128gcm16-x25519-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes128gcm16-prfsha256-ecp256",
+                          "--esp", "aes128gcm16-noesn", "--pfs", "x25519", "--child-lifetime", "3",
+                          "--rekey-margin", "1")
+    peer.wait_event("install_sa_pair")
+    second = peer.wait_event("install_sa_pair", count=2, timeout=6)
+    log = lab.charon_log()
+    assert re.search(r"parsed CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\) SA No KE TSi TSr \]", log), log[-3000:]
+    assert re.search(r"generating CREATE_CHILD_SA response \d+ \[ SA No KE TSi TSr \]", log)
+    keys = ikelab.charon_child_keys(log)
+    assert len(keys) == 2
+    assert second["out_encr"] + second["out_salt"] == keys[1]["encr_i"]
+    assert second["in_encr"] + second["in_salt"] == keys[1]["encr_r"]

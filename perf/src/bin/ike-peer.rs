@@ -7,7 +7,7 @@
 //!          [--ike aes256gcm16-prfsha256-ecp256,...] [--esp aes256gcm16-esn,...]
 //!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
 //!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S | --no-dpd] [--quiet]
-//!          [--fragment-size N | --no-fragmentation]
+//!          [--fragment-size N | --no-fragmentation] [--pfs GROUP]
 //! ```
 //!
 //! `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
@@ -49,7 +49,7 @@ fn parse_args() -> Result<Args> {
     let mut ike = None;
     let mut esp = None;
     let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
-    let (mut quiet, mut no_dpd, mut fragment_size) = (false, false, None);
+    let (mut quiet, mut no_dpd, mut fragment_size, mut pfs) = (false, false, None, None);
     let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
@@ -69,6 +69,7 @@ fn parse_args() -> Result<Args> {
             "--no-dpd" => no_dpd = true,
             "--fragment-size" => fragment_size = Some(Some(val()?.parse().context("--fragment-size")?)),
             "--no-fragmentation" => fragment_size = Some(None),
+            "--pfs" => pfs = Some(val()?),
             "--child-lifetime" => {
                 child_lifetime = Some(Duration::from_secs(val()?.parse().context("--child-lifetime")?))
             }
@@ -99,6 +100,11 @@ fn parse_args() -> Result<Args> {
     }
     if let Some(size) = fragment_size {
         config.fragment_size = size;
+    }
+    if let Some(group) = pfs {
+        // The group token as in an IKE proposal: `x25519`, `ecp256`, ...
+        let p = ike_proposal(&format!("aes128gcm16-{group}")).context("--pfs")?;
+        config.pfs = p.groups.first().copied();
     }
     Ok(Args {
         listen: listen.ok_or_else(|| anyhow!("--listen is required"))?,
