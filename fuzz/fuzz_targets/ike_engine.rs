@@ -32,6 +32,10 @@ fn config(name: &str) -> Config {
     c.child_lifetime = Duration::from_secs(120);
     c.ike_lifetime = Duration::from_secs(300);
     c.rekey_margin = Duration::from_secs(30);
+    // Every message after IKE_SA_INIT goes in fragments (RFC 7383), and every IKE_SA_INIT is
+    // challenged with a cookie (RFC 7296 §2.6): the fuzzer reaches reassembly and the cookie paths.
+    c.fragment_size = Some(150);
+    c.cookie_threshold = 0;
     c
 }
 

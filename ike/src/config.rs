@@ -189,13 +189,32 @@ pub struct Config {
     pub rekey_margin: Duration,
     /// Dead peer detection, if enabled.
     pub dpd: Option<Dpd>,
+    /// Responder under load (§2.6): while this many IKE SAs are half-open, an IKE_SA_INIT request
+    /// without a valid COOKIE gets only N(COOKIE), and no state is kept for it.
+    pub cookie_threshold: usize,
+    /// Half-open IKE SAs one source address may hold; IKE_SA_INIT requests beyond it are dropped
+    /// (`Stats::half_open_limited`). Spokes behind one NAT share an address, hence not 1.
+    pub half_open_per_source: usize,
+    /// NAT keepalives (RFC 3948 §2.3): when we are behind a NAT, a one-octet 0xFF datagram to the
+    /// peer's port 4500 this often, so that the NAT keeps the mapping; `None` sends none.
+    pub nat_keepalive: Option<Duration>,
+    /// IKE fragmentation (RFC 7383): offered in IKE_SA_INIT, and once both sides support it, an
+    /// encrypted message longer than this many octets (the UDP payload, without the non-ESP marker)
+    /// goes as SKF fragments no longer than it (§2.5). `None`: not offered.
+    pub fragment_size: Option<usize>,
+    /// Perfect forward secrecy for the CHILD SA rekeys we start (§1.3.3, §2.17): a KE of this group
+    /// in CREATE_CHILD_SA, whose g^ir enters KEYMAT (Cisco `set pfs`). `None`: no KE.
+    pub pfs: Option<DhGroup>,
 }
 
 impl Config {
     /// Defaults for a DMVPN hub or spoke with identity `local_id`: AES-GCM-16-256 then AES-CBC-256 with
     /// HMAC-SHA-256, PRF SHA-256, groups 19, 31, 20, 21, 14; ESP AES-GCM-16-256/128 and AES-CBC-256 with
     /// HMAC-SHA-256, ESN preferred; transport mode with GRE selectors; 1 s initial retransmission with 6
-    /// tries; 24 h / 1 h lifetimes, rekeyed 5 minutes early; DPD after 30 s of quiet, 3 retries 5 s apart.
+    /// tries; 24 h / 1 h lifetimes, rekeyed 5 minutes early; DPD after 30 s of quiet, 3 retries 5 s apart;
+    /// COOKIEs above 1,000 half-open SAs, at most 32 half-open per source address; NAT keepalives every
+    /// 20 s (Cisco's and strongSwan's default); IKE fragmentation above 1,200 octets (an IPv6 minimum
+    /// MTU path with room for the IP, UDP and non-ESP marker headers).
     pub fn new(local_id: Id) -> Config {
         let groups =
             vec![DhGroup::ECP_256, DhGroup::CURVE25519, DhGroup::ECP_384, DhGroup::ECP_521, DhGroup::MODP_2048];
@@ -233,6 +252,11 @@ impl Config {
             child_lifetime: Duration::from_secs(3600),
             rekey_margin: Duration::from_secs(300),
             dpd: Some(Dpd { interval: Duration::from_secs(30), retry_interval: Duration::from_secs(5), retries: 3 }),
+            cookie_threshold: 1000,
+            half_open_per_source: 32,
+            nat_keepalive: Some(Duration::from_secs(20)),
+            fragment_size: Some(1200),
+            pfs: None,
         }
     }
 }
@@ -463,6 +487,21 @@ pub fn intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSele
             Some(TrafficSelector::V6 { protocol: proto(*p1, *p2)?, start_port: sp, end_port: ep, start, end })
         }
         _ => None,
+    }
+}
+
+/// The selector `ts` moved onto the single address `addr`, protocol and ports kept: what a responder
+/// puts in place of selectors that name addresses hidden behind a NAT (RFC 7296 §2.23.1). A selector
+/// of another type stays as it is (and intersects with nothing).
+pub fn readdressed(ts: &TrafficSelector, addr: IpAddr) -> TrafficSelector {
+    let (protocol, start_port, end_port) = match ts {
+        TrafficSelector::V4 { protocol, start_port, end_port, .. }
+        | TrafficSelector::V6 { protocol, start_port, end_port, .. } => (*protocol, *start_port, *end_port),
+        TrafficSelector::Other { .. } => return ts.clone(),
+    };
+    match addr {
+        IpAddr::V4(a) => TrafficSelector::V4 { protocol, start_port, end_port, start: a, end: a },
+        IpAddr::V6(a) => TrafficSelector::V6 { protocol, start_port, end_port, start: a, end: a },
     }
 }
 

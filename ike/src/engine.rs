@@ -20,7 +20,7 @@
 //! request from its cache (§2.1) are implemented here.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
@@ -30,13 +30,20 @@ use crate::crypto::{DhError, KeyExchange, Random};
 use crate::keys::{self, DirKeys, KeyLengths, Prf};
 use crate::message::{
     Auth, AuthMethod, Delete, DhGroup, ExchangeType, Flags, Header, Id, Ke, Message, Notify, NotifyType, Payload,
-    PayloadBody, ProtocolId, TrafficSelector,
+    PayloadBody, PayloadType, ProtocolId, TrafficSelector,
 };
 use crate::sk::SkCipher;
 
 /// The port of UDP-encapsulated IKE and ESP (RFC 3948): IKE datagrams on it start with four zero
 /// octets (the non-ESP marker), which the caller strips on receipt and adds on sending.
 pub const NAT_T_PORT: u16 = 4500;
+
+/// Most fragments of one message we reassemble (RFC 7383 §2.6: a limit against memory exhaustion).
+const MAX_FRAGMENTS: u16 = 64;
+
+/// Unprotected INVALID_IKE_SPI answers (§2.21.4) sent per second at most: they answer anyone, so
+/// they are rate-limited.
+const INVALID_SPI_PER_SECOND: u32 = 100;
 
 /// Octets of our nonces (§2.10: at least half the PRF's key size; 32 covers SHA-512's 256 bits).
 const NONCE_LEN: usize = 32;
@@ -45,7 +52,11 @@ const NONCE_LEN: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IkeSaId(pub u64);
 
-/// A datagram to send.
+/// The NAT keepalive (RFC 3948 §2.3): one octet 0xFF, sent on port 4500 *without* the non-ESP marker.
+pub const NAT_KEEPALIVE: [u8; 1] = [0xFF];
+
+/// A datagram to send. On port 4500 the caller puts the non-ESP marker before an IKE message, but not
+/// before a NAT keepalive ([`Transmit::is_nat_keepalive`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Our address and port to send from.
@@ -54,6 +65,14 @@ pub struct Transmit {
     pub remote: SocketAddr,
     /// The UDP payload.
     pub data: Vec<u8>,
+}
+
+impl Transmit {
+    /// Whether this is a NAT keepalive (RFC 3948 §2.3), which goes out as it is, without the non-ESP
+    /// marker; no IKE message is one octet long (§3.1: the header alone is 28).
+    pub fn is_nat_keepalive(&self) -> bool {
+        self.data == NAT_KEEPALIVE
+    }
 }
 
 /// Encapsulation mode of a CHILD SA (§1.3.1).
@@ -231,6 +250,24 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Half-open IKE SAs dropped.
     pub half_open_expired: u64,
+    /// IKE_SA_INIT requests answered with N(COOKIE) only (§2.6).
+    pub cookies_sent: u64,
+    /// N(COOKIE) received and the IKE_SA_INIT repeated with it (§2.6).
+    pub cookies_received: u64,
+    /// IKE_SA_INIT requests dropped: their source already had its share of half-open SAs.
+    pub half_open_limited: u64,
+    /// NAT keepalives sent (RFC 3948 §2.3).
+    pub nat_keepalives: u64,
+    /// Encrypted Fragment payloads sent (RFC 7383).
+    pub fragments_sent: u64,
+    /// Messages reassembled from fragments (RFC 7383 §2.6).
+    pub reassembled: u64,
+    /// Fragments dropped: beyond the limit, or fewer in all than announced before.
+    pub fragments_dropped: u64,
+    /// Requests of a higher major version answered with INVALID_MAJOR_VERSION (§2.5).
+    pub invalid_major_version_sent: u64,
+    /// Requests for an unknown IKE SA answered with INVALID_IKE_SPI (§2.21.4).
+    pub invalid_spi_sent: u64,
 }
 
 /// IKE SA state for `show`.
@@ -350,11 +387,12 @@ enum Sent {
     Dpd,
     DeleteChild,
     DeleteIke,
-    /// CREATE_CHILD_SA rekeying `old`, with our new inbound SPI and nonce.
+    /// CREATE_CHILD_SA rekeying `old`, with our new inbound SPI, nonce and, with PFS, DH key.
     RekeyChild {
         old: u32,
         spi_in: u32,
         ni: Vec<u8>,
+        ke: Option<KeyExchange>,
     },
     /// CREATE_CHILD_SA rekeying the IKE SA, with our new SPI, nonce and DH key.
     RekeyIke {
@@ -402,6 +440,16 @@ struct NewChild<'a> {
     rekeys: u32,
 }
 
+/// Decrypted fragments of one message (RFC 7383 §2.6).
+struct Reassembly {
+    message_id: u32,
+    response: bool,
+    /// The first inner payload's type (from fragment 1).
+    first: PayloadType,
+    /// Plaintext of each fragment, by number − 1.
+    parts: Vec<Option<Vec<u8>>>,
+}
+
 struct IkeSa {
     /// We are the original initiator (§2.2, the I flag).
     initiator: bool,
@@ -426,6 +474,19 @@ struct IkeSa {
     children: Vec<Child>,
     /// A NAT sits between us (§2.23, from the NAT_DETECTION_* notifications of IKE_SA_INIT).
     nat: bool,
+    /// We are the one behind the NAT (our address was changed on the way): we send keepalives
+    /// (RFC 3948 §2.3).
+    behind_nat: bool,
+    /// When we last sent a NAT keepalive (or the SA was made).
+    last_keepalive: Instant,
+    /// Initiator: the responder's cookie, sent first in IKE_SA_INIT (§2.6), and how many we got.
+    cookie: Option<(Vec<u8>, u8)>,
+    /// Responder: the key this SA is counted under among the half-open ones (peer address, SPIi).
+    half_open_key: Option<(SocketAddr, u64)>,
+    /// Both sides sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    fragmentation: bool,
+    /// The fragmented message being reassembled (RFC 7383 §2.6).
+    reassembly: Option<Reassembly>,
     /// Requests waiting for the window.
     pending: VecDeque<Request>,
     /// When the peer last sent something authenticated (for DPD, §2.4).
@@ -434,6 +495,15 @@ struct IkeSa {
     rekeys: u32,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
+}
+
+/// An authenticated SK or SKF payload's plaintext.
+struct Decrypted {
+    plain: Vec<u8>,
+    /// Its Next Payload: the first inner payload (NONE in fragments after the first).
+    first: PayloadType,
+    /// (Fragment Number, Total Fragments) of an SKF payload.
+    fragment: Option<(u16, u16)>,
 }
 
 /// What the engine does with an SA after it handled something.
@@ -498,6 +568,12 @@ pub struct Engine {
     sas: HashMap<u64, IkeSa>,
     /// Responder: (peer address, peer's SPI) → our SPI, to spot a retransmitted IKE_SA_INIT (§2.1).
     half_open: HashMap<(SocketAddr, u64), u64>,
+    /// Responder: half-open IKE SAs per peer address (`Config::half_open_per_source`).
+    half_open_by_ip: HashMap<IpAddr, usize>,
+    /// Responder: the secret in our cookies (§2.6).
+    cookie_secret: [u8; 32],
+    /// INVALID_IKE_SPI answers in the current one-second window (§2.21.4), and when it began.
+    invalid_spi_window: (Option<Instant>, u32),
     timers: BTreeSet<(Instant, u64)>,
 }
 
@@ -541,8 +617,8 @@ fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     h.update(spi_i.to_be_bytes());
     h.update(spi_r.to_be_bytes());
     match addr.ip() {
-        std::net::IpAddr::V4(a) => h.update(a.octets()),
-        std::net::IpAddr::V6(a) => h.update(a.octets()),
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
     }
     h.update(addr.port().to_be_bytes());
     h.finalize().to_vec()
@@ -556,9 +632,10 @@ fn nat_payloads(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -
     ]
 }
 
-/// Whether the peer's NAT detection shows a NAT (§2.23): none of its source hashes is the address it
-/// came from, or its destination hash is not our address. A peer that sends none supports no NAT-T.
-fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> bool {
+/// What the peer's NAT detection shows (§2.23): (we are behind a NAT: its destination hash is not our
+/// address; the peer is: none of its source hashes is the address it came from). A peer that sends
+/// none supports no NAT-T.
+fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> (bool, bool) {
     let of = |ty| {
         payloads.iter().filter_map(move |p| match &p.body {
             PayloadBody::Notify(n) if n.ty == ty => Some(&n.data),
@@ -568,7 +645,27 @@ fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr,
     let mut sources = of(NotifyType::NAT_DETECTION_SOURCE_IP).peekable();
     let remote_behind = sources.peek().is_some() && !sources.any(|h| *h == nat_hash(spi_i, spi_r, remote));
     let local_behind = of(NotifyType::NAT_DETECTION_DESTINATION_IP).any(|h| *h != nat_hash(spi_i, spi_r, local));
-    remote_behind || local_behind
+    (local_behind, remote_behind)
+}
+
+/// Maximum cookie attempts an initiator makes before giving up (§2.6 sets no number).
+const COOKIE_TRIES: u8 = 3;
+
+/// The responder's cookie (§2.6): `<VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)`, with
+/// SHA-256 and version 0 (the secret lives as long as the engine).
+fn cookie(secret: &[u8; 32], ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ni);
+    match remote.ip() {
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
+    }
+    h.update(spi_i.to_be_bytes());
+    h.update(secret);
+    let mut c = vec![0u8];
+    c.extend_from_slice(&h.finalize());
+    c
 }
 
 /// AUTH for a pre-shared key (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>),
@@ -595,7 +692,9 @@ impl IkeSa {
         Message { spi_i: self.spi_i, spi_r: self.spi_r, minor: 0, exchange, flags, message_id, payloads: Vec::new() }
     }
 
-    /// The message with `inner` in an SK payload.
+    /// The message with `inner` in an SK payload, or, when fragmentation was agreed and the message
+    /// would be longer than `Config::fragment_size`, in SKF fragments that are not (RFC 7383 §2.5:
+    /// each fragment is encrypted on its own, the first names the first inner payload).
     fn seal(
         &mut self,
         ctx: &mut Ctx,
@@ -605,16 +704,30 @@ impl IkeSa {
         inner: &[Payload],
     ) -> Vec<Vec<u8>> {
         let header = self.header(exchange, id, response);
+        let limit = ctx.config.fragment_size.filter(|_| self.fragmentation);
         let Some(c) = self.crypto.as_mut() else { return Vec::new() };
-        let sealed = crate::message::chain_len(inner).and_then(|n| {
+        let emitted = crate::message::chain_len(inner).and_then(|n| {
             let mut plain = vec![0; n];
             crate::message::emit_chain(inner, &mut plain).map(|(first, _)| (first, plain))
         });
-        match sealed {
-            Ok((first, plain)) => c.out.seal(&header, first, &plain, None, ctx.rng.as_mut()).into_iter().collect(),
-            // Only an oversized payload of our own making fails to emit; nothing goes out then.
-            Err(_) => Vec::new(),
-        }
+        // Only an oversized payload of our own making fails to emit; nothing goes out then.
+        let Ok((first, plain)) = emitted else { return Vec::new() };
+        // Header (28), the SK or SKF payload's header (4, SKF 8) and the cipher's most overhead.
+        let whole = 28 + 4 + plain.len() + c.out.overhead(plain.len());
+        let room = limit.and_then(|l| l.checked_sub(28 + 8 + c.out.overhead(0))).filter(|r| *r > 0);
+        let chunks: Vec<&[u8]> = match (limit, room) {
+            (Some(l), Some(room)) if whole > l => plain.chunks(room).collect(),
+            _ => return c.out.seal(&header, first, &plain, None, ctx.rng.as_mut()).into_iter().collect(),
+        };
+        let Ok(total) = u16::try_from(chunks.len()) else { return Vec::new() };
+        ctx.stats.fragments_sent += u64::from(total);
+        (1..=total)
+            .zip(chunks)
+            .filter_map(|(n, chunk)| {
+                let next = if n == 1 { first } else { PayloadType::NONE };
+                c.out.seal(&header, next, chunk, Some((n, total)), ctx.rng.as_mut()).ok()
+            })
+            .collect()
     }
 
     fn send_request(&mut self, ctx: &mut Ctx, now: Instant, exchange: ExchangeType, inner: &[Payload], kind: Sent) {
@@ -655,27 +768,89 @@ impl IkeSa {
         [next, expires].into_iter().flatten().min()
     }
 
-    /// Opens the SK payload that ends `msg` and parses what it carries.
-    fn open(&self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+    /// Authenticates and decrypts the SK or SKF payload that ends `msg`: the plaintext, the first
+    /// inner payload's type, and for a fragment its (number, total).
+    fn decrypt(&self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Decrypted> {
         let c = self.crypto.as_ref()?;
-        let Some(PayloadBody::Encrypted(e)) = msg.payloads.last().map(|p| &p.body) else {
-            ctx.stats.malformed += 1;
-            return None;
-        };
-        let plain = match c.inb.open(data, e.data.len()) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.stats.integrity_failures += 1;
+        let (first, len, fragment) = match msg.payloads.last().map(|p| &p.body) {
+            Some(PayloadBody::Encrypted(e)) => (e.next_payload, e.data.len(), None),
+            Some(PayloadBody::EncryptedFragment(f)) if self.fragmentation => {
+                (f.next_payload, f.data.len(), Some((f.number, f.total)))
+            }
+            _ => {
+                ctx.stats.malformed += 1;
                 return None;
             }
         };
-        match crate::message::parse_chain(e.next_payload, &plain) {
+        match c.inb.open(data, len) {
+            Ok(plain) => Some(Decrypted { plain, first, fragment }),
+            Err(_) => {
+                ctx.stats.integrity_failures += 1;
+                None
+            }
+        }
+    }
+
+    /// Opens the SK payload that ends `msg` and parses what it carries; an authenticated SKF
+    /// fragment is kept until its message is complete (RFC 7383 §2.6), `None` until then.
+    fn open(&mut self, ctx: &mut Ctx, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+        let d = self.decrypt(ctx, data, msg)?;
+        let (first, plain) = match d.fragment {
+            None => (d.first, d.plain),
+            Some((number, total)) => self.reassemble(ctx, msg, (number, total), d.first, d.plain)?,
+        };
+        match crate::message::parse_chain(first, &plain) {
             Ok(p) => Some(p),
             Err(_) => {
                 ctx.stats.malformed += 1;
                 None
             }
         }
+    }
+
+    /// Files fragment `number` of `total` (RFC 7383 §2.6.1): a message with another Message ID, or
+    /// the same one with more fragments, starts over; fewer fragments than before is refused.
+    /// Returns the whole plaintext once every fragment is in.
+    fn reassemble(
+        &mut self,
+        ctx: &mut Ctx,
+        msg: &Message,
+        (number, total): (u16, u16),
+        first: PayloadType,
+        plain: Vec<u8>,
+    ) -> Option<(PayloadType, Vec<u8>)> {
+        let response = msg.flags.response();
+        if total > MAX_FRAGMENTS {
+            ctx.stats.fragments_dropped += 1;
+            return None;
+        }
+        let start_over = match &self.reassembly {
+            Some(r) if r.message_id == msg.message_id && r.response == response => {
+                if usize::from(total) < r.parts.len() {
+                    ctx.stats.fragments_dropped += 1;
+                    return None;
+                }
+                usize::from(total) > r.parts.len()
+            }
+            _ => true,
+        };
+        if start_over {
+            let parts = vec![None; usize::from(total)];
+            let first = PayloadType::NONE;
+            self.reassembly = Some(Reassembly { message_id: msg.message_id, response, first, parts });
+        }
+        let r = self.reassembly.as_mut()?;
+        if number == 1 {
+            r.first = first;
+        }
+        // The codec checked 1 <= number <= total.
+        *r.parts.get_mut(usize::from(number).checked_sub(1)?)? = Some(plain);
+        if r.parts.iter().any(Option::is_none) {
+            return None;
+        }
+        let r = self.reassembly.take()?;
+        ctx.stats.reassembled += 1;
+        Some((r.first, r.parts.into_iter().flatten().flatten().collect()))
     }
 
     fn set_keys(&mut self, suite: IkeSuite, g_ir: &[u8]) -> Result<(), &'static str> {
@@ -737,6 +912,21 @@ impl IkeSa {
     /// IKE_SA_INIT response (§1.2), or INVALID_KE_PAYLOAD (§1.2) / an error instead.
     fn on_init_response(&mut self, ctx: &mut Ctx, now: Instant, data: &[u8], msg: Message) -> Next {
         let State::InitSent { ke, .. } = &self.state else { return Next::Keep };
+        if let Some(n) = find_notify(&msg.payloads, NotifyType::COOKIE) {
+            // §2.6: the same request again, with the cookie as its first payload.
+            let tries = self.cookie.as_ref().map_or(0, |(_, t)| *t);
+            if !(1..=64).contains(&n.data.len()) || tries >= COOKIE_TRIES {
+                return self.fail(ctx, Failure::Refused(NotifyType::COOKIE));
+            }
+            ctx.stats.cookies_received += 1;
+            self.cookie = Some((n.data.clone(), tries + 1));
+            let State::InitSent { ke, .. } = std::mem::replace(&mut self.state, State::Established { since: now })
+            else {
+                return Next::Keep;
+            };
+            self.send_init(ctx, now, ke);
+            return Next::Keep;
+        }
         if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
             // §1.2: retry with the group the responder names, if we offered it.
             let group = match n.data.as_slice() {
@@ -748,8 +938,11 @@ impl IkeSa {
                 return self.fail(ctx, Failure::Refused(NotifyType::INVALID_KE_PAYLOAD));
             }
             ctx.stats.invalid_ke_received += 1;
-            return match self.send_init(ctx, now, group) {
-                Ok(()) => Next::Keep,
+            return match KeyExchange::generate(group, ctx.rng.as_mut()) {
+                Ok(ke) => {
+                    self.send_init(ctx, now, ke);
+                    Next::Keep
+                }
                 Err(_) => self.fail(ctx, Failure::Refused(NotifyType::INVALID_KE_PAYLOAD)),
             };
         }
@@ -773,7 +966,11 @@ impl IkeSa {
         self.spi_r = msg.spi_r;
         self.nr = nr.clone();
         // §2.23: behind a NAT, everything after IKE_SA_INIT goes between the 4500 ports.
-        self.nat = nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
+        self.fragmentation = ctx.config.fragment_size.is_some()
+            && find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        let (local_behind, remote_behind) =
+            nat_detected(&msg.payloads, self.spi_i, self.spi_r, self.local, self.remote);
+        (self.nat, self.behind_nat) = (local_behind || remote_behind, local_behind);
         if self.nat {
             self.local.set_port(NAT_T_PORT);
             self.remote.set_port(NAT_T_PORT);
@@ -791,21 +988,24 @@ impl IkeSa {
         self.send_auth(ctx, now, &request)
     }
 
-    /// Sends (or resends, after INVALID_KE_PAYLOAD) the IKE_SA_INIT request with a KE for `group`.
-    fn send_init(&mut self, ctx: &mut Ctx, now: Instant, group: DhGroup) -> Result<(), DhError> {
-        let ke = KeyExchange::generate(group, ctx.rng.as_mut())?;
+    /// Sends (or resends, after INVALID_KE_PAYLOAD with a new `ke`, after COOKIE with the same) the
+    /// IKE_SA_INIT request; the cookie, if the responder gave one, comes first (§2.6).
+    fn send_init(&mut self, ctx: &mut Ctx, now: Instant, ke: KeyExchange) {
         let mut msg = self.header(ExchangeType::IKE_SA_INIT, 0, false);
-        msg.payloads = vec![
+        msg.payloads = self.cookie.iter().map(|(c, _)| notify(NotifyType::COOKIE, c.clone())).collect();
+        msg.payloads.extend([
             PayloadBody::Sa(config::ike_sa_payload(&ctx.config.ike_proposals, &[])).into(),
-            PayloadBody::Ke(Ke { group, data: ke.public().to_vec() }).into(),
+            PayloadBody::Ke(Ke { group: ke.group(), data: ke.public().to_vec() }).into(),
             PayloadBody::Nonce(self.ni.clone()).into(),
-        ];
+        ]);
         msg.payloads.extend(nat_payloads(self.spi_i, 0, self.local, self.remote));
+        if ctx.config.fragment_size.is_some() {
+            msg.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
+        }
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
         self.start_request(ctx, now, 0, vec![request], Sent::Init);
         self.next_id = 1;
-        Ok(())
     }
 
     /// IKE_AUTH request (§1.2) with the CHILD SA for GRE (§1.3.1 transport mode).
@@ -1009,8 +1209,17 @@ impl IkeSa {
             return Err(NotifyType::NO_PROPOSAL_CHOSEN);
         }
         let proto = ctx.config.ts_protocol;
-        let ts_remote = config::narrow(tsi, &config::endpoint_ts(self.remote.ip(), proto));
-        let ts_local = config::narrow(tsr, &config::endpoint_ts(self.local.ip(), proto));
+        let (remote, local) = (self.remote.ip(), self.local.ip());
+        // §2.23.1: across a NAT the initiator's selectors name addresses we do not see (its private
+        // one, our public one): the endpoints' addresses as we see them stand in for them.
+        let (tsi, tsr) = if self.nat {
+            let tsi: Vec<_> = tsi.iter().map(|t| config::readdressed(t, remote)).collect();
+            (tsi, tsr.iter().map(|t| config::readdressed(t, local)).collect())
+        } else {
+            (tsi.clone(), tsr.clone())
+        };
+        let ts_remote = config::narrow(&tsi, &config::endpoint_ts(remote, proto));
+        let ts_local = config::narrow(&tsr, &config::endpoint_ts(local, proto));
         if ts_remote.is_empty() || ts_local.is_empty() {
             return Err(NotifyType::TS_UNACCEPTABLE);
         }
@@ -1117,8 +1326,8 @@ impl IkeSa {
                 Sent::Auth => self.on_auth_response(ctx, now, &inner),
                 Sent::Init | Sent::Dpd | Sent::DeleteChild => Next::Keep,
                 Sent::DeleteIke => Next::Remove(Some(DownReason::DeletedLocally)),
-                Sent::RekeyChild { old, spi_in, ni } => {
-                    self.on_rekey_child_response(ctx, now, &inner, old, spi_in, &ni)
+                Sent::RekeyChild { old, spi_in, ni, ke } => {
+                    self.on_rekey_child_response(ctx, now, &inner, (old, spi_in), &ni, ke.as_ref())
                 }
                 Sent::RekeyIke { spi, ni, ke } => self.on_rekey_ike_response(ctx, now, &inner, spi, ni, &ke),
             };
@@ -1135,8 +1344,10 @@ impl IkeSa {
         if msg.message_id != self.peer_next_id {
             match &self.last_response {
                 Some((id, packets)) if *id == msg.message_id => {
-                    // §2.1: a retransmitted request gets the same response, only once it authenticates.
-                    if self.open(ctx, data, &msg).is_some() {
+                    // §2.1: a retransmitted request gets the same response, only once it authenticates;
+                    // of a fragmented one, only its first fragment asks for it (RFC 7383 §2.6.1).
+                    let d = self.decrypt(ctx, data, &msg);
+                    if d.is_some_and(|d| d.fragment.is_none_or(|(n, _)| n == 1)) {
                         ctx.stats.duplicate_requests += 1;
                         for p in packets.clone() {
                             ctx.transmits.push_back(Transmit { local, remote, data: p });
@@ -1322,6 +1533,12 @@ impl IkeSa {
             last_response: None,
             children: std::mem::take(&mut self.children),
             nat: self.nat,
+            behind_nat: self.behind_nat,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
+            fragmentation: self.fragmentation,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: self.rekeys + 1,
@@ -1337,9 +1554,9 @@ impl IkeSa {
         ctx: &mut Ctx,
         now: Instant,
         inner: &[Payload],
-        old: u32,
-        spi_in: u32,
+        (old, spi_in): (u32, u32),
         ni: &[u8],
+        ke: Option<&KeyExchange>,
     ) -> Next {
         let Some(i) = self.children.iter().position(|c| c.spi_in == old) else {
             // The peer deleted the old SA meanwhile; nothing to replace.
@@ -1358,9 +1575,17 @@ impl IkeSa {
             };
             let (spi_out, suite) = config::accepted_esp(&ctx.config.esp_proposals, sa)
                 .ok_or(Failure::Protocol("CREATE_CHILD_SA response accepts no ESP proposal of ours"))?;
-            Ok((spi_out, suite, nr.clone(), tsi.clone(), tsr.clone()))
+            // PFS (§1.3.3): the responder's KE must be of our group; g^ir enters KEYMAT (§2.17).
+            let g_ir = match (ke, take!(inner, Ke)) {
+                (None, _) => None,
+                (Some(ours), Some(theirs)) if theirs.group == ours.group() => {
+                    Some(ours.shared(&theirs.data).map_err(|_| Failure::Protocol("bad KE data"))?)
+                }
+                (Some(_), _) => return Err(Failure::Protocol("CREATE_CHILD_SA response lacks the PFS KE")),
+            };
+            Ok((spi_out, suite, nr.clone(), tsi.clone(), tsr.clone(), g_ir))
         })();
-        let (spi_out, suite, nr, tsi, tsr) = match answer {
+        let (spi_out, suite, nr, tsi, tsr, g_ir) = match answer {
             Ok(a) => a,
             Err(failure) => {
                 ctx.child_spis.remove(&spi_in);
@@ -1378,7 +1603,7 @@ impl IkeSa {
             mode,
             ts: (tsi, tsr),
             nonces: (ni, &nr),
-            g_ir: None,
+            g_ir: g_ir.as_deref(),
             we_initiated: true,
             rekeys,
         };
@@ -1488,11 +1713,17 @@ impl IkeSa {
                     if mode == Mode::Transport {
                         inner.push(notify(NotifyType::USE_TRANSPORT_MODE, []));
                     }
-                    inner.push(PayloadBody::Sa(config::esp_sa_payload(&ctx.config.esp_proposals, spi_in, None)).into());
+                    // §1.3.3: with PFS, a KE whose group the proposals name as their DH transform.
+                    let ke = ctx.config.pfs.and_then(|g| KeyExchange::generate(g, ctx.rng.as_mut()).ok());
+                    let pfs = ke.as_ref().map(KeyExchange::group);
+                    inner.push(PayloadBody::Sa(config::esp_sa_payload(&ctx.config.esp_proposals, spi_in, pfs)).into());
                     inner.push(PayloadBody::Nonce(ni.clone()).into());
+                    if let Some(k) = &ke {
+                        inner.push(PayloadBody::Ke(Ke { group: k.group(), data: k.public().to_vec() }).into());
+                    }
                     inner.push(PayloadBody::TsI(ts_local).into());
                     inner.push(PayloadBody::TsR(ts_remote).into());
-                    let kind = Sent::RekeyChild { old, spi_in, ni };
+                    let kind = Sent::RekeyChild { old, spi_in, ni, ke };
                     self.send_request(ctx, now, ExchangeType::CREATE_CHILD_SA, &inner, kind);
                 }
                 Request::RekeyIke => {
@@ -1521,7 +1752,13 @@ impl IkeSa {
             .filter(|ch| !ch.rekeying)
             .map(|ch| ch.created + c.child_lifetime.saturating_sub(c.rekey_margin));
         let dpd = c.dpd.map(|d| self.last_heard + d.interval);
-        [Some(ike), dpd].into_iter().flatten().chain(children).min()
+        [Some(ike), dpd, self.keepalive_due(c)].into_iter().flatten().chain(children).min()
+    }
+
+    /// When the next NAT keepalive is due (RFC 3948 §2.3): only behind a NAT, once established.
+    fn keepalive_due(&self, c: &Config) -> Option<Instant> {
+        let interval = c.nat_keepalive.filter(|_| self.behind_nat)?;
+        matches!(self.state, State::Established { .. }).then_some(self.last_keepalive + interval)
     }
 
     /// Timers (§2.1 retransmission, §2.4 dead peer, §2.8 rekeying, half-open expiry).
@@ -1533,6 +1770,11 @@ impl IkeSa {
             }
             State::Rekeyed { expires } if now >= expires => return Next::Remove(None),
             _ => {}
+        }
+        if self.keepalive_due(&ctx.config).is_some_and(|t| now >= t) {
+            ctx.stats.nat_keepalives += 1;
+            self.last_keepalive = now;
+            ctx.send(self, NAT_KEEPALIVE.to_vec());
         }
         if let Some(o) = self.outstanding.as_mut() {
             if now < o.next {
@@ -1639,7 +1881,9 @@ impl IkeSa {
 
 impl Engine {
     /// An engine with no SAs.
-    pub fn new(config: Config, rng: Box<dyn Random + Send>) -> Engine {
+    pub fn new(config: Config, mut rng: Box<dyn Random + Send>) -> Engine {
+        let mut cookie_secret = [0; 32];
+        rng.fill(&mut cookie_secret);
         Engine {
             ctx: Ctx {
                 config,
@@ -1651,6 +1895,9 @@ impl Engine {
             },
             sas: HashMap::new(),
             half_open: HashMap::new(),
+            half_open_by_ip: HashMap::new(),
+            cookie_secret,
+            invalid_spi_window: (None, 0),
             timers: BTreeSet::new(),
         }
     }
@@ -1665,6 +1912,12 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.ctx.stats
+    }
+
+    /// How many IKE SAs the engine holds (all states), and how many of them are half-open (responder,
+    /// IKE_SA_INIT answered, §2.6): cheap, for gauges.
+    pub fn ike_sa_count(&self) -> (usize, usize) {
+        (self.sas.len(), self.half_open.len())
     }
 
     /// Every IKE SA with its CHILD SAs, by handle.
@@ -1724,12 +1977,19 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            behind_nat: false,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
+            fragmentation: false,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
             filed: None,
         };
-        sa.send_init(&mut self.ctx, now, group)?;
+        let ke = KeyExchange::generate(group, self.ctx.rng.as_mut())?;
+        sa.send_init(&mut self.ctx, now, ke);
         self.sas.insert(spi_i, sa);
         self.refile(spi_i);
         Ok(IkeSaId(spi_i))
@@ -1786,6 +2046,12 @@ impl Engine {
             self.ctx.stats.malformed += 1;
             return;
         };
+        if h.major > 2 && !h.flags.response() {
+            // §2.5: drop it, and tell the sender the version we speak (the header's 2.0).
+            self.ctx.stats.invalid_major_version_sent += 1;
+            self.answer_unprotected(local, remote, &h, NotifyType::INVALID_MAJOR_VERSION);
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(_) => {
@@ -1800,6 +2066,12 @@ impl Engine {
         let ours = if h.flags.initiator() { h.spi_r } else { h.spi_i };
         let Some(sa) = self.sas.get_mut(&ours) else {
             self.ctx.stats.unknown_spi += 1;
+            // §2.21.4: a request for an SA we do not know (we may have lost it in a restart) may get
+            // an unprotected INVALID_IKE_SPI, rate-limited; a response gets nothing.
+            if !h.flags.response() && self.invalid_spi_allowed(now) {
+                self.ctx.stats.invalid_spi_sent += 1;
+                self.answer_unprotected(local, remote, &h, NotifyType::INVALID_IKE_SPI);
+            }
             return;
         };
         // The I flag must say the sender holds the other role (§3.1).
@@ -1826,6 +2098,37 @@ impl Engine {
     }
 
     // ---- internals ----
+
+    /// An unprotected response to request `h` carrying only `ty` (§2.5, §2.21.4): the SPIs, exchange
+    /// and Message ID copied, the R flag set, the I flag ours.
+    fn answer_unprotected(&mut self, local: SocketAddr, remote: SocketAddr, h: &Header, ty: NotifyType) {
+        let mut flags = Flags::RESPONSE;
+        if !h.flags.initiator() {
+            flags = flags.with(Flags::INITIATOR);
+        }
+        let m = Message {
+            spi_i: h.spi_i,
+            spi_r: h.spi_r,
+            minor: 0,
+            exchange: h.exchange,
+            flags,
+            message_id: h.message_id,
+            payloads: vec![notify(ty, [])],
+        };
+        if let Ok(data) = m.to_vec() {
+            self.ctx.transmits.push_back(Transmit { local, remote, data });
+        }
+    }
+
+    /// Whether another INVALID_IKE_SPI may go out now (at most `INVALID_SPI_PER_SECOND`).
+    fn invalid_spi_allowed(&mut self, now: Instant) -> bool {
+        let (start, sent) = &mut self.invalid_spi_window;
+        if start.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
+            (*start, *sent) = (Some(now), 0);
+        }
+        *sent += 1;
+        *sent <= INVALID_SPI_PER_SECOND
+    }
 
     fn new_spi(&mut self) -> u64 {
         loop {
@@ -1876,6 +2179,23 @@ impl Engine {
             self.ctx.stats.malformed += 1;
             return;
         }
+        if self.half_open.len() >= self.ctx.config.cookie_threshold {
+            // §2.6: under load, only a request carrying our cookie first proves its source address.
+            let want = cookie(&self.cookie_secret, ni, remote, msg.spi_i);
+            let shown = msg.payloads.first().and_then(|p| match &p.body {
+                PayloadBody::Notify(n) if n.ty == NotifyType::COOKIE => Some(&n.data),
+                _ => None,
+            });
+            if !shown.is_some_and(|c| bool::from(c.as_slice().ct_eq(&want))) {
+                self.ctx.stats.cookies_sent += 1;
+                reply(&mut self.ctx, vec![notify(NotifyType::COOKIE, want)]);
+                return;
+            }
+        }
+        if self.half_open_by_ip.get(&remote.ip()).is_some_and(|n| *n >= self.ctx.config.half_open_per_source) {
+            self.ctx.stats.half_open_limited += 1;
+            return;
+        }
         let suite = match config::select_ike(&self.ctx.config.ike_proposals, sa, ke.group) {
             IkeChoice::Chosen(number, suite) => (number, suite),
             IkeChoice::WrongKe(group) => {
@@ -1917,6 +2237,12 @@ impl Engine {
             last_response: None,
             children: Vec::new(),
             nat: false,
+            behind_nat: false,
+            last_keepalive: now,
+            cookie: None,
+            half_open_key: None,
+            fragmentation: false,
+            reassembly: None,
             pending: VecDeque::new(),
             last_heard: now,
             rekeys: 0,
@@ -1933,7 +2259,15 @@ impl Engine {
         ];
         if find_notify(&msg.payloads, NotifyType::NAT_DETECTION_SOURCE_IP).is_some() {
             response.payloads.extend(nat_payloads(sa.spi_i, spi_r, local, remote));
-            sa.nat = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
+            let (local_behind, remote_behind) = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
+            (sa.nat, sa.behind_nat) = (local_behind || remote_behind, local_behind);
+        }
+        if self.ctx.config.fragment_size.is_some()
+            && find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some()
+        {
+            // RFC 7383 §2.3: agreed once both sent it.
+            response.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
+            sa.fragmentation = true;
         }
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });
@@ -1943,6 +2277,8 @@ impl Engine {
             expires: now + self.ctx.config.half_open_timeout,
         };
         self.half_open.insert((remote, msg.spi_i), spi_r);
+        *self.half_open_by_ip.entry(remote.ip()).or_insert(0) += 1;
+        sa.half_open_key = Some((remote, msg.spi_i));
         self.sas.insert(spi_r, sa);
         self.refile(spi_r);
     }
@@ -1952,9 +2288,9 @@ impl Engine {
         match next {
             Next::Keep => {}
             Next::KeepReplacing => {
+                self.forget_half_open(spi);
                 let Some(sa) = self.sas.get(&spi) else { return };
-                let (peer_id, key) = (sa.peer_id.clone(), (sa.remote, sa.spi_i));
-                self.half_open.remove(&key);
+                let peer_id = sa.peer_id.clone();
                 let old: Vec<u64> = self
                     .sas
                     .iter()
@@ -1984,10 +2320,8 @@ impl Engine {
                 }
             }
         }
-        if let Some(sa) = self.sas.get(&spi) {
-            if matches!(sa.state, State::Established { .. }) {
-                self.half_open.remove(&(sa.remote, sa.spi_i));
-            }
+        if self.sas.get(&spi).is_some_and(|sa| matches!(sa.state, State::Established { .. })) {
+            self.forget_half_open(spi);
         }
         self.refile(spi);
     }
@@ -2006,12 +2340,24 @@ impl Engine {
         }
     }
 
+    /// The SA is no longer half-open (established or going): it leaves the responder's counts.
+    fn forget_half_open(&mut self, spi: u64) {
+        let Some(key) = self.sas.get_mut(&spi).and_then(|sa| sa.half_open_key.take()) else { return };
+        self.half_open.remove(&key);
+        if let Some(n) = self.half_open_by_ip.get_mut(&key.0.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.half_open_by_ip.remove(&key.0.ip());
+            }
+        }
+    }
+
     fn remove(&mut self, spi: u64, reason: Option<DownReason>) {
+        self.forget_half_open(spi);
         let Some(sa) = self.sas.remove(&spi) else { return };
         if let Some(t) = sa.filed {
             self.timers.remove(&(t, spi));
         }
-        self.half_open.remove(&(sa.remote, sa.spi_i));
         for c in &sa.children {
             self.ctx.child_spis.remove(&c.spi_in);
             self.ctx.events.push_back(Event::DeleteSaPair {

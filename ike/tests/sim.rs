@@ -60,6 +60,8 @@ struct Sim {
     rng: Seeded,
     events: [Vec<Event>; 2],
     delivered: usize,
+    /// The longest datagram either side sent after IKE_SA_INIT (message ID above 0).
+    largest: usize,
 }
 
 fn psk_config(name: &str) -> Config {
@@ -82,6 +84,7 @@ impl Sim {
             rng: Seeded(seed),
             events: [Vec::new(), Vec::new()],
             delivered: 0,
+            largest: 0,
         }
     }
 
@@ -98,6 +101,9 @@ impl Sim {
                 assert_eq!(t.local, self.addrs[i]);
                 let to = 1 - i;
                 assert_eq!(t.remote, self.addrs[to]);
+                if t.data.get(20..24).is_some_and(|id| id != [0; 4]) {
+                    self.largest = self.largest.max(t.data.len());
+                }
                 let copies = if self.rng.chance(self.link.dup) { 2 } else { 1 };
                 for _ in 0..copies {
                     if self.rng.chance(self.link.loss) {
@@ -564,4 +570,134 @@ fn rekeys_survive_a_lossy_link() {
         assert_one_live_pair(&sim);
         assert!(sim.count(0, |e| matches!(e, Event::IkeSaRekeyed { .. })) >= 2, "seed {seed}");
     }
+}
+
+fn fragmenting(name: &str, size: Option<usize>) -> Config {
+    let mut c = psk_config(name);
+    c.fragment_size = size;
+    c
+}
+
+#[test]
+fn ike_auth_goes_in_fragments_when_both_support_them() {
+    // 120 octets: IKE_AUTH (about 300 octets each way) goes as several SKF payloads (RFC 7383).
+    let mut sim = Sim::new(11, PERFECT, fragmenting("spoke", Some(120)), fragmenting("hub", Some(120)));
+    sim.initiate();
+    sim.run(Duration::from_secs(10));
+    assert_keys_agree(&sim);
+    assert!(sim.largest <= 120 && sim.largest > 100, "largest datagram {}", sim.largest);
+    for n in &sim.nodes {
+        let s = n.stats();
+        assert!(s.fragments_sent >= 3, "{s:?}");
+        assert_eq!(s.reassembled, 1, "{s:?}");
+    }
+    // A later exchange (a CHILD rekey) is fragmented too, and still agrees.
+    let sa = sim.nodes[0].ike_sas(sim.now)[0].id;
+    let spi = sim.pairs(0)[0].inbound.spi;
+    sim.nodes[0].rekey_child_sa(sim.now, sa, spi).unwrap();
+    sim.drain();
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.nodes[1].stats().reassembled, 2);
+    let (a, b) = (sim.pairs(0), sim.pairs(1));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    assert_eq!(a[1].outbound, b[1].inbound);
+}
+
+#[test]
+fn fragments_survive_loss_reordering_and_duplicates() {
+    let bad = Link { loss: 0.15, dup: 0.3, jitter_ms: 300 };
+    let mut agreed = 0;
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, bad, fragmenting("spoke", Some(150)), fragmenting("hub", Some(150)));
+        sim.initiate();
+        sim.run(Duration::from_secs(300));
+        if sim.failures(0).is_empty() {
+            assert_keys_agree(&sim);
+            agreed += 1;
+        }
+        assert!(sim.pairs(1).len() <= 1, "seed {seed}");
+    }
+    assert!(agreed >= 18, "only {agreed} of 20 seeds completed");
+}
+
+#[test]
+fn no_fragments_unless_both_support_them() {
+    let mut sim = Sim::new(12, PERFECT, fragmenting("spoke", Some(120)), fragmenting("hub", None));
+    sim.initiate();
+    sim.run(Duration::from_secs(10));
+    assert_keys_agree(&sim);
+    assert_eq!(sim.delivered, 4);
+    assert!(sim.largest > 120);
+    assert!(sim.nodes.iter().all(|n| n.stats().fragments_sent == 0));
+}
+
+/// An INFORMATIONAL request for IKE SA (0x1111, 0x2222), unprotected, as a peer that lost its keys
+/// might send (the Encrypted payload's contents do not matter: nobody can open them).
+fn stray_request(version: u8) -> Vec<u8> {
+    let mut m = vec![0x11; 8];
+    m.extend_from_slice(&[0x22; 8]);
+    m.extend_from_slice(&[46, version, 37, 0x08]); // SK; version; INFORMATIONAL; I flag
+    m.extend_from_slice(&7u32.to_be_bytes());
+    m.extend_from_slice(&(28u32 + 4 + 24).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 28]);
+    m.extend_from_slice(&[0xAB; 24]);
+    m
+}
+
+#[test]
+fn unknown_spi_and_higher_major_version_are_answered_unprotected() {
+    use ike::message::{ExchangeType, Message, NotifyType, PayloadBody};
+    let hub: SocketAddr = "192.0.2.1:500".parse().unwrap();
+    let peer: SocketAddr = "198.51.100.7:500".parse().unwrap();
+    #[allow(clippy::disallowed_methods)] // the epoch of the virtual clock
+    let now = Instant::now();
+    let mut e = Engine::new(psk_config("hub"), Box::new(Seeded(5)));
+    let answer = |e: &mut Engine| {
+        let t = e.poll_transmit().expect("an answer");
+        assert_eq!((t.local, t.remote), (hub, peer));
+        Message::parse(&t.data).unwrap()
+    };
+    for (version, ty) in [(0x20, NotifyType::INVALID_IKE_SPI), (0x30, NotifyType::INVALID_MAJOR_VERSION)] {
+        e.handle_datagram(now, hub, peer, &stray_request(version));
+        let m = answer(&mut e);
+        // §2.21.4 / §2.5: SPIs, exchange and Message ID copied; a response; version 2.0; one Notify.
+        assert_eq!(
+            (m.spi_i, m.spi_r, m.exchange, m.message_id),
+            (0x1111_1111_1111_1111, 0x2222_2222_2222_2222, ExchangeType::INFORMATIONAL, 7)
+        );
+        assert!(m.flags.response() && !m.flags.initiator());
+        assert!(matches!(&m.payloads[..], [p] if matches!(&p.body, PayloadBody::Notify(n) if n.ty == ty)));
+        assert_eq!(e.poll_transmit(), None);
+    }
+    // A response for an unknown SA gets nothing.
+    let mut response = stray_request(0x20);
+    response[19] = 0x20;
+    e.handle_datagram(now, hub, peer, &response);
+    assert_eq!(e.poll_transmit(), None);
+    // A flood gets at most 100 answers a second (the first answer above was one of them).
+    for _ in 0..300 {
+        e.handle_datagram(now, hub, peer, &stray_request(0x20));
+    }
+    assert_eq!(std::iter::from_fn(|| e.poll_transmit()).count(), 99);
+    e.handle_datagram(now + Duration::from_secs(1), hub, peer, &stray_request(0x20));
+    assert!(e.poll_transmit().is_some());
+    assert_eq!(e.stats().invalid_spi_sent, 101);
+}
+
+#[test]
+fn child_rekey_with_pfs_agrees() {
+    let mut spoke = psk_config("spoke");
+    spoke.pfs = Some(DhGroup::CURVE25519);
+    let mut sim = Sim::new(13, PERFECT, spoke, psk_config("hub"));
+    sim.initiate();
+    sim.run(Duration::from_secs(10));
+    let sa = sim.nodes[0].ike_sas(sim.now)[0].id;
+    let spi = sim.pairs(0)[0].inbound.spi;
+    sim.nodes[0].rekey_child_sa(sim.now, sa, spi).unwrap();
+    sim.drain();
+    sim.run(Duration::from_secs(10));
+    let (a, b) = (sim.pairs(0), sim.pairs(1));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    assert_eq!((&a[1].outbound, &a[1].inbound), (&b[1].inbound, &b[1].outbound));
+    assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
 }

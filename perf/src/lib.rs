@@ -6,10 +6,12 @@
 //!   IMIX and 1400 B, and a runner that times only the hub's `Worker::poll` over real bursts.
 //! - [`aead`]: raw AEAD throughput of a backend, no pipeline.
 //! - [`openssl`]: the `openssl speed` reference.
+//! - [`ike_cli`]: proposal parsing for the IKE tools (`ike-peer`, `ike-load`).
 //!
 //! Used by `benches/pipeline.rs` (criterion) and `src/bin/perf-report.rs` (the report).
 
 pub mod aead;
+pub mod ike_cli;
 pub mod openssl;
 pub mod scenario;
 pub mod traffic;

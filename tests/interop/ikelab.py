@@ -59,8 +59,10 @@ class Lab:
 
     # ---- charon ----
 
-    def start_charon(self, conns: str, mode_plugins="kernel-libipsec kernel-netlink"):
-        """Starts charon with `conns` (the `connections { }` body of swanctl.conf) and loads it."""
+    def start_charon(self, conns: str, mode_plugins="kernel-libipsec kernel-netlink", settings="", log_level=4):
+        """Starts charon with `conns` (the `connections { }` body of swanctl.conf) and loads it.
+        `settings` goes into strongswan.conf's `charon { }` section; `log_level` is that of `ike` and
+        `chd` (4 logs key material; the benchmark runs with 0)."""
         vici = self.dir / "charon.vici"
         (self.dir / "strongswan.conf").write_text(f"""
 charon {{
@@ -70,14 +72,15 @@ charon {{
   install_routes = no
   retransmit_timeout = 1
   retransmit_tries = 3
+  {settings}
   filelog {{
     log {{
       path = {self.dir}/charon.log
-      default = 1
-      ike = 4
-      chd = 4
-      cfg = 2
-      knl = 2
+      default = {min(1, log_level)}
+      ike = {log_level}
+      chd = {log_level}
+      cfg = {min(2, log_level)}
+      knl = {min(2, log_level)}
       flush_line = yes
     }}
   }}

@@ -6,23 +6,27 @@
 //! ike-peer --listen 10.0.0.1 [--initiate 10.0.0.2] --id hub --psk SECRET [--remote-id spoke]
 //!          [--ike aes256gcm16-prfsha256-ecp256,...] [--esp aes256gcm16-esn,...]
 //!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
-//!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S]
+//!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S | --no-dpd] [--quiet]
+//!          [--fragment-size N | --no-fragmentation] [--pfs GROUP]
 //! ```
+//!
+//! `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
 //!
 //! Proposals use strongSwan's syntax: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/
 //! `sha384`/`sha512` (integrity, with CBC), `prfsha256`/`prfsha384`/`prfsha512`, `ecp256`/`ecp384`/
 //! `ecp521`/`x25519`/`modp2048`, and for ESP `esn`/`noesn`.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ike::config::{id_fqdn, Config, Dpd, EspProposal, IkeProposal, Keyring, PeerMatch};
+use ike::config::{id_fqdn, Config, Dpd, Keyring, PeerMatch};
 use ike::crypto::OsRandom;
-use ike::engine::{Engine, Event, Mode, NAT_T_PORT};
-use ike::message::{DhGroup, EncrId, EsnId, Id, IntegId, PrfId};
+use ike::engine::{Engine, Event, Mode};
+use ike::message::Id;
+use perf::ike_cli::{esp_proposal, ike_proposal, send, sockets};
 use serde_json::json;
 
 struct Args {
@@ -32,82 +36,7 @@ struct Args {
     remote_id: Option<Id>,
     seconds: Option<u64>,
     exit_when_up: bool,
-}
-
-fn encr(tok: &str) -> Option<(EncrId, u16)> {
-    Some(match tok {
-        "aes128gcm16" => (EncrId::ENCR_AES_GCM_16, 128),
-        "aes256gcm16" => (EncrId::ENCR_AES_GCM_16, 256),
-        "aes128" => (EncrId::ENCR_AES_CBC, 128),
-        "aes256" => (EncrId::ENCR_AES_CBC, 256),
-        _ => return None,
-    })
-}
-
-fn integ(tok: &str) -> Option<IntegId> {
-    Some(match tok {
-        "sha256" => IntegId::AUTH_HMAC_SHA2_256_128,
-        "sha384" => IntegId::AUTH_HMAC_SHA2_384_192,
-        "sha512" => IntegId::AUTH_HMAC_SHA2_512_256,
-        _ => return None,
-    })
-}
-
-fn ike_proposal(s: &str) -> Result<IkeProposal> {
-    let mut p = IkeProposal {
-        encr: EncrId::ENCR_AES_GCM_16,
-        key_bits: 0,
-        integ: IntegId::NONE,
-        prf: PrfId::PRF_HMAC_SHA2_256,
-        groups: Vec::new(),
-    };
-    for tok in s.split('-') {
-        if let Some((e, bits)) = encr(tok) {
-            (p.encr, p.key_bits) = (e, bits);
-        } else if let Some(i) = integ(tok) {
-            p.integ = i;
-        } else {
-            match tok {
-                "prfsha256" => p.prf = PrfId::PRF_HMAC_SHA2_256,
-                "prfsha384" => p.prf = PrfId::PRF_HMAC_SHA2_384,
-                "prfsha512" => p.prf = PrfId::PRF_HMAC_SHA2_512,
-                "ecp256" => p.groups.push(DhGroup::ECP_256),
-                "ecp384" => p.groups.push(DhGroup::ECP_384),
-                "ecp521" => p.groups.push(DhGroup::ECP_521),
-                "x25519" | "curve25519" => p.groups.push(DhGroup::CURVE25519),
-                "modp2048" => p.groups.push(DhGroup::MODP_2048),
-                _ => bail!("IKE proposal {s:?}: unknown token {tok:?}"),
-            }
-        }
-    }
-    if p.key_bits == 0 || p.groups.is_empty() {
-        bail!("IKE proposal {s:?} needs an encryption algorithm and a DH group");
-    }
-    Ok(p)
-}
-
-fn esp_proposal(s: &str) -> Result<EspProposal> {
-    let mut p = EspProposal { encr: EncrId::ENCR_AES_GCM_16, key_bits: 0, integ: IntegId::NONE, esn: Vec::new() };
-    for tok in s.split('-') {
-        if let Some((e, bits)) = encr(tok) {
-            (p.encr, p.key_bits) = (e, bits);
-        } else if let Some(i) = integ(tok) {
-            p.integ = i;
-        } else {
-            match tok {
-                "esn" => p.esn.push(EsnId::ESN),
-                "noesn" => p.esn.push(EsnId::NO_ESN),
-                _ => bail!("ESP proposal {s:?}: unknown token {tok:?}"),
-            }
-        }
-    }
-    if p.key_bits == 0 {
-        bail!("ESP proposal {s:?} needs an encryption algorithm");
-    }
-    if p.esn.is_empty() {
-        p.esn.push(EsnId::NO_ESN);
-    }
-    Ok(p)
+    quiet: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -120,6 +49,7 @@ fn parse_args() -> Result<Args> {
     let mut ike = None;
     let mut esp = None;
     let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
+    let (mut quiet, mut no_dpd, mut fragment_size, mut pfs) = (false, false, None, None);
     let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
@@ -135,6 +65,11 @@ fn parse_args() -> Result<Args> {
             "--no-transport" => transport = false,
             "--no-tunnel" => tunnel = false,
             "--exit-when-up" => exit_when_up = true,
+            "--quiet" => quiet = true,
+            "--no-dpd" => no_dpd = true,
+            "--fragment-size" => fragment_size = Some(Some(val()?.parse().context("--fragment-size")?)),
+            "--no-fragmentation" => fragment_size = Some(None),
+            "--pfs" => pfs = Some(val()?),
             "--child-lifetime" => {
                 child_lifetime = Some(Duration::from_secs(val()?.parse().context("--child-lifetime")?))
             }
@@ -160,6 +95,17 @@ fn parse_args() -> Result<Args> {
     if let Some(interval) = dpd {
         config.dpd = Some(Dpd { interval, retry_interval: Duration::from_secs(1), retries: 2 });
     }
+    if no_dpd {
+        config.dpd = None;
+    }
+    if let Some(size) = fragment_size {
+        config.fragment_size = size;
+    }
+    if let Some(group) = pfs {
+        // The group token as in an IKE proposal: `x25519`, `ecp256`, ...
+        let p = ike_proposal(&format!("aes128gcm16-{group}")).context("--pfs")?;
+        config.pfs = p.groups.first().copied();
+    }
     Ok(Args {
         listen: listen.ok_or_else(|| anyhow!("--listen is required"))?,
         initiate,
@@ -167,6 +113,7 @@ fn parse_args() -> Result<Args> {
         remote_id,
         seconds,
         exit_when_up,
+        quiet,
     })
 }
 
@@ -211,40 +158,6 @@ fn event_json(e: &Event) -> serde_json::Value {
     }
 }
 
-/// Binds port 500 and 4500 on `ip`; each socket gets a reader thread feeding one channel, so the
-/// engine lives on the main thread alone. IKE on 4500 carries the non-ESP marker (RFC 3948 §2.2),
-/// stripped here; ESP on 4500 (a non-zero first word) is not ours to handle.
-/// A received datagram: our address, the sender's, the IKE message.
-type Received = (SocketAddr, SocketAddr, Vec<u8>);
-
-fn sockets(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, mpsc::Receiver<Received>)> {
-    let (tx, rx) = mpsc::channel();
-    let mut socks = Vec::new();
-    for port in [500, NAT_T_PORT] {
-        let local = SocketAddr::new(ip, port);
-        let sock = UdpSocket::bind(local).with_context(|| format!("binding {local}"))?;
-        let reader = sock.try_clone()?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = reader.recv_from(&mut buf) {
-                let data = match (port, &buf[..n]) {
-                    (NAT_T_PORT, [0, 0, 0, 0, rest @ ..]) => rest.to_vec(),
-                    (NAT_T_PORT, _) => continue,
-                    (_, d) => d.to_vec(),
-                };
-                if tx.send((local, from, data)).is_err() {
-                    return;
-                }
-            }
-        });
-        socks.push(sock);
-    }
-    let s4500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
-    let s500 = socks.pop().ok_or_else(|| anyhow!("no socket"))?;
-    Ok((s500, s4500, rx))
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     let local = SocketAddr::new(args.listen, 500);
@@ -258,20 +171,16 @@ fn main() -> Result<()> {
     let (mut up, mut installed) = (false, false);
     loop {
         while let Some(t) = engine.poll_transmit() {
-            let sent = if t.local.port() == NAT_T_PORT {
-                let mut d = vec![0u8; 4];
-                d.extend_from_slice(&t.data);
-                s4500.send_to(&d, t.remote)
-            } else {
-                s500.send_to(&t.data, t.remote)
-            };
+            let sent = send(&s500, &s4500, &t);
             sent.with_context(|| format!("sending to {}", t.remote))?;
         }
         while let Some(e) = engine.poll_event() {
             up |= matches!(e, Event::IkeSaUp { .. });
             installed |= matches!(e, Event::InstallSaPair(_));
-            writeln!(out, "{}", event_json(&e))?;
-            out.flush()?;
+            if !args.quiet {
+                writeln!(out, "{}", event_json(&e))?;
+                out.flush()?;
+            }
         }
         let now = Instant::now();
         if args.exit_when_up && up && installed {
