@@ -472,7 +472,8 @@ impl Control {
     fn send_ike(&mut self, now: Instant, tx: ikeng::Transmit) {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (tx.local.ip(), tx.remote.ip()) else { return };
         let mut payload = Vec::with_capacity(tx.data.len() + 4);
-        if tx.local.port() == NAT_T_PORT {
+        // IKE on 4500 carries the non-ESP marker (RFC 3948 §2.2); a NAT keepalive (§2.3) does not.
+        if tx.local.port() == NAT_T_PORT && !tx.is_nat_keepalive() {
             payload.extend_from_slice(&[0; 4]);
         }
         payload.extend_from_slice(&tx.data);

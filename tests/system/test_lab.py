@@ -84,8 +84,6 @@ def test_hub_restart_recovers(lab):
     assert lab.ping("h1", "10.8.0.9", count=3) >= 2
 
 
-@pytest.mark.xfail(reason="ike engine: a responder behind-NAT transport-mode TSi names the private address and "
-                          "is refused with TS_UNACCEPTABLE (RFC 7296 §2.23.1 substitution missing)", strict=True)
 def test_spoke_behind_nat_changes_public_address(lab):
     _, t = lab.wait(lambda: "10.0.0.13" in lab.registered("hub1"), 30)
     lab.set_nat("100.100.0.2")
