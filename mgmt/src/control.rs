@@ -16,7 +16,8 @@
 //!   IKE (RFC 7296 §1.2); the NHRP packets wait for the SA (fail closed: nothing leaves unprotected).
 //! - IKE `InstallSaPair` → SA database (one owner worker per pair) and the TEIB entries of that NBMA
 //!   address; `DeleteSaPair` withdraws it; IKE SA down or peer dead (§2.4) removes the peer's
-//!   adjacencies and shortcuts; an NHRP entry that expires (or an NHS that stops answering) tears the
+//!   adjacencies, shortcuts and NHRP binding (traffic falls back to the hub until a Traffic Indication
+//!   resolves the peer again); an NHRP entry that expires (or an NHS that stops answering) tears the
 //!   peer's SAs down so that the next packet negotiates afresh.
 //! - ARP replies and requests teach the neighbour table (RFC 826); a neighbour miss sends a request.
 
@@ -817,6 +818,7 @@ impl Control {
     /// `Engine::forget(tunnel, proto)`), so the daemon hands it the Purge Request the peer would send
     /// to withdraw its own binding (RFC 2332 §5.2.5), with the N bit set (§5.2.6: no reply). Only an
     /// entry still bound to `nbma` goes (a peer that re-registered from a new address keeps its own).
+    /// The engine counts it among the Purge Requests received.
     fn forget_nhrp_peer(&mut self, now: Instant, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr) {
         let id = nhrp::TunnelId(tunnel.0);
         let Some(tp) = self.plan.tunnel(tunnel) else { return };
