@@ -30,7 +30,7 @@ PROFILE = ROOT / "hw-profiles/profiles/lab.toml"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 
 HOLDTIME = 30          # NHRP holding time: registrations every 10 s
-DPD = (10, 2, 2)       # IKE DPD interval, retry, retries
+DPD = (10, 2, 1)       # IKE DPD interval, retry, retries: the config's minimum, a dead peer within 10-14 s
 
 HUB_CONF = """\
 version = 1
@@ -291,6 +291,25 @@ class Lab:
                        check=True, capture_output=True)
         sh("ip", "netns", "exec", self.ns("isp2"), "conntrack", "-F", check=False)
 
+    def cut(self, a: str, b: str) -> None:
+        """isp2 drops everything between spokes `a` and `b` (NBMA to NBMA, both ways): their direct path
+        breaks while both still reach the hubs."""
+        x, y = SPOKES[int(a[1:])][0], SPOKES[int(b[1:])][0]
+        nft = f"""
+            table ip labcut {{
+                chain forward_cut {{
+                    type filter hook forward priority 0;
+                    ip saddr {x} ip daddr {y} drop
+                    ip saddr {y} ip daddr {x} drop
+                }}
+            }}"""
+        subprocess.run(["ip", "netns", "exec", self.ns("isp2"), "nft", "-f", "-"], input=nft, text=True,
+                       check=True, capture_output=True)
+
+    def heal(self) -> None:
+        """Removes what `cut` put in."""
+        sh("ip", "netns", "exec", self.ns("isp2"), "nft", "delete", "table", "ip", "labcut")
+
     # ---- daemons
     def config(self, node: str) -> str:
         if node in HUBS:
@@ -395,6 +414,10 @@ class Lab:
     def tunnel_rx(self, node: str) -> int:
         """ESP packets the node decrypted (its workers' counter)."""
         return sum(w["esp_decrypted"] for w in self.status(node)["dataplane"]["workers"])
+
+    def events(self, node: str, event: str) -> list[dict]:
+        """The node's recent control-loop events of one kind (`peer_dead`, `shortcut_removed`, ...)."""
+        return [e for e in self.status(node)["events"] if e["event"] == event]
 
     def redirects(self, hub: str) -> int:
         return self.status(hub)["counters"]["nhrp"]["traffic_indications"]

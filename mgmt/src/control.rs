@@ -16,7 +16,8 @@
 //!   IKE (RFC 7296 §1.2); the NHRP packets wait for the SA (fail closed: nothing leaves unprotected).
 //! - IKE `InstallSaPair` → SA database (one owner worker per pair) and the TEIB entries of that NBMA
 //!   address; `DeleteSaPair` withdraws it; IKE SA down or peer dead (§2.4) removes the peer's
-//!   adjacencies and shortcuts; an NHRP entry that expires (or an NHS that stops answering) tears the
+//!   adjacencies, shortcuts and NHRP binding (traffic falls back to the hub until a Traffic Indication
+//!   resolves the peer again); an NHRP entry that expires (or an NHS that stops answering) tears the
 //!   peer's SAs down so that the next packet negotiates afresh.
 //! - ARP replies and requests teach the neighbour table (RFC 826); a neighbour miss sends a request.
 
@@ -798,12 +799,66 @@ impl Control {
                 self.dirty = true;
             }
         }
+        for (tunnel, overlay) in &dynamic {
+            self.forget_nhrp_peer(now, *tunnel, *overlay, nbma);
+        }
         if !dynamic.is_empty() || !routes.is_empty() {
             self.log(
                 now,
                 "peer_purged",
                 json!({"peer": nbma.to_string(), "adjacencies": dynamic.len(), "shortcuts": routes.len()}),
             );
+        }
+    }
+
+    /// Drops the NHRP binding of the dead peer `overlay` at `nbma`, and the shortcuts through it, from
+    /// the engine, so that the next Traffic Indication resolves afresh (the shortcut re-forms once the
+    /// direct path heals) instead of finding the stale entry until it expires. The engine has no
+    /// command for one entry (only `clear` of a whole tunnel; it should grow
+    /// `Engine::forget(tunnel, proto)`), so the daemon hands it the Purge Request the peer would send
+    /// to withdraw its own binding (RFC 2332 §5.2.5), with the N bit set (§5.2.6: no reply). Only an
+    /// entry still bound to `nbma` goes (a peer that re-registered from a new address keeps its own).
+    /// The engine counts it among the Purge Requests received.
+    fn forget_nhrp_peer(&mut self, now: Instant, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr) {
+        let id = nhrp::TunnelId(tunnel.0);
+        let Some(tp) = self.plan.tunnel(tunnel) else { return };
+        if self.nhrp.cache().get(id, &overlay).is_none_or(|e| e.nbma != nbma || e.kind == EntryKind::Static) {
+            return;
+        }
+        let host = if overlay.is_ipv4() { 32 } else { 128 };
+        let auth = tp.nhrp.auth.clone().map(|data| nhrp::wire::Extension {
+            compulsory: true,
+            body: nhrp::wire::ExtensionBody::Authentication { kind: nhrp::wire::AUTH_PLAINTEXT, data },
+        });
+        let purge = nhrp::wire::Packet {
+            nbma_family: nhrp::wire::Family::of(&nbma),
+            proto_family: nhrp::wire::Family::of(&overlay),
+            hop_count: 1,
+            op: nhrp::wire::Operation::PURGE_REQUEST,
+            src_nbma: Some(nbma),
+            src_proto: Some(overlay),
+            dst_proto: Some(tp.nhrp.proto),
+            body: nhrp::wire::Body::Cies {
+                flags: nhrp::wire::flags::PURGE_NO_REPLY,
+                request_id: 0,
+                cies: vec![nhrp::wire::Cie {
+                    code: nhrp::wire::CieCode::SUCCESS,
+                    prefix_len: host,
+                    mtu: 0,
+                    holding_time: 0,
+                    preference: 0,
+                    nbma: Some(nbma),
+                    proto: Some(overlay),
+                }],
+            },
+            extensions: auth.into_iter().collect(),
+        };
+        match purge.to_vec() {
+            Ok(bytes) => {
+                let (t, local) = (self.t(now), tp.nbma);
+                self.nhrp.handle_datagram(t, id, nbma, local, &bytes);
+            }
+            Err(_) => self.counters.errors += 1,
         }
     }
 

@@ -58,6 +58,47 @@ def test_phase3_shortcut_forms_and_takes_the_traffic(lab):
     assert took < 10
 
 
+def test_broken_direct_path_falls_back_to_the_hub_and_back(lab):
+    # DPD on a spoke-to-spoke tunnel: with only the direct path between s1 and s2 broken, IKE DPD declares
+    # the peer dead, the spoke purges the shortcut, the TEIB entry, the SAs and the NHRP binding, and the
+    # traffic takes the route via the hub again; once the path heals, the hub's next Traffic Indication
+    # builds the shortcut afresh and the traffic goes direct again.
+    lab.wait(lambda: lab.registered("hub1") >= SPOKES, 60)
+    assert lab.ping("h2", "10.2.1.9", count=3, interval=0.2) >= 1
+    via, _ = lab.wait(lambda: lab.shortcut("s2", "10.2.1.0/24"), 30, step=0.05)
+    assert via == "10.0.0.11"
+
+    def direct() -> bool:
+        before = lab.tunnel_rx("hub1")
+        return lab.ping("h2", "10.2.1.9", count=5, interval=0.05, timeout=0.5) == 5 \
+            and lab.tunnel_rx("hub1") - before <= 1
+
+    def via_hub() -> bool:
+        before = lab.tunnel_rx("hub1")
+        return lab.ping("h2", "10.2.1.9", count=1, timeout=0.5) == 1 and lab.tunnel_rx("hub1") - before >= 2
+
+    lab.wait(direct, 10, step=0.05)
+    dead_before = len(lab.events("s2", "peer_dead"))
+    lab.cut("s1", "s2")
+    try:
+        t0 = time.monotonic()
+        _, failover = lab.wait(via_hub, 40, step=0.05)
+        dead = lab.events("s2", "peer_dead")[dead_before:]
+        assert any(e["remote"].startswith("203.0.113.10:") for e in dead), "s2's DPD declared s1 dead"
+        purged = [e for e in lab.events("s2", "peer_purged") if e["peer"] == "203.0.113.10"]
+        assert purged and purged[-1]["shortcuts"] >= 1 and purged[-1]["t_ms"] >= dead[-1]["t_ms"], purged
+        assert lab.shortcut("s2", "10.2.1.0/24") is None
+        assert not [p for p in lab.status("s2")["sa_pairs"] if p["peer"] == "203.0.113.10"], "s1's SAs gone"
+        assert lab.ping("h2", "10.2.1.9", count=10, interval=0.1) >= 9, "spoke-hub-spoke while the path is down"
+    finally:
+        lab.heal()
+    t1 = time.monotonic()
+    _, recovery = lab.wait(lambda: lab.shortcut("s2", "10.2.1.0/24") and direct(), 60, step=0.05)
+    print(f"\ndirect path s1-s2 broken: traffic through the hub after {failover:.1f} s (DPD); "
+          f"healed: direct again after {time.monotonic() - t1:.1f} s")
+    assert failover < 30 and recovery < 40
+
+
 def test_hub_lost_traffic_continues_through_the_other(lab):
     # Two hubs, one lost: the spokes' NHS to hub1 goes down, the route via hub1 follows the NHS to hub2,
     # LAN to hub LAN... (hub2 has no LAN host) so spoke to spoke through hub2 keeps working.
