@@ -52,6 +52,17 @@ def test_phase3_shortcut_forms_and_takes_the_traffic(lab):
     print(f"\nshortcut s2 -> 10.2.1.0/24 installed {took:.2f} s after the first packet")
     assert via == "10.0.0.11"
     assert lab.redirects("hub1") > redirects, "the hub sent a Traffic Indication"
+    # The replies build the reverse shortcut the same way (their own redirect from the hub); until both
+    # exist, the replies still cross the hub.
+    def reverse():
+        if via := lab.shortcut("s1", "10.2.2.0/24"):
+            return via
+        lab.ping("h2", "10.2.1.9", count=1, timeout=0.5)  # replies keep crossing the hub until then
+        return None
+
+    back, _ = lab.wait(reverse, 30, step=0.05)
+    print(f"reverse shortcut s1 -> 10.2.2.0/24 installed {time.monotonic() - t0:.2f} s after the first packet")
+    assert back == "10.0.0.12"
     before = lab.tunnel_rx("hub1")
     assert lab.ping("h2", "10.2.1.9", count=20, interval=0.05) >= 19
     assert lab.tunnel_rx("hub1") - before <= 2, "spoke-to-spoke traffic went through the hub"
