@@ -28,7 +28,7 @@ use dataplane::punt::{Inject, PuntData};
 use dataplane::tables::TablesPublisher;
 use hw_profiles::Profile;
 use mgmt::config::store::ConfigStore;
-use mgmt::control::{Control, Output, PuntIn, Setup};
+use mgmt::control::{Control, InjectDrop, Output, PuntIn, Setup};
 use mgmt::plan::Plan;
 
 const USAGE: &str = "usage: dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]";
@@ -144,7 +144,9 @@ fn run(
         }
         while let Some(out) = control.poll_output() {
             work += 1;
-            inject(rt, out);
+            if let Err(why) = inject(rt, out) {
+                control.inject_dropped(why);
+            }
         }
         if let Ok((mut conn, _)) = listener.accept() {
             let mut status = control.status(Instant::now());
@@ -163,16 +165,14 @@ fn run(
 }
 
 /// Puts a packet on the first worker's inject ring (the worker hands an SA's packets to its owner).
-fn inject(rt: &Runtime, out: Output) {
-    let Some(w) = rt.workers().first() else { return };
+fn inject(rt: &Runtime, out: Output) -> Result<(), InjectDrop> {
+    let Some(w) = rt.workers().first() else { return Ok(()) };
     let item = match out {
         Output::Frame { port, bytes } => rt.pool().alloc_from(&bytes).map(|pkt| Inject::Frame { port, pkt }),
         Output::Tunnel { tunnel, nbma, sa, protocol, bytes } => {
             rt.pool().alloc_from(&bytes).map(|pkt| Inject::Tunnel { tunnel, nbma, sa, protocol, pkt })
         }
     };
-    if let Some(item) = item {
-        // A full inject ring drops the packet (the protocols retransmit).
-        let _ = w.rings.injects.push(item);
-    }
+    let item = item.ok_or(InjectDrop::NoBuffer)?;
+    w.rings.injects.push(item).map_err(|_| InjectDrop::RingFull)
 }
