@@ -17,6 +17,8 @@
 //! authorises and renders. The OpenAPI document (`openapi.rs`) is served and checked in as
 //! `mgmt/openapi.json`.
 
+pub mod daemon;
+pub mod metrics;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -65,6 +67,24 @@ impl Token {
     pub fn new(name: &str, role: Role, secret: &str) -> Token {
         Token { name: name.to_string(), role, sha256: hex::encode(Sha256::digest(secret.as_bytes())) }
     }
+}
+
+/// Reads a token file (TOML): `[[tokens]]` tables with `name`, `role` (`read-only`, `operator`,
+/// `admin`) and `sha256`, the SHA-256 of the secret in hex (`printf %s SECRET | sha256sum`).
+pub fn load_tokens(text: &str) -> Result<Vec<Token>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        tokens: Vec<Token>,
+    }
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    for (i, t) in file.tokens.iter().enumerate() {
+        if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("tokens[{i}].sha256: not a SHA-256 in hex (64 hex digits)"));
+        }
+    }
+    let tokens = file.tokens.into_iter().map(|t| Token { sha256: t.sha256.to_ascii_lowercase(), ..t }).collect();
+    Ok(tokens)
 }
 
 /// The operational views the API serves, as `show` commands name them.
@@ -135,11 +155,11 @@ pub trait Backend: Send + Sync {
     /// Applies a validated configuration to the running box: all of it, or nothing.
     fn apply(&self, config: &Config) -> Result<(), BackendError>;
     /// One operational view, as JSON.
-    fn view(&self, view: View) -> serde_json::Value;
+    fn view(&self, view: View) -> Result<serde_json::Value, BackendError>;
     /// Runs an action; returns what it did, for the answer.
     fn act(&self, action: &Action) -> Result<String, BackendError>;
     /// Metrics in the Prometheus text exposition format.
-    fn metrics(&self) -> String;
+    fn metrics(&self) -> Result<String, BackendError>;
 }
 
 /// The API's state: tokens, the configuration store and the box.
@@ -159,6 +179,17 @@ impl Api {
     /// An API over `store` and `backend`, accepting `tokens`.
     pub fn new(tokens: Vec<Token>, store: ConfigStore, backend: Arc<dyn Backend>) -> Arc<Api> {
         Arc::new(Api { tokens, store: Mutex::new(store), backend })
+    }
+
+    /// Re-reads the configuration file (`SIGHUP`): validated, applied to the box through the same
+    /// [`Backend::apply`] as `PUT /api/v1/config`, then current. Returns the new revision; on an error
+    /// the box and the store are as they were.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = ConfigStore::open(store.path()).map_err(|e| e.to_string())?;
+        self.backend.apply(fresh.current()).map_err(|e| format!("{e:?}"))?;
+        *store = fresh;
+        Ok(store.revision().to_string())
     }
 
     /// The role of the bearer of `secret`, compared in constant time.
@@ -327,7 +358,10 @@ async fn get_view(State(api): State<Arc<Api>>, Path(view): Path<String>) -> Resp
     let Ok(view) = serde_json::from_value::<View>(serde_json::Value::String(view.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}; see /api/v1/openapi.json"));
     };
-    Json(api.backend.view(view)).into_response()
+    match api.backend.view(view) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => backend_error(e),
+    }
 }
 
 async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
@@ -342,7 +376,10 @@ async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
 }
 
 async fn get_metrics(State(api): State<Arc<Api>>) -> Response {
-    let mut r = api.backend.metrics().into_response();
+    let mut r = match api.backend.metrics() {
+        Ok(m) => m.into_response(),
+        Err(e) => return backend_error(e),
+    };
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -26,8 +26,8 @@ impl Backend for FakeBox {
         Ok(())
     }
 
-    fn view(&self, view: View) -> Value {
-        json!({"view": view})
+    fn view(&self, view: View) -> Result<Value, BackendError> {
+        Ok(json!({"view": view}))
     }
 
     fn act(&self, action: &Action) -> Result<String, BackendError> {
@@ -39,8 +39,8 @@ impl Backend for FakeBox {
         }
     }
 
-    fn metrics(&self) -> String {
-        "# TYPE dmvpn_peers gauge\ndmvpn_peers 3\n".into()
+    fn metrics(&self) -> Result<String, BackendError> {
+        Ok("# TYPE dmvpn_peers gauge\ndmvpn_peers 3\n".into())
     }
 }
 
