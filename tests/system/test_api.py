@@ -250,7 +250,7 @@ def test_schemathesis_finds_no_server_error(lab, api):
         pytest.skip("schemathesis not installed (scripts/install-deps.sh)")
     t0 = time.monotonic()
     r = subprocess.run([st, "run", f"{api.base}/api/v1/openapi.json", "--checks", "not_a_server_error",
-                        "--phases", "examples,fuzzing", "--max-examples", "15", "--tls-verify", api.cert,
+                        "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--tls-verify", api.cert,
                         "--header", f"Authorization: Bearer {TOKENS['admin']}", "--generation-deterministic"],
                        capture_output=True, text=True, timeout=240)
     print(f"\nschemathesis: {time.monotonic() - t0:.1f} s\n{r.stdout[-1500:]}")
