@@ -131,8 +131,10 @@ pub enum Action {
         /// The peer's NBMA address.
         nbma: std::net::IpAddr,
     },
-    /// Drain the hub for maintenance (stop accepting registrations, let spokes move to other hubs), or
-    /// end the drain.
+    /// Drain the hub for maintenance, or end the drain. While drained, the hub answers a Registration
+    /// Request from a spoke that holds no binding here with CIE code 5, Insufficient Resources, so
+    /// that spokes register with their other hubs; spokes already bound stay (and keep refreshing)
+    /// until an operator clears them one by one (`clear-peer`), which moves their traffic gradually.
     Drain {
         /// Start (true) or end (false) the drain.
         enable: bool,
@@ -308,7 +310,19 @@ async fn validate_config(body: String) -> Response {
     }
 }
 
+/// Runs `f` (which waits for the box) on a blocking thread, so that the server's own threads keep
+/// answering meanwhile.
+async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the request's thread failed: {e}")))
+}
+
 async fn put_config(State(api): State<Arc<Api>>, headers: HeaderMap, body: String) -> Response {
+    blocking(move || put_config_now(&api, &headers, &body)).await
+}
+
+fn put_config_now(api: &Api, headers: &HeaderMap, body: &str) -> Response {
     let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
         return error(
             StatusCode::PRECONDITION_REQUIRED,
@@ -316,7 +330,7 @@ async fn put_config(State(api): State<Arc<Api>>, headers: HeaderMap, body: Strin
         );
     };
     let expected = expected.trim().trim_matches('"').to_string();
-    let config = match Config::from_json(&body) {
+    let config = match Config::from_json(body) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
@@ -358,10 +372,11 @@ async fn get_view(State(api): State<Arc<Api>>, Path(view): Path<String>) -> Resp
     let Ok(view) = serde_json::from_value::<View>(serde_json::Value::String(view.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}; see /api/v1/openapi.json"));
     };
-    match api.backend.view(view) {
+    blocking(move || match api.backend.view(view) {
         Ok(v) => Json(v).into_response(),
         Err(e) => backend_error(e),
-    }
+    })
+    .await
 }
 
 async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
@@ -369,19 +384,23 @@ async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
     };
-    match api.backend.act(&action) {
+    blocking(move || match api.backend.act(&action) {
         Ok(done) => Json(serde_json::json!({"done": done})).into_response(),
         Err(e) => backend_error(e),
-    }
+    })
+    .await
 }
 
 async fn get_metrics(State(api): State<Arc<Api>>) -> Response {
-    let mut r = match api.backend.metrics() {
-        Ok(m) => m.into_response(),
-        Err(e) => return backend_error(e),
-    };
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    r
+    blocking(move || match api.backend.metrics() {
+        Ok(m) => {
+            let mut r = m.into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
+        Err(e) => backend_error(e),
+    })
+    .await
 }
 
 /// TLS material: PEM files, or a self-signed certificate made at start for `names`.

@@ -247,3 +247,14 @@ fn the_checked_in_openapi_document_is_the_served_one() {
         "mgmt/openapi.json is stale: regenerate it with `cargo run -p mgmt --bin dmvpn-openapi > mgmt/openapi.json`"
     );
 }
+
+#[test]
+fn token_file_names_the_bad_field() {
+    let h = hex::encode(Sha256::digest(b"s3cret"));
+    let ok = format!("[[tokens]]\nname = \"noc\"\nrole = \"operator\"\nsha256 = \"{}\"\n", h.to_uppercase());
+    assert_eq!(load_tokens(&ok).unwrap(), vec![Token::new("noc", Role::Operator, "s3cret")]);
+    let bad = "[[tokens]]\nname = \"noc\"\nrole = \"operator\"\nsha256 = \"abc\"\n";
+    assert_eq!(load_tokens(bad).unwrap_err(), "tokens[0].sha256: not a SHA-256 in hex (64 hex digits)");
+    let role = format!("[[tokens]]\nname = \"noc\"\nrole = \"root\"\nsha256 = \"{h}\"\n");
+    assert!(load_tokens(&role).unwrap_err().contains("role"));
+}
