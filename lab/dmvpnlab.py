@@ -304,8 +304,8 @@ class Lab:
            "-keyout", str(self.key), "-out", str(self.cert))
         self.tokens = self.dir / "tokens.toml"
         self.tokens.write_text("".join(
-            f'[[tokens]]\nname = "lab-{role}"\nrole = "{role}"\nsha256 = "{hashlib.sha256(secret.encode()).hexdigest()}"\n\n'
-            for role, secret in TOKENS.items()))
+            f'[[tokens]]\nname = "lab-{role}"\nrole = "{role}"\n'
+            f'sha256 = "{hashlib.sha256(secret.encode()).hexdigest()}"\n\n' for role, secret in TOKENS.items()))
 
     def _mgmt_addr(self, i: int) -> tuple[str, str]:
         """The root namespace's and the node's address on the i-th management veth (a /30 of 169.254/16

@@ -96,7 +96,8 @@ def test_every_view_shows_the_registered_spokes(lab, api):
     assert glob["10.2.1.0/24"]["next_hop"] == {"interface": "Tunnel1", "via": "10.0.0.11"}
     layers = api.view("counters")["layers"]
     assert set(layers) == {"nbma", "ipsec", "gre", "overlay", "system"}
-    assert layers["nbma"]["rx_packets"] > 0 and "drops" in layers["ipsec"] and layers["gre"]["nhrp"]["registrations"] > 0
+    assert layers["nbma"]["rx_packets"] > 0 and "drops" in layers["ipsec"]
+    assert layers["gre"]["nhrp"]["registrations"] > 0
     assert "esp_replay" in layers["ipsec"]["drops"] and "no_route" in layers["overlay"]["drops"]
 
 
@@ -170,7 +171,8 @@ def test_live_change_conflict_restart_and_sighup(lab, api):
     lab.wait(moved, 10)
     assert api("GET", "/api/v1/config").headers["ETag"] not in (etag, etag2)
     # Back to the lab's configuration.
-    r = api("PUT", "/api/v1/config", role="admin", json=config, headers={"If-Match": api("GET", "/api/v1/config").headers["ETag"]})
+    now = api("GET", "/api/v1/config").headers["ETag"]
+    r = api("PUT", "/api/v1/config", role="admin", json=config, headers={"If-Match": now})
     assert r.status_code == 200 and r.headers["ETag"] == etag, r.text
 
 
@@ -190,7 +192,8 @@ def test_dmvpnctl_prints_ios_columns(lab):
     out = lab.show("hub1", "interfaces")
     assert "Interface                  IP-Address      OK? Method Status" in out and "192.0.2.1" in out, out
     out = lab.show("hub1", "ip", "route")
-    assert "S     10.2.1.0/24 [1/0] via 10.0.0.11, Tunnel1" in out and "C     10.0.0.0/24 is directly connected, Tunnel1" in out, out
+    assert "S     10.2.1.0/24 [1/0] via 10.0.0.11, Tunnel1" in out, out
+    assert "C     10.0.0.0/24 is directly connected, Tunnel1" in out, out
     out = lab.show("hub1", "counters")
     assert "NBMA (underlay)" in out and "IPsec (IKE, ESP)" in out and "esp_decrypted" in out, out
 
@@ -227,7 +230,8 @@ def test_actions_take_effect_in_the_views(lab, api):
     # clear crypto ikev2 sa with s1: a new IKE SA replaces it.
     old = {s["id"] for s in api.view("ikev2-sa")["sas"] if s["remote"].startswith("203.0.113.10:")}
     assert api.act(action="clear-ike-sa", nbma="203.0.113.10").status_code == 200
-    assert not old & {s["id"] for s in api.view("ikev2-sa")["sas"]}, "the old IKE SA is gone"
+    # The IKE SA goes once the peer answers its INFORMATIONAL DELETE (RFC 7296 §1.4.1).
+    lab.wait(lambda: not old & {s["id"] for s in api.view("ikev2-sa")["sas"]}, 10)
     _, t = lab.wait(lambda: peers(api).get("10.0.0.11", {}).get("state") == "UP", 60)
     print(f"\ns1 up again {t:.1f} s after clear crypto ikev2 sa")
     assert api.act(action="clear-ike-sa", nbma="192.0.2.99").status_code == 404
