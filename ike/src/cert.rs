@@ -29,7 +29,10 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, KeyPair, RsaKeyPair};
-use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+};
 use webpki::ring as algs;
 
 use crate::config::AuthKind;
@@ -406,6 +409,45 @@ pub enum CertError {
     /// A CRL does not parse.
     #[error("CRL {0}: {1}")]
     BadCrl(usize, String),
+    /// A PEM file holds no section of the kind wanted, or a broken one.
+    #[error("PEM: {0}")]
+    Pem(String),
+}
+
+fn is_pem(data: &[u8]) -> bool {
+    data.windows(10).any(|w| w == b"-----BEGIN")
+}
+
+fn pem_all<T: PemObject>(data: &[u8], what: &str, der: impl Fn(T) -> Vec<u8>) -> Result<Vec<Vec<u8>>, CertError> {
+    if !is_pem(data) {
+        return Ok(vec![data.to_vec()]);
+    }
+    let all = T::pem_slice_iter(data).map(|r| r.map(&der)).collect::<Result<Vec<_>, _>>();
+    match all {
+        Ok(v) if v.is_empty() => Err(CertError::Pem(format!("no {what} section"))),
+        Ok(v) => Ok(v),
+        Err(e) => Err(CertError::Pem(format!("{what}: {e:?}"))),
+    }
+}
+
+/// The certificates of a PEM file (each `CERTIFICATE` section, in order), or a DER certificate.
+pub fn certificates_from_pem(data: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
+    pem_all(data, "CERTIFICATE", |c: CertificateDer<'static>| c.to_vec())
+}
+
+/// The CRLs of a PEM file (`X509 CRL` sections), or a DER CRL.
+pub fn crls_from_pem(data: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
+    pem_all(data, "X509 CRL", |c: CertificateRevocationListDer<'static>| c.to_vec())
+}
+
+/// The private key of a PEM file (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`), or DER.
+pub fn private_key_from_pem(data: &[u8]) -> Result<Vec<u8>, CertError> {
+    if !is_pem(data) {
+        return Ok(data.to_vec());
+    }
+    PrivateKeyDer::from_pem_slice(data)
+        .map(|k| k.secret_der().to_vec())
+        .map_err(|e| CertError::Pem(format!("private key: {e:?}")))
 }
 
 /// Why certificate authentication failed (reported in [`crate::engine::Failure::Certificate`]; the
