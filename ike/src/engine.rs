@@ -252,6 +252,8 @@ pub struct Stats {
     pub proposals_refused: u64,
     /// AUTH that did not verify.
     pub auth_failures: u64,
+    /// Rekeys of an IKE SA by the peer that crossed our own (RFC 7296 §2.8.2).
+    pub ike_rekey_collisions: u64,
     /// Half-open IKE SAs dropped.
     pub half_open_expired: u64,
     /// IKE_SA_INIT requests answered with N(COOKIE) only (§2.6).
@@ -499,6 +501,20 @@ struct IkeSa {
     rekeys: u32,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
+    /// §2.8.2: the peer's rekey of this IKE SA crossed ours.
+    crossed: Option<Crossed>,
+}
+
+/// The peer's rekey of an IKE SA that crossed our own (RFC 7296 §2.8.2). The SA its exchange made
+/// stands by (state `Rekeyed`, no CHILD SAs) until ours is answered: the new SA made with the lowest
+/// of the four nonces is redundant and its initiator deletes it; the CHILD SAs go to the other one.
+struct Crossed {
+    /// Our SPI of the SA the peer's exchange made.
+    sa: u64,
+    /// The lower nonce of the peer's exchange (its Ni, our Nr).
+    lowest: Vec<u8>,
+    /// When that SA was made (its lifetime runs from then).
+    since: Instant,
 }
 
 /// An authenticated SK or SKF payload's plaintext.
@@ -519,6 +535,13 @@ enum Next {
     Remove(Option<DownReason>),
     /// A rekey made this new IKE SA (§1.3.2); the old one stays until deleted.
     Rekeyed(Box<IkeSa>),
+    /// The peer's rekey crossed ours (§2.8.2): its new SA stands by, filed without an event.
+    Standby(Box<IkeSa>),
+    /// The peer's rekey crossed ours and won (§2.8.2): our new SA, redundant, is filed without an
+    /// event (it deletes itself), and the CHILD SAs go to the peer's.
+    Lost(Box<IkeSa>),
+    /// The peer's rekey crossed ours, and ours failed: the CHILD SAs go to the peer's.
+    HandOver,
 }
 
 struct Ctx {
@@ -666,6 +689,13 @@ fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr,
     let remote_behind = sources.peek().is_some() && !sources.any(|h| *h == nat_hash(spi_i, spi_r, remote));
     let local_behind = of(NotifyType::NAT_DETECTION_DESTINATION_IP).any(|h| *h != nat_hash(spi_i, spi_r, local));
     (local_behind, remote_behind)
+}
+
+/// How long the loser of a crossed IKE SA rekey (§2.8.2) waits for its resolution: our request's
+/// retransmissions, then as long as a half-open SA.
+fn standby_time(c: &Config) -> Duration {
+    let sends = c.retransmit.tries.min(16);
+    c.retransmit.initial * (2u32.pow(sends) - 1) + c.half_open_timeout
 }
 
 /// Maximum cookie attempts an initiator makes before giving up (§2.6 sets no number).
@@ -1621,16 +1651,28 @@ impl IkeSa {
             return Next::Keep;
         };
         let spi = ctx.ike_spi();
-        let Some(new) = self.successor(now, false, (peer_spi, spi), (ni, &nr), suite, &g_ir) else {
+        let Some(mut new) = self.successor(now, false, (peer_spi, spi), (ni, &nr), suite, &g_ir) else {
             self.send_response(ctx, ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN, [])]);
             return Next::Keep;
         };
+        let lowest = ni.min(nr.as_slice()).to_vec();
         let answer = [
             PayloadBody::Sa(config::ike_sa_answer(number, &suite, &spi.to_be_bytes())).into(),
             PayloadBody::Nonce(nr).into(),
             PayloadBody::Ke(Ke { group: suite.dh, data: ours.public().to_vec() }).into(),
         ];
         self.send_response(ctx, ex, id, &answer);
+        if matches!(self.outstanding, Some(Outstanding { kind: Sent::RekeyIke { .. }, .. })) {
+            // §2.8.2: answered as usual, but which new SA survives waits for the answer to ours; until
+            // then the CHILD SAs stay here and the peer's SA stands by.
+            ctx.stats.ike_rekey_collisions += 1;
+            let standby = now + standby_time(&ctx.config);
+            self.children = std::mem::take(&mut new.children);
+            new.state = State::Rekeyed { expires: standby };
+            self.crossed = Some(Crossed { sa: spi, lowest, since: now });
+            self.state = State::Rekeyed { expires: standby };
+            return Next::Standby(Box::new(new));
+        }
         self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
         Next::Rekeyed(Box::new(new))
     }
@@ -1684,6 +1726,7 @@ impl IkeSa {
             last_heard: now,
             rekeys: self.rekeys + 1,
             filed: None,
+            crossed: None,
         })
     }
 
@@ -1796,13 +1839,27 @@ impl IkeSa {
                 .ok_or(Failure::Protocol("IKE rekey key derivation"))
         });
         match new {
-            Ok(new) => {
-                self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+            Ok(mut new) => {
                 self.pending.clear();
+                let crossed = self.crossed.take();
+                if let Some(c) = crossed.filter(|c| new.ni.as_slice().min(new.nr.as_slice()) < c.lowest.as_slice()) {
+                    // §2.8.2: ours holds the lowest nonce: redundant, we delete it; the peer's SA takes
+                    // the CHILD SAs and the peer deletes this one.
+                    self.children = std::mem::take(&mut new.children);
+                    self.crossed = Some(c);
+                    new.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+                    new.pending.push_back(Request::DeleteIke);
+                    new.pump(ctx, now);
+                    return Next::Lost(Box::new(new));
+                }
+                // Ours survives (the peer's, if its rekey crossed ours, waits for its DELETE on standby).
+                self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
                 self.pending.push_back(Request::DeleteIke);
                 self.pump(ctx, now);
                 Next::Rekeyed(Box::new(new))
             }
+            // §2.8.2, §2.25: the peer's crossing rekey stands (it may answer ours TEMPORARY_FAILURE).
+            Err(_) if self.crossed.is_some() => Next::HandOver,
             Err(failure) => {
                 ctx.events.push_back(Event::Failed { sa: self.id(), remote: self.remote, failure });
                 Next::Keep
@@ -2136,6 +2193,7 @@ impl Engine {
             last_heard: now,
             rekeys: 0,
             filed: None,
+            crossed: None,
         };
         let ke = KeyExchange::generate(group, self.ctx.rng.as_mut())?;
         sa.send_init(&mut self.ctx, now, ke);
@@ -2396,6 +2454,7 @@ impl Engine {
             last_heard: now,
             rekeys: 0,
             filed: None,
+            crossed: None,
         };
         if sa.set_keys(suite, &g_ir).is_err() {
             return;
@@ -2458,6 +2517,22 @@ impl Engine {
                 self.remove(spi, reason);
                 return;
             }
+            Next::Standby(new) => {
+                let new_spi = new.id().0;
+                if let std::collections::hash_map::Entry::Vacant(v) = self.sas.entry(new_spi) {
+                    v.insert(*new);
+                    self.refile(new_spi);
+                }
+            }
+            Next::Lost(new) => {
+                let new_spi = new.id().0;
+                if let std::collections::hash_map::Entry::Vacant(v) = self.sas.entry(new_spi) {
+                    v.insert(*new);
+                    self.refile(new_spi);
+                }
+                self.hand_over(spi);
+            }
+            Next::HandOver => self.hand_over(spi),
             Next::Rekeyed(new) => {
                 let new_spi = if new.initiator { new.spi_i } else { new.spi_r };
                 if self.sas.contains_key(&new_spi) {
@@ -2505,7 +2580,29 @@ impl Engine {
         }
     }
 
+    /// A crossed IKE SA (§2.8.2) gives its CHILD SAs to the SA of the peer's rekey, which takes over.
+    fn hand_over(&mut self, old: u64) {
+        let Some(sa) = self.sas.get_mut(&old) else { return };
+        let Some(c) = sa.crossed.take() else { return };
+        let children = std::mem::take(&mut sa.children);
+        match self.sas.get_mut(&c.sa) {
+            Some(t) => {
+                t.children = children;
+                t.state = State::Established { since: c.since };
+                self.ctx.events.push_back(Event::IkeSaRekeyed { old: IkeSaId(old), new: IkeSaId(c.sa) });
+                self.refile(c.sa);
+            }
+            None => {
+                if let Some(sa) = self.sas.get_mut(&old) {
+                    sa.children = children;
+                }
+            }
+        }
+    }
+
     fn remove(&mut self, spi: u64, reason: Option<DownReason>) {
+        // Deleted (or expired) before its crossed rekey was settled: the peer's new SA takes over.
+        self.hand_over(spi);
         self.forget_half_open(spi);
         let Some(sa) = self.sas.remove(&spi) else { return };
         if let Some(t) = sa.filed {
