@@ -241,7 +241,13 @@ impl Control {
                 nhrp.add_route(nhrp::TunnelId(t.id.0), r.prefix.network(), r.prefix.len, nh);
             }
         }
-        let ike = plan.ike.clone().map(|c| ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom)));
+        let ike = plan.ike.clone().map(|c| {
+            let mut e = ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom));
+            // Certificate validity needs the time of day, which the engine does not read itself.
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            e.set_wall_clock(now, unix);
+            e
+        });
         let nhs_route_via = plan.nhs_routes.iter().map(|r| r.nhs).collect();
         let mut c = Control {
             sa_next: plan.manual_sa_count(),
