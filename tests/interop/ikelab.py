@@ -135,6 +135,16 @@ secrets {{
             time.sleep(0.05)
         raise AssertionError(f"charon log never matched {pattern!r}:\n{self.charon_log()[-3000:]}")
 
+    def cut(self, cut: bool):
+        """Drops (or again lets through) every UDP datagram arriving in either namespace (nft, input
+        hook, so that senders see no error): both sides' requests are lost until the link heals."""
+        for ns in (self.ns_us, self.ns_them):
+            if cut:
+                sh("ip", "netns", "exec", ns, "nft", "add table inet ikecut; add chain inet ikecut in "
+                   "{ type filter hook input priority 0; }; add rule inet ikecut in meta l4proto udp drop")
+            else:
+                sh("ip", "netns", "exec", ns, "nft", "delete table inet ikecut")
+
     # ---- our side ----
 
     def start_peer(self, *args) -> "Peer":

@@ -335,5 +335,49 @@ def test_revoked_charon_certificate_is_refused(lab):
     r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
     assert r.returncode != 0
     assert peer.wait_event("failed")["failure"] == "Auth(Revoked)"
+    assert peer.wait_event("stats")["auth_failures"] == 1
     lab.wait_log(r"received AUTHENTICATION_FAILED notify error")
     assert not [e for e in peer.events() if e["event"] == "install_sa_pair"]
+
+
+def test_crossed_ike_sa_rekeys_with_charon(lab):
+    """RFC 7296 §2.8.2 against charon: both rekey the IKE SA while the link is cut (charon by `swanctl
+    --rekey` 3 s after setup, our engine at its rekey time, 5 s), so each request is outstanding when
+    the other's retransmission comes. The link heals between our second retransmission (8 s) and
+    charon's third (9 s): ours sees charon's request cross its own, answers it and holds that new SA
+    on standby; charon completes its rekey and deletes the old SA, on which our standby SA takes the
+    CHILD SA over, keys unchanged. Both end with the same single IKE SA."""
+    import time
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256", "aes128gcm16-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes128gcm16-prfsha256-ecp256",
+                          "--esp", "aes128gcm16-noesn", "--ike-lifetime", "9", "--rekey-margin", "4",
+                          "--no-dpd")
+    pair = peer.wait_event("install_sa_pair")
+    up = time.time()
+    first = peer.wait_event("ike_sa_up")["sa"]
+    lab.wait_log(r"CHILD_SA gre\{1\} established")
+    time.sleep(max(0.0, up + 3.0 - time.time()))
+    lab.cut(True)
+    lab.swanctl("--rekey", "--ike", "hub")
+    time.sleep(max(0.0, up + 8.5 - time.time()))
+    lab.cut(False)
+    rekeyed = peer.wait_event("ike_sa_rekeyed", timeout=15)
+    assert rekeyed["old"] == first
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between", timeout=15)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        sas = lab.swanctl("--list-sas").stdout
+        if sas.count("ESTABLISHED") == 1 and "REKEY" not in sas and "DELETING" not in sas:
+            break
+        time.sleep(0.2)
+    log = lab.charon_log()
+    # charon initiated the surviving SA: our SPI of it is the responder's.
+    assert sas.count("ESTABLISHED") == 1 and f"{rekeyed['new']}_r" in sas, (rekeyed, sas, log[-4000:])
+    assert re.search(r"parsed CREATE_CHILD_SA response \d+ \[ SA No KE \]", log), log[-4000:]
+    charon_child_installed(lab, pair)
+    evs = peer.events()
+    assert [e for e in evs if e["event"] == "install_sa_pair"] == [pair]
+    assert not [e for e in evs if e["event"] in ("delete_sa_pair", "ike_sa_down", "failed")], evs
+    assert len([e for e in evs if e["event"] == "ike_sa_rekeyed"]) == 1, evs
+    assert peer.wait_event("stats")["ike_rekey_collisions"] == 1, evs

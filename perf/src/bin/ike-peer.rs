@@ -16,7 +16,8 @@
 //! PKCS #1 RSA) we authenticate by RFC 7427 signature, and the peer must too, with a certificate
 //! that chains to a `--ca` and is on no `--crl`; `--psk` is then not needed.
 //!
-//! `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
+//! Besides the events, a `stats` line with the counters `auth_failures` and `ike_rekey_collisions`
+//! whenever they change. `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
 //!
 //! Proposals use strongSwan's syntax: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/
 //! `sha384`/`sha512` (integrity, with CBC), `prfsha256`/`prfsha384`/`prfsha512`, `ecp256`/`ecp384`/
@@ -204,6 +205,7 @@ fn main() -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     let (mut up, mut installed) = (false, false);
+    let mut counters = (0, 0);
     loop {
         while let Some(t) = engine.poll_transmit() {
             let sent = send(&s500, &s4500, &t);
@@ -216,6 +218,14 @@ fn main() -> Result<()> {
                 writeln!(out, "{}", event_json(&e))?;
                 out.flush()?;
             }
+        }
+        // Counters the tests look at, printed when they change.
+        let st = engine.stats();
+        if (st.auth_failures, st.ike_rekey_collisions) != counters && !args.quiet {
+            counters = (st.auth_failures, st.ike_rekey_collisions);
+            let line = json!({"event": "stats", "auth_failures": counters.0, "ike_rekey_collisions": counters.1});
+            writeln!(out, "{line}")?;
+            out.flush()?;
         }
         let now = Instant::now();
         if args.exit_when_up && up && installed {
