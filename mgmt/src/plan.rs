@@ -429,6 +429,10 @@ fn ike_config(config: &Config, t: &Tunnel) -> Result<(ikecfg::Config, u32), Plan
         (None, None) if !config.hostname.is_empty() => ikecfg::id_fqdn(&config.hostname),
         (None, None) => ikecfg::id_fqdn("dmvpnd"),
     };
+    if certs.as_ref().is_some_and(|(local, _)| !local.names(&local_id)) {
+        // A peer would refuse it: the identity must be in the certificate (RFC 7296 §3.5).
+        return Err(unsupported(format!("{path}.local_identity"), "not in the certificate (a subjectAltName dNSName)"));
+    }
     let mut c = ikecfg::Config::new(local_id);
     if let Some((local, trust)) = certs {
         c.auth.default = ikecfg::AuthKind::Certificate;
@@ -692,6 +696,13 @@ mod tests {
         bad.crypto.ike_profiles[0].certificate.as_mut().unwrap().key = file("other.key", other.serialize_pem());
         let e = Plan::new(&bad).unwrap_err().to_string();
         assert!(e.starts_with("crypto.ike_profiles[0].certificate.cert: private key: does not match"), "{e}");
+        // An identity the certificate does not name is refused; one it names is taken.
+        let mut bad = c.clone();
+        bad.crypto.ike_profiles[0].local_identity = Some("other.example".into());
+        let e = Plan::new(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("crypto.ike_profiles[0].local_identity: not in the certificate"), "{e}");
+        bad.crypto.ike_profiles[0].local_identity = Some("hub.example".into());
+        assert_eq!(Plan::new(&bad).unwrap().ike.unwrap().local_id, ikecfg::id_fqdn("hub.example"));
         // Mixed methods are refused.
         c.crypto.ike_profiles[0].authentication.remote = crate::config::AuthMethod::PreShare;
         let e = Plan::new(&c).unwrap_err().to_string();

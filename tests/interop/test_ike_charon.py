@@ -253,8 +253,9 @@ def test_our_child_rekey_with_pfs(lab):
     assert second["in_encr"] + second["in_salt"] == keys[1]["encr_r"]
 
 
-def cert_conn(ike: str, esp: str, pki, local: str, remote: str, remote_id: str):
-    """A charon connection `hub` authenticating with its certificate `local` (from `pki`) and
+def cert_conn(ike: str, esp: str, pki, local: str, remote: str, remote_id: str, local_id=True):
+    """A charon connection `hub` authenticating with its certificate `local` (from `pki`), as
+    `local.example` (or, with `local_id=False`, as the certificate's subject DN, charon's default), and
     expecting ours, for `remote_id`, from the same CA (RFC 7427 signatures, charon's default)."""
     return conn(ike, esp).replace(f"""    local {{
       auth = psk
@@ -266,7 +267,7 @@ def cert_conn(ike: str, esp: str, pki, local: str, remote: str, remote_id: str):
     }}""", f"""    local {{
       auth = pubkey
       certs = {pki}/{local}.pem
-      id = {local}.example
+      {f"id = {local}.example" if local_id else ""}
     }}
     remote {{
       auth = pubkey
@@ -381,3 +382,23 @@ def test_crossed_ike_sa_rekeys_with_charon(lab):
     assert not [e for e in evs if e["event"] in ("delete_sa_pair", "ike_sa_down", "failed")], evs
     assert len([e for e in evs if e["event"] == "ike_sa_rekeyed"]) == 1, evs
     assert peer.wait_event("stats")["ike_rekey_collisions"] == 1, evs
+
+
+def test_charon_authenticates_as_its_certificate_subject_dn(lab):
+    """charon with no `id` sends its certificate's subject as ID_DER_ASN1_DN; our responder matches it
+    octet for octet against the subject of the certificate it sent (ECDSA P-384 here)."""
+    from cryptography import x509
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-384", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")})
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp384", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example", local_id=False),
+                     private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    subject = x509.load_pem_x509_certificate((pki / "spoke.pem").read_bytes()).subject.public_bytes()
+    assert peer.wait_event("ike_sa_up")["peer_id"] == "ID_DER_ASN1_DN(0x09) " + subject.hex()
+    assert "authentication of 'O=DMVPN interop, CN=spoke' (myself) with ECDSA_WITH_SHA384_DER successful" \
+        in lab.charon_log()
+    assert_same_keys(lab, pair, we_initiated=False)

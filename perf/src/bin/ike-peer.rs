@@ -160,7 +160,7 @@ fn event_json(e: &Event) -> serde_json::Value {
     match e {
         Event::IkeSaUp { sa, local, remote, peer_id } => json!({
             "event": "ike_sa_up", "sa": format!("{:016x}", sa.0), "local": local.to_string(),
-            "remote": remote.to_string(), "peer_id": String::from_utf8_lossy(&peer_id.data),
+            "remote": remote.to_string(), "peer_id": cert::id_display(peer_id),
         }),
         Event::IkeSaDown { sa, remote, reason } => json!({
             "event": "ike_sa_down", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
