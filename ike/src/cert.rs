@@ -450,7 +450,7 @@ pub fn private_key_from_pem(data: &[u8]) -> Result<Vec<u8>, CertError> {
         .map_err(|e| CertError::Pem(format!("private key: {e:?}")))
 }
 
-/// Why certificate authentication failed (reported in [`crate::engine::Failure::Certificate`]; the
+/// Why certificate authentication failed (reported in [`crate::engine::Failure::Auth`]; the
 /// peer gets AUTHENTICATION_FAILED).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
