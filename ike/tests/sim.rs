@@ -602,6 +602,37 @@ fn crossed_ike_rekeys_settle_on_a_lossy_link() {
 }
 
 #[test]
+fn equal_ike_lifetimes_rekey_again_and_again() {
+    // Both sides have the same IKE SA lifetime, so their rekey timers fire within a millisecond of each
+    // other and the rekeys cross (§2.8.2) time after time; through four rekeys, with some loss and
+    // reordering, they stay on one IKE SA and the one CHILD SA.
+    let link = Link { loss: 0.05, dup: 0.05, jitter_ms: 3 };
+    let mut crossings = 0;
+    for seed in 0..10 {
+        let mut sim = Sim::new(seed, link, short_lived("spoke", 3600, 300), short_lived("hub", 3600, 300));
+        sim.initiate();
+        sim.run(Duration::from_secs(10));
+        if sim.pairs(0).is_empty() {
+            continue; // IKE_SA_INIT or IKE_AUTH lost six times
+        }
+        let (pair, _) = assert_one_live_pair(&sim);
+        let old = [0, 1].map(|i| sim.nodes[i].ike_sas(sim.now)[0].id);
+        // Four rekeys, then past the last one's standby time (a redundant SA whose DELETE never came
+        // expires then), before the fifth.
+        sim.run(Duration::from_secs(4 * 270 + 150));
+        if sim.count(0, |e| matches!(e, Event::PeerDead { .. })) + sim.count(1, |e| matches!(e, Event::PeerDead { .. }))
+            > 0
+        {
+            continue;
+        }
+        assert_one_ike_sa_after_crossed_rekeys(&sim, old, &pair, seed);
+        assert!(sim.nodes[0].ike_sas(sim.now)[0].rekeys >= 4, "seed {seed}");
+        crossings += sim.nodes.iter().map(|n| n.stats().ike_rekey_collisions).sum::<u64>();
+    }
+    assert!(crossings >= 10, "the rekeys crossed only {crossings} times");
+}
+
+#[test]
 fn dpd_declares_a_silent_peer_dead() {
     let mut spoke = psk_config("spoke");
     spoke.dpd = Some(Dpd { interval: Duration::from_secs(10), retry_interval: Duration::from_secs(2), retries: 3 });
