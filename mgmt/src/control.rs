@@ -257,7 +257,13 @@ impl Control {
         for (tunnel, prefix, len, nh) in ops::nhrp_routes(config, &plan) {
             nhrp.add_route(tunnel, prefix, len, nh);
         }
-        let ike = plan.ike.clone().map(|c| ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom)));
+        let ike = plan.ike.clone().map(|c| {
+            let mut e = ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom));
+            // Certificate validity needs the time of day, which the engine does not read itself.
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            e.set_wall_clock(now, unix);
+            e
+        });
         let nhs_route_via = plan.nhs_routes.iter().map(|r| r.nhs).collect();
         let mut c = Control {
             config: config.clone(),
