@@ -265,7 +265,7 @@ def test_schemathesis_finds_no_server_error(lab, api):
     r = subprocess.run([st, "run", f"{api.base}/api/v1/openapi.json", "--checks", "not_a_server_error",
                         "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--tls-verify", api.cert,
                         "--header", f"Authorization: Bearer {TOKENS['admin']}", "--generation-deterministic"],
-                       capture_output=True, text=True, timeout=240)
+                       capture_output=True, text=True, timeout=240, cwd=lab.dir)  # its cache stays there
     print(f"\nschemathesis: {time.monotonic() - t0:.1f} s\n{r.stdout[-1500:]}")
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
     # It may have drained the hub (a valid action); end the drain for whoever runs next.
