@@ -7,11 +7,12 @@
 //! - [`plan`]: the configuration mapped onto the data plane's tables and the engines' configurations.
 //! - [`control`]: the control loop (sans-IO: punts and time in, table publications and packets out).
 //! - [`frames`]: the ARP and UDP/IPv4 packets the management core makes and reads.
-//! - [`show`]: `show dmvpn` and `show ip nhrp` from the status JSON.
+//! - [`show`]: the operational views (JSON for the API, IOS text for `dmvpnctl`) cut from the status JSON.
 //!
 //! - [`api`]: the REST API over HTTPS (bearer tokens with roles; configuration changes validated,
 //!   applied through a [`api::Backend`] and persisted, conflicting ones refused; views, actions,
-//!   metrics) and its OpenAPI document.
+//!   metrics) and its OpenAPI document; [`api::daemon`] is the daemon's backend, a bounded queue to the
+//!   control loop.
 //!
 //! The binaries: `dmvpnd` (feature `dpdk`) runs the control loop on the main lcore over
 //! `dataplane::dpdk::runtime`; `dmvpnctl` reads its status socket.
