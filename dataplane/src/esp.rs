@@ -245,7 +245,10 @@ fn precheck_inbound(
     if text_len < keys.min_text_len() || text_len % keys.align() != 0 {
         return Err(DropReason::EspMalformed);
     }
-    let seq = e.check_replay(seq_lo).ok_or(DropReason::EspReplay)?;
+    let Some(seq) = e.check_replay(seq_lo) else {
+        e.sa.counters().count_replay_drop();
+        return Err(DropReason::EspReplay);
+    };
     Ok((index, seq, cfg.esn.then_some((seq >> 32) as u32)))
 }
 
@@ -259,13 +262,19 @@ fn finish_inbound<P: PacketBuf>(
 ) -> InboundVerdict {
     match op.status {
         OpStatus::Ok => {}
-        OpStatus::AuthFailed => return Err(DropReason::EspAuthFailed),
+        OpStatus::AuthFailed => {
+            if let Some(sa) = db.get(op.sa) {
+                sa.counters().count_auth_failure();
+            }
+            return Err(DropReason::EspAuthFailed);
+        }
         OpStatus::BadLength => return Err(DropReason::EspMalformed),
         OpStatus::NoSa => return Err(DropReason::EspUnknownSpi),
         OpStatus::Pending => return Err(DropReason::EspCryptoFailed),
     }
     let mut e = rts.entry(db, op.sa).ok_or(DropReason::EspUnknownSpi)?;
     if !e.accept(seq) {
+        e.sa.counters().count_replay_drop();
         return Err(DropReason::EspReplay);
     }
     let keys = e.sa.keys();

@@ -193,6 +193,59 @@ pub struct Sa {
     generation: u64,
     config: SaConfig,
     keys: SaKeys,
+    counters: SaCounters,
+}
+
+/// The counters of one SA that management reads while the workers run (`show crypto ipsec sa`). The
+/// SA's owner worker writes them; on their own cache line so that the writes do not disturb readers
+/// of the config.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct SaCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    replay_drops: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+impl SaCounters {
+    /// Packets protected (outbound) or authenticated and accepted (inbound).
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    /// Their payload bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Inbound packets dropped as replays or outside the window.
+    pub fn replay_drops(&self) -> u64 {
+        self.replay_drops.load(Ordering::Relaxed)
+    }
+
+    /// Inbound packets whose integrity check failed.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts one packet of `bytes`. Only the SA's owner worker calls it, so a load and a store do
+    /// (no locked read-modify-write on the packet path); the sums survive the SA moving to another
+    /// worker, which starts a fresh [`SaRt`].
+    fn add(&self, bytes: u64) {
+        self.packets.store(self.packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.bytes.store(self.bytes.load(Ordering::Relaxed).saturating_add(bytes), Ordering::Relaxed);
+    }
+
+    /// Counts an inbound replay drop.
+    pub fn count_replay_drop(&self) {
+        self.replay_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an inbound integrity failure.
+    pub fn count_auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Sa {
@@ -202,7 +255,8 @@ impl Sa {
         config.validate()?;
         let keys = SaKeys::new(&config.cipher, backend, iv_seed)
             .map_err(|source| SaError::Crypto { spi: config.spi, source })?;
-        Ok(Self { config, keys, generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed) })
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { config, keys, generation, counters: SaCounters::default() })
     }
 
     /// The configuration.
@@ -213,6 +267,11 @@ impl Sa {
     /// The expanded keys.
     pub fn keys(&self) -> &SaKeys {
         &self.keys
+    }
+
+    /// Its traffic counters.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
     }
 
     /// Identifies this SA instance; a new [`Sa`] at the same index has a different one.
@@ -693,6 +752,7 @@ impl SaEntry<'_, '_> {
         self.rt.packets += 1;
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);
         let (packets, total) = (self.rt.packets, self.rt.bytes);
+        self.sa.counters.add(bytes as u64);
         let cfg = &self.sa.config;
         let (soft, hard) = (cfg.soft, cfg.hard);
         if soft.bytes.is_some_and(|l| total >= l) {
