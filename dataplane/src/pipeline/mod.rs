@@ -287,18 +287,24 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         let cx = self.ctx(t, counters, rings, now);
         self.step.clear();
-        self.meta.clear();
+        // Each packet's state is built in place in the array, never copied (it is large); the array is
+        // taken out of `self` so that the stages can borrow both.
+        let mut metas = core::mem::take(&mut self.meta);
+        metas.clear();
+        let mut rx_bytes = 0;
         for pkt in burst.iter_mut() {
-            counters.rx_packets.inc();
-            counters.rx_bytes.add(pkt.len() as u64);
+            rx_bytes += pkt.len() as u64;
             let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
             cx.capture(seen, pkt.data());
-            let mut meta = Meta::new(rx_port);
             self.at = self.step.len();
-            let step = self.l2_input(&cx, pkt, &mut meta);
+            metas.push(Meta::new(rx_port));
+            let Some(meta) = metas.last_mut() else { break };
+            let step = self.l2_input(&cx, pkt, meta);
             self.step.push(step);
-            self.meta.push(meta);
         }
+        self.meta = metas;
+        counters.rx_packets.add(burst.len() as u64);
+        counters.rx_bytes.add(rx_bytes);
         self.run_crypto_phases(&cx, rt, burst);
         self.finish(&cx, burst, ports);
         forward_sa_events(&cx, rt);

@@ -210,14 +210,15 @@ impl<P: PacketBuf> Pipeline<P> {
             return Step::Drop(DropReason::NoBufferSpace);
         };
         repr.emit(&mut gre::Packet::new_unchecked(header));
+        let (sa, next_header, src, dst, tos) = (out.sa, out.next_header, out.src, out.dst, out.tos);
         meta.out = Some(out);
-        if out.sa.is_none() {
-            return self.outer_output(cx, pkt, meta, out);
+        if sa.is_none() {
+            return self.outer_output(cx, pkt, meta);
         }
-        if out.next_header != IpProtocol::GRE.0 {
+        if next_header != IpProtocol::GRE.0 {
             // Tunnel mode: the ESP payload is the whole GRE packet with its own IP header.
             let ident = self.next_ip_id();
-            if !push_ip_header(pkt, out.src, out.dst, IpProtocol::GRE, out.tos, ident) {
+            if !push_ip_header(pkt, src, dst, IpProtocol::GRE, tos, ident) {
                 return Step::Drop(DropReason::NoBufferSpace);
             }
         }
@@ -304,6 +305,8 @@ impl<P: PacketBuf> Pipeline<P> {
         self.out_verdicts.clear();
         self.out_verdicts.resize(burst.len(), Err(DropReason::NoOutboundSa));
         self.esp.encrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_out, &mut self.out_verdicts);
+        let mut metas = core::mem::take(&mut self.meta);
+        let mut encrypted = 0;
         for i in 0..burst.len() {
             if self.step[i] != Step::Encrypt {
                 continue;
@@ -312,17 +315,19 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.step[i] = Step::Drop(reason);
                 continue;
             }
-            cx.counters.esp_encrypted.inc();
-            let mut meta = self.meta[i];
-            self.step[i] = match meta.out {
-                Some(out) => self.outer_output(cx, &mut burst[i], &mut meta, out),
+            encrypted += 1;
+            self.step[i] = match metas.get_mut(i) {
+                Some(meta) => self.outer_output(cx, &mut burst[i], meta),
                 None => Step::Drop(DropReason::NoOutboundSa),
             };
         }
+        self.meta = metas;
+        cx.counters.esp_encrypted.add(encrypted);
     }
 
     /// Outer headers (UDP for NAT-T, IP) and L2 toward the front-door next hop.
-    fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, out: Outer) -> Step {
+    fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta) -> Step {
+        let Some(out) = &meta.out else { return Step::Drop(DropReason::NoOutboundSa) };
         let protocol = match (out.sa, out.natt) {
             (Some(_), Some((src_port, dst_port))) => {
                 let payload_len = pkt.len();
@@ -343,11 +348,12 @@ impl<P: PacketBuf> Pipeline<P> {
             (None, _) => IpProtocol::GRE,
         };
         let ident = self.next_ip_id();
-        let Some(rewrite) = out.rewrite else {
+        let Some(rewrite) = &out.rewrite else {
             if !push_ip_header(pkt, out.src, out.dst, protocol, out.tos, ident) {
                 return Step::Drop(DropReason::NoBufferSpace);
             }
-            return self.l2_output(cx, pkt, meta, out.port, out.gateway);
+            let (port, gateway) = (out.port, out.gateway);
+            return self.l2_output(cx, pkt, meta, port, gateway);
         };
         let payload_len = pkt.len();
         let l2 = rewrite.l2();
