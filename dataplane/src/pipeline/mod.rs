@@ -127,6 +127,18 @@ struct Outer {
     rewrite: Option<crate::teib::Rewrite>,
 }
 
+/// The outer path the last packet of a burst took into a tunnel, toward overlay next hop `nh`: the
+/// packets that follow it to the same next hop (a burst toward one peer) reuse it instead of looking
+/// the TEIB up and working the path and tunnel MTU out again. Valid for one burst, whose tables
+/// snapshot it came from.
+#[derive(Debug, Clone, Copy)]
+struct LastOut {
+    tunnel: TunnelId,
+    nh: IpAddr,
+    out: Outer,
+    mtu: usize,
+}
+
 /// Per-packet state carried between phases.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
@@ -212,6 +224,8 @@ pub struct Pipeline<P> {
     extra: Vec<(usize, P, Step, Meta)>,
     /// Index in the burst of the packet being handled, the parent of what it gives birth to.
     at: usize,
+    /// The outer path of the burst's last packet into a tunnel.
+    last_out: Option<LastOut>,
     redirects: PerKey,
     misses: PerKey,
     icmp: TokenBucket,
@@ -245,6 +259,7 @@ impl<P: PacketBuf> Pipeline<P> {
             fragments: Vec::with_capacity(64),
             extra: Vec::with_capacity(MAX_BURST),
             at: 0,
+            last_out: None,
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
             // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
@@ -265,8 +280,16 @@ impl<P: PacketBuf> Pipeline<P> {
         self
     }
 
-    /// The context of one burst: the tables, and the capture filter read once.
-    fn ctx<'a>(&self, t: &'a Tables, counters: &'a WorkerCounters, rings: &'a ControlRings<P>, now: u64) -> Ctx<'a, P> {
+    /// The context of one burst: the tables, and the capture filter read once. What the last burst
+    /// cached from its tables is forgotten.
+    fn ctx<'a>(
+        &mut self,
+        t: &'a Tables,
+        counters: &'a WorkerCounters,
+        rings: &'a ControlRings<P>,
+        now: u64,
+    ) -> Ctx<'a, P> {
+        self.last_out = None;
         let capture = self.capture.as_ref().and_then(|c| Some((c.clone(), c.filter()?)));
         Ctx { t, counters, rings, now, capture, worker: self.id }
     }

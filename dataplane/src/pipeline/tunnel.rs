@@ -6,7 +6,7 @@ use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
 use super::l2::tag_tx;
-use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
+use super::{Ctx, LastOut, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::capture::{Point, Seen};
 use crate::drop::DropReason;
 use crate::esp::{InboundReq, OutboundReq};
@@ -99,27 +99,44 @@ impl<P: PacketBuf> Pipeline<P> {
             let note = Note { kind: PuntKind::Redirect, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(l3.dst) };
             self.trigger(cx, meta, header, note);
         }
-        let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
-            let header = pkt.data();
-            let note = Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
-            self.trigger(cx, meta, header, note);
-            return Step::Drop(DropReason::TeibMiss);
+        // The outer path goes straight into the packet's state (built elsewhere and copied in, it would
+        // be read back before its narrow stores retired).
+        let mtu = match &self.last_out {
+            Some(last) if last.tunnel == tunnel_id && last.nh == nh => {
+                meta.out = Some(last.out);
+                last.mtu
+            }
+            _ => {
+                let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
+                    let header = pkt.data();
+                    let note =
+                        Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
+                    self.trigger(cx, meta, header, note);
+                    return Step::Drop(DropReason::TeibMiss);
+                };
+                let entry = &adjacency.entry;
+                let sa = match (tunnel.protection, entry.sa_out) {
+                    (true, None) => return Step::Drop(DropReason::NoOutboundSa),
+                    (true, Some(sa)) => Some(sa),
+                    (false, _) => None,
+                };
+                let path = match adjacency.rewrite {
+                    Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
+                    None => outer_route(cx, tunnel, entry.nbma),
+                };
+                let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
+                    Ok(out) => out,
+                    Err(reason) => return Step::Drop(reason),
+                };
+                let mtu = self.tunnel_mtu(cx, tunnel, &out);
+                self.last_out = Some(LastOut { tunnel: tunnel_id, nh, out, mtu });
+                meta.out = Some(out);
+                mtu
+            }
         };
-        let entry = &adjacency.entry;
-        let sa = match (tunnel.protection, entry.sa_out) {
-            (true, None) => return Step::Drop(DropReason::NoOutboundSa),
-            (true, Some(sa)) => Some(sa),
-            (false, _) => None,
-        };
-        let path = match adjacency.rewrite {
-            Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
-            None => outer_route(cx, tunnel, entry.nbma),
-        };
-        let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
-            Ok(out) => out,
-            Err(reason) => return Step::Drop(reason),
-        };
-        let mtu = self.tunnel_mtu(cx, tunnel, &out);
+        if let Some(out) = &mut meta.out {
+            out.tos = l3.tos;
+        }
         let protocol = if l3.src.is_ipv4() { Protocol::IPV4 } else { Protocol::IPV6 };
         if pkt.len() > mtu {
             if l3.dont_frag || !l3.src.is_ipv4() {
@@ -134,12 +151,12 @@ impl<P: PacketBuf> Pipeline<P> {
             let mut fragments = core::mem::take(&mut self.fragments);
             for mut f in fragments.drain(..) {
                 let mut m = *meta;
-                let step = self.gre_encap(cx, &mut f, &mut m, tunnel, protocol, out);
+                let step = self.gre_encap(cx, &mut f, &mut m, tunnel, protocol);
                 self.extra.push((self.at, f, step, m));
             }
             self.fragments = fragments;
         }
-        self.gre_encap(cx, pkt, meta, tunnel, protocol, out)
+        self.gre_encap(cx, pkt, meta, tunnel, protocol)
     }
 
     /// A packet the control plane sends through a tunnel (an NHRP message) to an NBMA address.
@@ -165,7 +182,8 @@ impl<P: PacketBuf> Pipeline<P> {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
-        self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol), out)
+        meta.out = Some(out);
+        self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol))
     }
 
     /// The largest overlay packet that fits: the tunnel's `ip mtu`, and what the egress port's MTU leaves
@@ -203,15 +221,14 @@ impl<P: PacketBuf> Pipeline<P> {
         meta: &mut Meta,
         tunnel: &TunnelConfig,
         protocol: Protocol,
-        out: Outer,
     ) -> Step {
         let repr = gre::Repr { protocol, checksum: false, key: tunnel.key, sequence: None };
         let Some(header) = pkt.prepend(repr.buffer_len()) else {
             return Step::Drop(DropReason::NoBufferSpace);
         };
         repr.emit(&mut gre::Packet::new_unchecked(header));
+        let Some(out) = &meta.out else { return Step::Drop(DropReason::NoOutboundSa) };
         let (sa, next_header, src, dst, tos) = (out.sa, out.next_header, out.src, out.dst, out.tos);
-        meta.out = Some(out);
         if sa.is_none() {
             return self.outer_output(cx, pkt, meta);
         }
@@ -282,8 +299,10 @@ impl<P: PacketBuf> Pipeline<P> {
     #[allow(clippy::needless_range_loop)]
     pub(super) fn encrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_out.clear();
-        self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, m.out) {
-            (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => Some(OutboundReq { sa, next_header }),
+        self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, &m.out) {
+            (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => {
+                Some(OutboundReq { sa: *sa, next_header: *next_header })
+            }
             _ => None,
         }));
         // Start loading every SA of the batch (keys, sequence counter) before the first is used.
