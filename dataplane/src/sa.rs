@@ -504,6 +504,7 @@ impl SaRtTable {
     /// The runtime state of `index` in `db`, (re)created if the SA there is new or changed. `None` if `db`
     /// has no SA at `index`. Growing the table (first use of a high index) allocates; call
     /// [`SaRtTable::reserve`] when a new [`SaDb`] is published to keep that off the packet path.
+    #[inline]
     pub fn entry<'t, 'd>(&'t mut self, db: &'d SaDb, index: SaIndex) -> Option<SaEntry<'t, 'd>> {
         let sa = db.get(index)?;
         let slot = index.0 as usize;
@@ -580,6 +581,7 @@ impl SaEntry<'_, '_> {
     /// with ESN), never one twice. `None` once the SA is expired or the space is used up. Raises
     /// [`SaEventKind::SeqNearExhaustion`] at 7/8 of the space and [`SaEventKind::SeqExhausted`] when the
     /// last number goes out.
+    #[inline]
     pub fn next_seq(&mut self) -> Option<u64> {
         if self.rt.expired {
             return None;
@@ -666,6 +668,7 @@ impl SaEntry<'_, '_> {
 
     /// Counts one packet of `bytes` payload bytes against the lifetimes (RFC 4301 §4.4.2.1), raising
     /// each soft/hard event once. Reaching a hard limit expires the SA: this packet is the last one.
+    #[inline]
     pub fn account(&mut self, bytes: usize) {
         self.rt.packets += 1;
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);

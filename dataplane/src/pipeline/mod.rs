@@ -471,12 +471,14 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Phase 6: every packet to its port's staging, the punt ring, or the drop counters; then one
     /// transmit call per port.
     fn finish<Q: Port<Buf = P>>(&mut self, cx: &Ctx<'_, P>, burst: &mut Vec<P>, ports: &mut [Q]) {
+        let mut staged_bytes = 0;
         for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
             match *step {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
                     Some(q) => {
                         let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
                         cx.capture(seen, pkt.data());
+                        staged_bytes += pkt.len() as u64;
                         q.push(pkt);
                     }
                     None => cx.counters.drop(DropReason::TxFull),
@@ -508,19 +510,22 @@ impl<P: PacketBuf> Pipeline<P> {
                 Step::Decrypt | Step::Encrypt => cx.counters.drop(DropReason::NoBufferSpace),
             }
         }
+        // Bytes are counted as packets are staged; what a port refuses (rare) is taken off again.
+        let mut unsent_bytes = 0;
         for (port, q) in ports.iter_mut().zip(self.tx.iter_mut()) {
             if q.is_empty() {
                 continue;
             }
-            let bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
             let staged = q.len();
             let sent = port.tx_burst(q);
             cx.counters.tx_packets.add(sent as u64);
-            let unsent_bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
-            cx.counters.tx_bytes.add(bytes - unsent_bytes);
-            cx.counters.drops[DropReason::TxFull as usize].add((staged - sent) as u64);
+            if sent < staged {
+                unsent_bytes += q.iter().map(|p| p.len() as u64).sum::<u64>();
+                cx.counters.drops[DropReason::TxFull as usize].add((staged - sent) as u64);
+            }
             q.clear();
         }
+        cx.counters.tx_bytes.add(staged_bytes - unsent_bytes);
     }
 
     /// Sends a trigger (a note about a packet that goes on or is dropped, with a snapshot of its

@@ -305,10 +305,15 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             _ => None,
         }));
-        // Start loading every SA of the batch (keys, sequence counter) before the first is used.
+        // Start loading every SA of the batch (keys, sequence counter) before the first is used, once
+        // per run of packets on the same SA.
+        let mut last = None;
         for req in self.esp_out.iter().flatten() {
-            cx.t.sas().prefetch(req.sa);
-            rt.prefetch(req.sa);
+            if last != Some(req.sa) {
+                cx.t.sas().prefetch(req.sa);
+                rt.prefetch(req.sa);
+                last = Some(req.sa);
+            }
         }
         if cx.capture.is_some() {
             for ((pkt, req), meta) in burst.iter().zip(&self.esp_out).zip(&self.meta) {
