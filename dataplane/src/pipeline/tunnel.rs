@@ -388,7 +388,7 @@ impl<P: PacketBuf> Pipeline<P> {
             return Step::Drop(DropReason::NoBufferSpace);
         };
         let (eth, ip) = headers.split_at_mut(l2.len());
-        eth.copy_from_slice(l2);
+        copy_l2(eth, l2);
         rewrite.ip.with_protocol(protocol).emit(ip, out.tos, ident, payload_len);
         // TX VLAN offload where the port has it: the header is untagged and the NIC inserts the tag.
         if let Some(tci) = rewrite.tx_vlan {
@@ -406,6 +406,17 @@ impl<P: PacketBuf> Pipeline<P> {
             }
         }
         Step::Tx(rewrite.port)
+    }
+}
+
+/// Copies a rewrite's Ethernet header: a fixed-size copy for the untagged header (a copy of a length
+/// known only at run time is a call to `memcpy`).
+#[inline]
+fn copy_l2(dst: &mut [u8], src: &[u8]) {
+    const LEN: usize = crate::wire::ethernet::HEADER_LEN;
+    match (<&mut [u8; LEN]>::try_from(&mut *dst), <&[u8; LEN]>::try_from(src)) {
+        (Ok(dst), Ok(src)) => *dst = *src,
+        _ => dst.copy_from_slice(src),
     }
 }
 
