@@ -232,6 +232,7 @@ impl SaCounters {
     /// Counts one packet of `bytes`. Only the SA's owner worker calls it, so a load and a store do
     /// (no locked read-modify-write on the packet path); the sums survive the SA moving to another
     /// worker, which starts a fresh [`SaRt`].
+    #[inline]
     fn add(&self, bytes: u64) {
         self.packets.store(self.packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         self.bytes.store(self.bytes.load(Ordering::Relaxed).saturating_add(bytes), Ordering::Relaxed);
@@ -580,6 +581,7 @@ impl SaRtTable {
     /// The runtime state of `index` in `db`, (re)created if the SA there is new or changed. `None` if `db`
     /// has no SA at `index`. Growing the table (first use of a high index) allocates; call
     /// [`SaRtTable::reserve`] when a new [`SaDb`] is published to keep that off the packet path.
+    #[inline]
     pub fn entry<'t, 'd>(&'t mut self, db: &'d SaDb, index: SaIndex) -> Option<SaEntry<'t, 'd>> {
         let sa = db.get(index)?;
         let slot = index.0 as usize;
@@ -657,6 +659,7 @@ impl SaEntry<'_, '_> {
     /// with ESN), never one twice. `None` once the SA is expired or the space is used up. Raises
     /// [`SaEventKind::SeqNearExhaustion`] at 7/8 of the space and [`SaEventKind::SeqExhausted`] when the
     /// last number goes out.
+    #[inline]
     pub fn next_seq(&mut self) -> Option<u64> {
         if self.rt.expired {
             return None;
@@ -744,6 +747,7 @@ impl SaEntry<'_, '_> {
     /// Counts one packet of `bytes` payload bytes against the lifetimes (RFC 4301 §4.4.2.1), raising
     /// each soft/hard event once. Reaching a hard limit expires the SA: this packet is the last one.
     /// Outbound, it also raises [`SaEventKind::Used`] at most once per [`USED_REPORT_NS`].
+    #[inline]
     pub fn account(&mut self, bytes: usize) {
         if self.now_ns >= self.rt.next_used_ns && self.sa.config.direction == Direction::Outbound {
             self.rt.next_used_ns = self.now_ns.saturating_add(USED_REPORT_NS);
