@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::lcore::{self, LcoreCounters, PollMode};
 use super::eal::{tsc_hz, tsc_now};
+use super::lcore::{self, LcoreCounters, PollMode};
 use super::{publish_offloads, CryptoSetup, DpdkError, Eal, EthDev, Mbuf, Mempool, PortSetup, QueueCounters};
 use crate::capture::Capture;
 use crate::counters::WorkerCounters;
@@ -207,7 +207,8 @@ impl Runtime {
                         return 1;
                     }
                 };
-                let mut w = Worker::new(WorkerId(i as u16), ports, reader, engine, r, burst).with_handoff(handoff)
+                let mut w = Worker::new(WorkerId(i as u16), ports, reader, engine, r, burst)
+                    .with_handoff(handoff)
                     .with_capture(capture);
                 for (sa, seq) in seq_starts {
                     w.set_outbound_seq(sa, seq);
@@ -234,7 +235,7 @@ impl Runtime {
     }
 
     /// The workers' clock now, nanoseconds (the clock of [`crate::capture::Record::ts_ns`]).
-    pub fn clock_ns(&self) -> u64 {
+    pub fn clock_ns() -> u64 {
         let hz = tsc_hz().max(1);
         (u128::from(tsc_now()) * 1_000_000_000 / u128::from(hz)) as u64
     }

@@ -108,7 +108,9 @@ fn run(
     rt: &Runtime,
     term: &std::sync::atomic::AtomicBool,
 ) -> Result<()> {
-    let mut control = Control::new(config, publisher, macs, setup, Instant::now())?;
+    let start = Instant::now();
+    let mut control = Control::new(config, publisher, macs, setup, start)?;
+    control.set_observe(mgmt::events::Observe::starting_now(start));
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket).with_context(|| format!("binding {}", args.socket.display()))?;
     listener.set_nonblocking(true).context("status socket")?;
