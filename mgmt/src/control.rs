@@ -306,15 +306,15 @@ impl Control {
         self.plan.tunnel(tunnel).map_or_else(|| tunnel.0.to_string(), |t| t.name.clone())
     }
 
-    /// Whether a debug condition on `facility` names the peer at `nbma` (by that address, by
-    /// `overlay`, or by an overlay address the TEIB maps to `nbma`). One branch while none is set.
+    /// Whether a debug condition on `facility` names the peer at `nbma` (by that address, by one of
+    /// `overlays`, or by an overlay address the TEIB maps to `nbma`). One branch while none is set.
     #[inline]
-    fn debugging(&self, facility: Facility, nbma: IpAddr, overlay: Option<IpAddr>) -> bool {
+    fn debugging(&self, facility: Facility, nbma: IpAddr, overlays: &[Option<IpAddr>]) -> bool {
         let c = self.obs.conditions();
         c.any()
             && c.wants(facility, |a| {
                 a == nbma
-                    || overlay == Some(a)
+                    || overlays.contains(&Some(a))
                     || self.plan.tunnels.iter().any(|t| self.teib.get(&(t.id, a)).is_some_and(|(n, _)| *n == nbma))
             })
     }
@@ -331,10 +331,12 @@ impl Control {
     /// `debug nhrp packet` for one peer: the operation and addresses of an NHRP packet.
     fn debug_nhrp(&self, now: Instant, event: &str, tunnel: TunnelId, nbma: IpAddr, bytes: &[u8], extra: Value) {
         let parsed = nhrp::wire::Packet::parse(bytes);
-        let overlay = parsed.as_ref().ok().and_then(|p| if event == "nhrp_rx" { p.src_proto } else { p.dst_proto });
-        if !self.debugging(Facility::Nhrp, nbma, overlay) {
+        // The packet is about its source station, or the destination it resolves.
+        let (src, dst) = parsed.as_ref().map_or((None, None), |p| (p.src_proto, p.dst_proto));
+        if !self.debugging(Facility::Nhrp, nbma, &[src, dst]) {
             return;
         }
+        let overlay = if event == "nhrp_rx" { src } else { dst };
         let mut v = match &parsed {
             Ok(p) => json!({
                 "peer": overlay.map(|a| a.to_string()), "tunnel": self.tunnel_name(tunnel),
@@ -354,7 +356,7 @@ impl Control {
 
     /// `debug crypto ikev2 packet` for one peer: the exchange of an IKE message (RFC 7296 §3.1).
     fn debug_ike(&self, now: Instant, event: &str, nbma: IpAddr, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
-        if !self.debugging(Facility::Ike, nbma, None) {
+        if !self.debugging(Facility::Ike, nbma, &[]) {
             return;
         }
         let mut v = if msg.len() < 28 {
@@ -461,7 +463,7 @@ impl Control {
                 }
             })
         });
-        if let Some((nbma, spi, direction)) = found.filter(|(n, ..)| self.debugging(Facility::Esp, *n, None)) {
+        if let Some((nbma, spi, direction)) = found.filter(|(n, ..)| self.debugging(Facility::Esp, *n, &[])) {
             let v = json!({"spi": format!("{spi:08x}"), "direction": direction, "sa": event.sa.0,
                            "reason": event.kind.name()});
             self.debug(now, Facility::Esp, "esp_sa_lifetime", nbma, v);
@@ -858,7 +860,7 @@ impl Control {
                 let _ = ike.delete_ike_sa(now, *sa);
             }
         }
-        if self.debugging(Facility::Esp, nbma, None) {
+        if self.debugging(Facility::Esp, nbma, &[]) {
             for p in &pairs {
                 let v = json!({"in_spi": format!("{:08x}", p.inbound_spi), "out_spi": format!("{:08x}", p.outbound_spi),
                                "reason": why});
@@ -890,7 +892,7 @@ impl Control {
             ikeng::Event::IkeSaRekeyed { old, new } => {
                 if self.obs.conditions().any() {
                     let nbma = self.peers.iter().find(|(_, p)| p.ike_sas.contains(&old)).map(|(a, _)| *a);
-                    if let Some(nbma) = nbma.filter(|n| self.debugging(Facility::Ike, *n, None)) {
+                    if let Some(nbma) = nbma.filter(|n| self.debugging(Facility::Ike, *n, &[])) {
                         let v = json!({"old": format!("{:016x}", old.0), "new": format!("{:016x}", new.0)});
                         self.debug(now, Facility::Ike, "ike_sa_rekeyed", nbma, v);
                     }
@@ -919,7 +921,7 @@ impl Control {
                 self.withdraw(&gone);
                 if let Some(nbma) = nbma {
                     self.refresh_teib(nbma);
-                    if self.debugging(Facility::Esp, nbma, None) {
+                    if self.debugging(Facility::Esp, nbma, &[]) {
                         let v = json!({"in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}"),
                                        "ike_sa": format!("{:016x}", ike_sa.0), "reason": "deleted by IKE"});
                         self.debug(now, Facility::Esp, "esp_sa_deleted", nbma, v);
@@ -1149,7 +1151,7 @@ impl Control {
                    "in_spi": format!("{:08x}", p.inbound.spi), "out_spi": format!("{:08x}", p.outbound.spi),
                    "udp_encap": p.udp_encap, "owner": owner.0}),
         );
-        if self.debugging(Facility::Esp, nbma, None) {
+        if self.debugging(Facility::Esp, nbma, &[]) {
             let v = json!({"remote": p.remote.to_string(), "in_spi": format!("{:08x}", p.inbound.spi),
                            "out_spi": format!("{:08x}", p.outbound.spi), "in_index": in_idx.0, "out_index": out_idx.0,
                            "encr": format!("{:?}", p.suite.encr), "key_bits": p.suite.key_bits, "esn": p.suite.esn,
@@ -1334,6 +1336,9 @@ fn plan_contains(a: Ipv4Addr, len: u8, b: Ipv4Addr) -> bool {
     let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
     u32::from(a) & mask == u32::from(b) & mask
 }
+
+#[cfg(test)]
+mod tests;
 
 fn flag_names(f: EntryFlags) -> Vec<&'static str> {
     let names = [
