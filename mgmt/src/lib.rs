@@ -16,6 +16,8 @@
 //!   applied through a [`api::Backend`] and persisted, conflicting ones refused; views, actions,
 //!   metrics) and its OpenAPI document.
 //!
+//! - [`ctl`]: `dmvpnctl`'s commands over the REST API (debug conditions, the event stream, capture).
+//!
 //! The binaries: `dmvpnd` (feature `dpdk`) runs the control loop on the main lcore over
 //! `dataplane::dpdk::runtime`; `dmvpnctl` reads its status socket.
 
@@ -23,6 +25,7 @@ pub mod api;
 pub mod capture;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod debug;
 pub mod events;
 pub mod frames;

@@ -200,3 +200,27 @@ fn a_capture_starts_once_stops_and_downloads_as_pcap() {
     let pcap = s.runtime.block_on(r.bytes()).unwrap();
     assert_eq!(pcap[..4], 0xA1B2_3C4Du32.to_le_bytes());
 }
+
+#[test]
+fn dmvpnctl_commands_go_through_the_api() {
+    let s = start();
+    let target = crate::ctl::Target { url: s.base.clone(), cacert: None, insecure: true, token: "op-secret".into() };
+    let run = |words: &[&str]| {
+        let mut out = Vec::new();
+        crate::ctl::run(&target, words, &mut out).map(|()| String::from_utf8(out).unwrap())
+    };
+    let out = run(&["debug", "condition", "peer", "10.0.0.11", "nhrp", "esp"]).unwrap();
+    assert_eq!(out, "Debug conditions:\n  peer 10.0.0.11: nhrp, esp\n");
+    let e = run(&["debug", "condition", "peer", "10.0.0.11", "gre"]).unwrap_err().to_string();
+    assert!(e.contains("422") && e.contains("what[0]"), "{e}");
+    assert_eq!(run(&["undebug", "all"]).unwrap(), "1 debug conditions removed\n");
+    s.obs.event(s.t0, "nhs_down", json!({"peer": "10.0.0.1", "reason": "registrations unanswered"}));
+    let out = run(&["show", "events"]).unwrap();
+    assert_eq!(out, "2026-12-06T06:09:05.000Z nhs_down peer=10.0.0.1 reason=registrations unanswered\n");
+    let out = run(&["capture", "start", "peer", "203.0.113.10", "seconds", "1"]).unwrap();
+    assert!(out.starts_with("Capture 1 running"), "{out}");
+    assert!(run(&["capture", "stop"]).unwrap().contains("stopped by stopped"));
+    let file = s._dir.path().join("c.pcap");
+    let out = run(&["capture", "get", file.to_str().unwrap()]).unwrap();
+    assert!(out.starts_with("24 bytes written"), "{out}");
+}
