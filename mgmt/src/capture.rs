@@ -58,6 +58,16 @@ pub struct Names {
     pub tunnels: Vec<(String, TunnelId)>,
 }
 
+impl Names {
+    /// The ports (by their profile names) and tunnels of `plan`.
+    pub fn of(plan: &crate::plan::Plan) -> Names {
+        Names {
+            ports: plan.ports.iter().enumerate().map(|(i, n)| (n.clone(), PortId(i as u16))).collect(),
+            tunnels: plan.tunnels.iter().map(|t| (t.name.clone(), t.id)).collect(),
+        }
+    }
+}
+
 impl CaptureSpec {
     /// A spec from the API's JSON: `{"peer": ADDRESS, "port": NAME|ID, "tunnel": NAME|ID, "points":
     /// ["rx", "decrypted", "pre-encrypt", "tx"], "packets": N, "bytes": N, "seconds": N}`, every field

@@ -164,6 +164,8 @@ pub struct Control {
     arp_asked: HashMap<(PortId, IpAddr), Instant>,
     outputs: VecDeque<Output>,
     obs: Arc<Observe>,
+    /// Why the daemon purged an NHRP peer, for the `peer_down` event when the engine removes it.
+    down_reasons: HashMap<(TunnelId, IpAddr), &'static str>,
     counters: Counters,
     dirty: bool,
 }
@@ -266,6 +268,7 @@ impl Control {
             arp_asked: HashMap::new(),
             outputs: VecDeque::new(),
             obs: Observe::new(now, 0),
+            down_reasons: HashMap::new(),
             counters: Counters::default(),
             dirty: true,
         };
@@ -714,11 +717,13 @@ impl Control {
                     self.tables.remove_teib(tunnel, proto);
                     self.dirty = true;
                 }
+                let reason =
+                    self.down_reasons.remove(&(tunnel, proto)).unwrap_or("nhrp entry expired, purged or replaced");
                 self.log(
                     now,
                     "peer_down",
                     json!({"peer": proto.to_string(), "nbma": nbma.to_string(), "tunnel": self.tunnel_name(tunnel),
-                           "reason": "nhrp entry expired, purged or replaced"}),
+                           "reason": reason}),
                 );
                 // The entry expired, was purged or replaced: its SAs go too, unless something else
                 // still maps to that NBMA address.
@@ -943,7 +948,7 @@ impl Control {
                     json!({"peer": ip, "nbma": ip, "ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
                            "reason": format!("{reason:?}")}),
                 );
-                self.ike_sa_gone(now, sa, remote.ip());
+                self.ike_sa_gone(now, sa, remote.ip(), "IKE SA down");
             }
             ikeng::Event::PeerDead { sa, remote, .. } => {
                 let ip = remote.ip().to_string();
@@ -953,7 +958,7 @@ impl Control {
                     json!({"peer": ip, "nbma": ip, "ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
                            "reason": "dead peer detection: no answer"}),
                 );
-                self.ike_sa_gone(now, sa, remote.ip());
+                self.ike_sa_gone(now, sa, remote.ip(), "peer dead (DPD)");
             }
             ikeng::Event::Failed { sa, remote, failure } => {
                 if let Some(p) = self.peers.get_mut(&remote.ip()) {
@@ -972,7 +977,7 @@ impl Control {
 
     /// An IKE SA went away: with the peer's last one, its adjacencies and shortcuts go too (the seed
     /// Q&A: a dead peer's NHRP state is purged, traffic falls back to the hub).
-    fn ike_sa_gone(&mut self, now: Instant, sa: IkeSaId, nbma: IpAddr) {
+    fn ike_sa_gone(&mut self, now: Instant, sa: IkeSaId, nbma: IpAddr, why: &'static str) {
         let Some(peer) = self.peers.get_mut(&nbma) else { return };
         peer.ike_sas.remove(&sa);
         let gone: Vec<Pair> = {
@@ -1006,7 +1011,9 @@ impl Control {
             }
         }
         for (tunnel, overlay) in &dynamic {
-            self.forget_nhrp_peer(now, *tunnel, *overlay, nbma);
+            if self.forget_nhrp_peer(now, *tunnel, *overlay, nbma) {
+                self.down_reasons.insert((*tunnel, *overlay), why);
+            }
         }
         if !dynamic.is_empty() || !routes.is_empty() {
             self.log(
@@ -1025,12 +1032,12 @@ impl Control {
     /// `Engine::forget(tunnel, proto)`), so the daemon hands it the Purge Request the peer would send
     /// to withdraw its own binding (RFC 2332 §5.2.5), with the N bit set (§5.2.6: no reply). Only an
     /// entry still bound to `nbma` goes (a peer that re-registered from a new address keeps its own).
-    /// The engine counts it among the Purge Requests received.
-    fn forget_nhrp_peer(&mut self, now: Instant, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr) {
+    /// The engine counts it among the Purge Requests received. Whether the engine was handed one.
+    fn forget_nhrp_peer(&mut self, now: Instant, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr) -> bool {
         let id = nhrp::TunnelId(tunnel.0);
-        let Some(tp) = self.plan.tunnel(tunnel) else { return };
+        let Some(tp) = self.plan.tunnel(tunnel) else { return false };
         if self.nhrp.cache().get(id, &overlay).is_none_or(|e| e.nbma != nbma || e.kind == EntryKind::Static) {
-            return;
+            return false;
         }
         let host = if overlay.is_ipv4() { 32 } else { 128 };
         let auth = tp.nhrp.auth.clone().map(|data| nhrp::wire::Extension {
@@ -1064,8 +1071,12 @@ impl Control {
             Ok(bytes) => {
                 let (t, local) = (self.t(now), tp.nbma);
                 self.nhrp.handle_datagram(t, id, nbma, local, &bytes);
+                true
             }
-            Err(_) => self.counters.errors += 1,
+            Err(_) => {
+                self.counters.errors += 1;
+                false
+            }
         }
     }
 
