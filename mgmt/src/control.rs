@@ -322,9 +322,10 @@ impl Control {
             })
     }
 
-    /// A debug line about the peer at `nbma` (the caller checked [`Self::debugging`]).
+    /// A debug line about the peer at `nbma` (the caller checked [`Self::debugging`]); `peer` is
+    /// `nbma` unless `detail` names an overlay address.
     fn debug(&self, now: Instant, facility: Facility, event: &str, nbma: IpAddr, detail: Value) {
-        let mut v = json!({"nbma": nbma.to_string()});
+        let mut v = json!({"peer": nbma.to_string(), "nbma": nbma.to_string()});
         if let (Some(o), Value::Object(d)) = (v.as_object_mut(), detail) {
             o.extend(d);
         }
@@ -339,10 +340,12 @@ impl Control {
         if !self.debugging(Facility::Nhrp, nbma, &[src, dst]) {
             return;
         }
-        let overlay = if event == "nhrp_rx" { src } else { dst };
+        // The peer is the station that is not us (a reply carries the requester as its source).
+        let ours = self.plan.tunnel(tunnel).map(|t| t.address.addr);
+        let overlay = if src == ours { dst } else { src };
         let mut v = match &parsed {
             Ok(p) => json!({
-                "peer": overlay.map(|a| a.to_string()), "tunnel": self.tunnel_name(tunnel),
+                "peer": overlay.map_or_else(|| nbma.to_string(), |a| a.to_string()), "tunnel": self.tunnel_name(tunnel),
                 "op": p.op.name().map_or_else(|| format!("{:#04x}", p.op.0), str::to_lowercase),
                 "src_nbma": p.src_nbma.map(|a| a.to_string()), "src_proto": p.src_proto.map(|a| a.to_string()),
                 "dst_proto": p.dst_proto.map(|a| a.to_string()), "hop_count": p.hop_count, "len": bytes.len(),
@@ -988,6 +991,13 @@ impl Control {
         let last = peer.ike_sas.is_empty() && peer.pairs.is_empty();
         self.withdraw(&gone);
         self.refresh_teib(nbma);
+        if self.debugging(Facility::Esp, nbma, &[]) {
+            for p in &gone {
+                let v = json!({"in_spi": format!("{:08x}", p.inbound_spi), "out_spi": format!("{:08x}", p.outbound_spi),
+                               "ike_sa": format!("{:016x}", sa.0), "reason": why});
+                self.debug(now, Facility::Esp, "esp_sa_deleted", nbma, v);
+            }
+        }
         if !last {
             return;
         }
