@@ -25,7 +25,7 @@ use crate::config::FieldError;
 /// Largest bounds an operator may ask for.
 pub const MAX_PACKETS: u64 = 1_000_000;
 /// See [`MAX_PACKETS`].
-pub const MAX_BYTES: u64 = 256 << 20;
+pub const MAX_BYTES: u64 = 64 << 20;
 /// See [`MAX_PACKETS`].
 pub const MAX_SECONDS: u64 = 3600;
 /// Bounds when none is given.
