@@ -11,11 +11,16 @@ hardware profile (adaptive polling, no hugepages) and its own `--file-prefix`; t
 `mgmt/configs/hub.toml` and `spoke.toml` with IKEv2 PSK protection. Every name carries the pid, so
 two labs never collide; `Lab.close()` (also on failure, and from `with Lab(...)`) removes everything.
 
+With `api=("hub1",)` a hub also serves the REST API over HTTPS on a management veth from the root
+namespace (`Lab.api_url(node)`), with a self-signed certificate made by `openssl` (`Lab.cert`) and a
+token file of three tokens, one per role (`Lab.TOKENS`).
+
 Run as root: `python3 lab/dmvpnlab.py` builds the lab, prints the hub's `show dmvpn`, pings LAN to LAN
 between spokes, shows the Phase 3 shortcut forming, and tears everything down.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -173,6 +178,10 @@ SPOKES = {  # n: (NBMA on its link, gateway on isp2, NATed address or None)
 }
 
 
+API_PORT = 8443
+TOKENS = {"read-only": "lab-read-secret", "operator": "lab-operator-secret", "admin": "lab-admin-secret"}
+
+
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     r = subprocess.run(args, capture_output=True, text=True)
     if check and r.returncode != 0:
@@ -183,9 +192,14 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 class Lab:
     """The topology, its daemons and helpers to look at them. `hubs` picks which hubs run."""
 
-    def __init__(self, hubs=("hub1", "hub2"), spokes=(1, 2, 3), workdir: Path | None = None):
+    TOKENS = TOKENS
+
+    def __init__(self, hubs=("hub1", "hub2"), spokes=(1, 2, 3), workdir: Path | None = None, api=()):
         self.pid = os.getpid()
         self.hubs = list(hubs)
+        self.api = list(api)
+        self.api_addrs: dict[str, str] = {}
+        self.root_links: list[str] = []
         self.spokes = list(spokes)
         self.dir = Path(workdir or tempfile.mkdtemp(prefix=f"dmvpnlab{self.pid}-"))
         self.namespaces: list[str] = []
@@ -272,10 +286,49 @@ class Lab:
         for hub in ("hub1", "hub2"):
             self._route("isp2", f"{HUBS[hub][0].rsplit('.', 1)[0]}.0/24", "via", "172.16.0.1")
         self.set_nat("100.100.0.1")
+        if self.api:
+            self._api_material()
+        for i, node in enumerate(self.api):
+            self._mgmt_link(node, i)
         for node in self.hubs:
             self.start(node)
         for n in self.spokes:
             self.start(f"s{n}")
+
+    def _api_material(self) -> None:
+        """A self-signed certificate for the API addresses (openssl) and the token file, one per role."""
+        self.cert, self.key = self.dir / "api-cert.pem", self.dir / "api-key.pem"
+        sans = ",".join(f"IP:{self._mgmt_addr(i)[1]}" for i in range(len(self.api)))
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-days", "2", "-subj", "/CN=dmvpnlab", "-addext", f"subjectAltName={sans}",
+           "-keyout", str(self.key), "-out", str(self.cert))
+        self.tokens = self.dir / "tokens.toml"
+        self.tokens.write_text("".join(
+            f'[[tokens]]\nname = "lab-{role}"\nrole = "{role}"\n'
+            f'sha256 = "{hashlib.sha256(secret.encode()).hexdigest()}"\n\n' for role, secret in TOKENS.items()))
+
+    def _mgmt_addr(self, i: int) -> tuple[str, str]:
+        """The root namespace's and the node's address on the i-th management veth (a /30 of 169.254/16
+        picked by the pid, so that parallel labs do not collide)."""
+        n = (self.pid * 4 + i) % 16384
+        net = f"169.254.{n // 64}"
+        return f"{net}.{(n % 64) * 4 + 1}", f"{net}.{(n % 64) * 4 + 2}"
+
+    def _mgmt_link(self, node: str, i: int) -> None:
+        """A veth from the root namespace to `node`'s kernel (its management port): the API listens there."""
+        outside, inside = self._mgmt_addr(i)
+        ta, tb = f"vm{self.pid % 100000}x{i}", f"vn{self.pid % 100000}x{i}"
+        sh("ip", "link", "add", ta, "type", "veth", "peer", "name", tb, "netns", self.ns(node))
+        self.root_links.append(ta)
+        sh("ip", "-n", self.ns(node), "link", "set", tb, "name", "mgmt")
+        sh("ip", "addr", "add", f"{outside}/30", "dev", ta)
+        sh("ip", "link", "set", ta, "up")
+        sh("ip", "-n", self.ns(node), "addr", "add", f"{inside}/30", "dev", "mgmt")
+        sh("ip", "-n", self.ns(node), "link", "set", "mgmt", "up")
+        self.api_addrs[node] = inside
+
+    def api_url(self, node: str) -> str:
+        return f"https://{self.api_addrs[node]}:{API_PORT}"
 
     def set_nat(self, public: str) -> None:
         """isp2 source-NATs s3's link to `public`, and forgets the old mappings (an ISP renumbering)."""
@@ -329,10 +382,14 @@ class Lab:
         log = self.dir / f"{node}.log"
         self.logs[node] = log
         out = open(log, "a")
+        api = []
+        if node in self.api_addrs:
+            api = ["--api", f"{self.api_addrs[node]}:{API_PORT}", "--tokens", str(self.tokens),
+                   "--tls-cert", str(self.cert), "--tls-key", str(self.key)]
         self.procs[node] = subprocess.Popen(
             ["ip", "netns", "exec", self.ns(node), str(TARGET / "dmvpnd"), "--config", str(conf),
              "--profile", str(PROFILE), "--socket", str(self.sock(node)),
-             "--file-prefix", f"dmvpnlab{self.pid}{node}"], stdout=out, stderr=subprocess.STDOUT)
+             "--file-prefix", f"dmvpnlab{self.pid}{node}", *api], stdout=out, stderr=subprocess.STDOUT)
         self.started[node] = time.monotonic()
         if wait:
             deadline = time.monotonic() + 30
@@ -342,6 +399,13 @@ class Lab:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{node}'s dmvpnd did not start in 30 s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.1)
+
+    def hup(self, node: str) -> None:
+        """SIGHUP to one daemon (it re-reads its configuration file); `conf_path(node)` is that file."""
+        self.procs[node].send_signal(signal.SIGHUP)
+
+    def conf_path(self, node: str) -> Path:
+        return self.dir / f"{node}.toml"
 
     def stop(self, node: str) -> int:
         """SIGTERM to one daemon; its exit status (0: clean stop, every mbuf back)."""
@@ -359,6 +423,9 @@ class Lab:
     def close(self) -> None:
         for node in list(self.procs):
             self.stop(node)
+        for link in self.root_links:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+        self.root_links.clear()
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.namespaces.clear()

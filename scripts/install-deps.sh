@@ -19,7 +19,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
         || { echo "install-deps: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 # `python3` on PATH (pyenv's on these machines) is the one the suite and the demo run with.
-python3 -c 'import scapy, pytest, cryptography, openapi_spec_validator' 2>/dev/null \
-    || python3 -m pip install -q scapy pytest cryptography openapi-spec-validator \
+python3 -c 'import scapy, pytest, cryptography, openapi_spec_validator, schemathesis, prometheus_client, requests' \
+    2>/dev/null \
+    || python3 -m pip install -q scapy pytest cryptography openapi-spec-validator schemathesis prometheus_client \
+        requests \
     || { echo "install-deps: pip install failed" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "install-deps: cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; }

@@ -1909,6 +1909,13 @@ impl Engine {
         &self.ctx.config
     }
 
+    /// Replaces the configuration: what is read when it is needed (the keyring at authentication, DPD
+    /// at the next liveness timer, proposals at the next negotiation) follows the new one; SAs already
+    /// made keep what they negotiated.
+    pub fn set_config(&mut self, config: Config) {
+        self.ctx.config = config;
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.ctx.stats

@@ -59,12 +59,17 @@ pub struct Names {
 }
 
 impl Names {
-    /// The ports (by their profile names) and tunnels of `plan`.
+    /// The ports of `plan` (by interface name, then by profile port name) and its tunnels.
     pub fn of(plan: &crate::plan::Plan) -> Names {
-        Names {
-            ports: plan.ports.iter().enumerate().map(|(i, n)| (n.clone(), PortId(i as u16))).collect(),
-            tunnels: plan.tunnels.iter().map(|t| (t.name.clone(), t.id)).collect(),
+        let interfaces = plan.interfaces().iter().enumerate().map(|(i, f)| (f.name.clone(), PortId(i as u16)));
+        let ports = plan.ports.iter().enumerate().map(|(i, n)| (n.clone(), PortId(i as u16)));
+        let mut all: Vec<(String, PortId)> = Vec::new();
+        for (name, id) in interfaces.chain(ports) {
+            if !all.iter().any(|(n, _)| *n == name) {
+                all.push((name, id));
+            }
         }
+        Names { ports: all, tunnels: plan.tunnels.iter().map(|t| (t.name.clone(), t.id)).collect() }
     }
 }
 

@@ -41,6 +41,8 @@ use crate::events::Observe;
 use crate::frames;
 use crate::plan::{self, Plan, PlanError};
 
+mod ops;
+
 /// GRE protocol type of NHRP (RFC 2332 §5; Cisco).
 pub const GRE_NHRP: u16 = 0x2001;
 /// IKE's port (RFC 7296 §2).
@@ -141,6 +143,8 @@ struct Counters {
 
 /// The control loop's state. See the module documentation.
 pub struct Control {
+    /// The configuration in force (what [`Self::apply_config`] compares a new one with).
+    config: crate::config::Config,
     plan: Plan,
     hostname: String,
     tables: TablesPublisher,
@@ -237,17 +241,13 @@ impl Control {
                 .map_err(|error| ControlError::Nhrp { index, error })?;
         }
         // A hub forwards resolution requests for networks routed via a registered spoke (Phase 2/3).
-        for r in &config.routes {
-            let Some(t) = r.interface.as_ref().and_then(|n| plan.tunnels.iter().find(|t| &t.name == n)) else {
-                continue;
-            };
-            if let Some(nh) = r.next_hop {
-                nhrp.add_route(nhrp::TunnelId(t.id.0), r.prefix.network(), r.prefix.len, nh);
-            }
+        for (tunnel, prefix, len, nh) in ops::nhrp_routes(config, &plan) {
+            nhrp.add_route(tunnel, prefix, len, nh);
         }
         let ike = plan.ike.clone().map(|c| ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom)));
         let nhs_route_via = plan.nhs_routes.iter().map(|r| r.nhs).collect();
         let mut c = Control {
+            config: config.clone(),
             sa_next: plan.manual_sa_count(),
             plan,
             hostname: config.hostname.clone(),
@@ -1261,6 +1261,7 @@ impl Control {
                         "priority": n.config.priority, "cluster": n.config.cluster,
                         "state": format!("{:?}", n.state).to_lowercase(),
                         "requests": n.requests, "replies": n.replies, "failures": n.failures,
+                        "last_reply_s": n.last_reply.map(secs),
                     })
                 })
                 .collect();
@@ -1299,50 +1300,109 @@ impl Control {
                 "peers": peers, "nhrp": nhrp_entries, "nhs": nhs,
             }));
         }
-        let ike: Vec<Value> = self
-            .ike
-            .as_ref()
-            .map(|e| e.ike_sas(now))
-            .unwrap_or_default()
+        let ike_sas = self.ike.as_ref().map(|e| e.ike_sas(now)).unwrap_or_default();
+        let ike: Vec<Value> = ike_sas
             .iter()
             .map(|s| {
                 json!({
                     "id": format!("{:016x}", s.id.0), "state": format!("{:?}", s.state),
                     "initiator": s.initiator, "local": s.local.to_string(), "remote": s.remote.to_string(),
+                    "spi_i": format!("{:016x}", s.spi_i), "spi_r": format!("{:016x}", s.spi_r),
+                    "local_id": id_str(&s.local_id), "peer_id": s.peer_id.as_ref().map(id_str),
+                    "encryption": s.suite.map(|c| format!("{:?}/{}", c.encr, c.key_bits)),
+                    "prf": s.suite.map(|c| format!("{:?}", c.prf)), "dh_group": s.suite.map(|c| format!("{:?}", c.dh)),
+                    "lifetime_left_s": s.lifetime_left.map(|d| d.as_secs()), "rekeys": s.rekeys,
                     "children": s.children.iter().map(|c| json!({
                         "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
-                        "lifetime_left_s": c.lifetime_left.as_secs(),
+                        "lifetime_left_s": c.lifetime_left.as_secs(), "rekeys": c.rekeys,
                     })).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        let sas: Vec<Value> = self
+        let child = |spi_in: u32| ike_sas.iter().flat_map(|s| &s.children).find(|c| c.spi_in == spi_in);
+        let mut sas: Vec<Value> = self
             .peers
             .iter()
-            .flat_map(|(nbma, p)| {
-                p.pairs.iter().map(move |x| {
-                    json!({"peer": nbma.to_string(), "remote": x.remote.to_string(), "udp_encap": x.udp_encap,
-                           "in_spi": format!("{:08x}", x.inbound_spi), "out_spi": format!("{:08x}", x.outbound_spi),
-                           "in_index": x.in_idx.0, "out_index": x.out_idx.0,
-                           "age_s": now.saturating_duration_since(x.installed).as_secs()})
-                })
+            .flat_map(|(nbma, p)| p.pairs.iter().map(move |x| (nbma, x)))
+            .map(|(nbma, x)| {
+                let c = child(x.inbound_spi);
+                let tunnel = self
+                    .plan
+                    .tunnels
+                    .iter()
+                    .find(|t| self.teib.iter().any(|((id, _), (n, _))| *id == t.id && n == nbma));
+                json!({"peer": nbma.to_string(), "remote": x.remote.to_string(), "udp_encap": x.udp_encap,
+                       "tunnel": tunnel.map(|t| t.name.clone()),
+                       "in_spi": format!("{:08x}", x.inbound_spi), "out_spi": format!("{:08x}", x.outbound_spi),
+                       "in_index": x.in_idx.0, "out_index": x.out_idx.0,
+                       "ike_sa": format!("{:016x}", x.ike_sa.0),
+                       "encryption": c.map(|c| format!("{:?}/{}", c.suite.encr, c.suite.key_bits)),
+                       "esn": c.map(|c| c.suite.esn), "mode": c.map(|c| format!("{:?}", c.mode).to_lowercase()),
+                       "lifetime_left_s": c.map(|c| c.lifetime_left.as_secs()),
+                       "age_s": now.saturating_duration_since(x.installed).as_secs()})
             })
             .collect();
+        sas.sort_by_key(|v| (v["peer"].as_str().map(str::to_string), v["age_s"].as_u64()));
         let n = self.nhrp.counters();
+        let names = [
+            "",
+            "resolution_request",
+            "resolution_reply",
+            "registration_request",
+            "registration_reply",
+            "purge_request",
+            "purge_reply",
+            "error_indication",
+            "traffic_indication",
+        ];
+        let by_op = |a: &[u64; 9]| -> Value {
+            names.iter().zip(a).map(|(k, v)| (if k.is_empty() { "unknown" } else { k }.to_string(), json!(v))).collect()
+        };
+        let interfaces: Vec<Value> = self
+            .plan
+            .interfaces()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mac = self.tables.staged().port(PortId(i as u16)).map(|p| p.mac).unwrap_or_default();
+                json!({"name": f.name, "port": f.port, "port_id": i, "vrf": f.vrf, "mtu": f.mtu, "vlan": f.vlan,
+                       "addresses": f.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                       "mac": mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")})
+            })
+            .collect();
+        let ike_stats = self.ike.as_ref().map(|e| {
+            let s = e.stats();
+            json!({"malformed": s.malformed, "unknown_spi": s.unknown_spi, "integrity_failures": s.integrity_failures,
+                   "unexpected_message_id": s.unexpected_message_id, "duplicate_requests": s.duplicate_requests,
+                   "retransmits": s.retransmits, "proposals_refused": s.proposals_refused,
+                   "auth_failures": s.auth_failures, "half_open_expired": s.half_open_expired,
+                   "cookies_sent": s.cookies_sent, "half_open_limited": s.half_open_limited,
+                   "nat_keepalives": s.nat_keepalives, "fragments_dropped": s.fragments_dropped})
+        });
         json!({
             "hostname": self.hostname,
             "uptime_s": now.saturating_duration_since(self.start).as_secs(),
+            "draining": self.nhrp.draining(),
             "tunnels": tunnels,
+            "interfaces": interfaces,
+            "routes": self.routes_view(),
             "ike_sas": ike,
             "sa_pairs": sas,
             "counters": {
                 "control": self.counters,
                 "nhrp": {"registrations": n.registrations, "registrations_refused": n.registrations_refused,
+                         "registrations_drained": n.registrations_drained,
                          "resolutions_answered": n.resolutions_answered,
                          "resolutions_forwarded": n.resolutions_forwarded,
-                         "traffic_indications": n.traffic_indications, "auth_failures": n.auth_failures,
-                         "rx_malformed": n.rx_malformed, "expired": n.expired, "rx": n.rx, "tx": n.tx},
-                "ike": self.ike.as_ref().map(|e| format!("{:?}", e.stats())),
+                         "resolutions_negative": n.resolutions_negative,
+                         "traffic_indications": n.traffic_indications,
+                         "redirects_rate_limited": n.redirects_rate_limited, "auth_failures": n.auth_failures,
+                         "rx_malformed": n.rx_malformed, "rx_bad_checksum": n.rx_bad_checksum,
+                         "rx_wrong_tunnel": n.rx_wrong_tunnel, "loops": n.loops,
+                         "hop_count_exceeded": n.hop_count_exceeded, "errors_sent": n.errors_sent,
+                         "unsolicited": n.unsolicited, "expired": n.expired,
+                         "rx": by_op(&n.rx), "tx": by_op(&n.tx)},
+                "ike": ike_stats,
             },
             "events": self.obs.events(0, STATUS_EVENTS).iter().map(|e| &**e).collect::<Vec<_>>(),
         })
@@ -1356,6 +1416,15 @@ impl Control {
 fn plan_contains(a: Ipv4Addr, len: u8, b: Ipv4Addr) -> bool {
     let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
     u32::from(a) & mask == u32::from(b) & mask
+}
+
+/// An IKE identity as text: an address, a name, or hex.
+fn id_str(id: &ike::message::Id) -> String {
+    match (id.ty.0, id.data.as_slice()) {
+        (1, &[a, b, c, d]) => Ipv4Addr::new(a, b, c, d).to_string(),
+        (2 | 3 | 11, d) if d.iter().all(|b| b.is_ascii_graphic()) => String::from_utf8_lossy(d).into_owned(),
+        (_, d) => hex::encode(d),
+    }
 }
 
 #[cfg(test)]

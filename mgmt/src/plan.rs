@@ -94,6 +94,24 @@ pub struct NhsRoute {
     pub nhs: IpAddr,
 }
 
+impl TunnelPlan {
+    /// The data plane's view of the tunnel.
+    pub fn tables_config(&self) -> TunnelConfig {
+        TunnelConfig {
+            id: self.id,
+            source: self.nbma,
+            key: self.key,
+            fvrf: self.fvrf,
+            vrf: self.vrf,
+            address: Some((self.address.addr, self.address.len)),
+            mtu: self.mtu,
+            tcp_mss: self.tcp_mss,
+            protection: self.protected,
+            redirect: self.nhrp.redirect,
+        }
+    }
+}
+
 /// Everything the daemon derives from one configuration.
 #[derive(Debug)]
 pub struct Plan {
@@ -202,6 +220,21 @@ impl Plan {
         })
     }
 
+    /// The static routes: (config path, VRF, prefix, length, next hop).
+    pub fn routes(&self) -> &[(String, VrfId, IpAddr, u8, NextHop)] {
+        &self.routes
+    }
+
+    /// The interfaces, by [`PortId`].
+    pub fn interfaces(&self) -> &[crate::config::Interface] {
+        &self.interfaces
+    }
+
+    /// VRF names and ids.
+    pub fn vrf_names(&self) -> impl Iterator<Item = (&str, VrfId)> {
+        self.vrfs.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
     /// The VRF id of a VRF name (`None`: the global VRF).
     pub fn vrf(&self, name: Option<&str>) -> VrfId {
         name.and_then(|n| self.vrfs.get(n).copied()).unwrap_or_default()
@@ -300,20 +333,8 @@ impl Plan {
             tables.set_port(port).map_err(|error| PlanError::Tables { path, error })?;
         }
         for (i, t) in self.tunnels.iter().enumerate() {
-            let config = TunnelConfig {
-                id: t.id,
-                source: t.nbma,
-                key: t.key,
-                fvrf: t.fvrf,
-                vrf: t.vrf,
-                address: Some((t.address.addr, t.address.len)),
-                mtu: t.mtu,
-                tcp_mss: t.tcp_mss,
-                protection: t.protected,
-                redirect: t.nhrp.redirect,
-            };
             let path = format!("tunnels[{i}]");
-            tables.set_tunnel(config).map_err(|error| PlanError::Tables { path, error })?;
+            tables.set_tunnel(t.tables_config()).map_err(|error| PlanError::Tables { path, error })?;
         }
         for (path, vrf, prefix, len, nh) in &self.routes {
             tables

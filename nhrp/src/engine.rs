@@ -317,8 +317,10 @@ pub struct Counters {
     pub sdu_size_exceeded: u64,
     /// Registrations accepted (NHS).
     pub registrations: u64,
-    /// Registrations refused (unique conflict, static entry, prefix).
+    /// Registrations refused (unique conflict, static entry, prefix, drain).
     pub registrations_refused: u64,
+    /// Of those, refused because the NHS is drained for maintenance ([`Engine::set_draining`]).
+    pub registrations_drained: u64,
     /// Resolution Requests answered by us.
     pub resolutions_answered: u64,
     /// Resolution Requests forwarded.
@@ -409,6 +411,8 @@ pub struct Engine {
     counters: Counters,
     next_request_id: u32,
     gc_armed: bool,
+    /// Drained for maintenance: Registration Requests from clients without a binding are refused.
+    draining: bool,
 }
 
 fn family(a: &IpAddr) -> Family {
@@ -445,6 +449,7 @@ impl Engine {
             counters: Counters::default(),
             next_request_id,
             gc_armed: false,
+            draining: false,
         }
     }
 
@@ -522,6 +527,45 @@ impl Engine {
         self.tunnels.push(Tunnel { id, cfg, nhs, interval_secs, nbma_family: nf, proto_family: pf });
         self.rebalance(now, id);
         Ok(())
+    }
+
+    /// Changes the options of a tunnel that take effect without re-adding it: the holding time we
+    /// register with and give our clients (the registration interval follows it unless configured),
+    /// whether we send Traffic Indications (redirect) and whether we act on them (shortcut). Entries
+    /// already bound keep the holding time they were given. Returns false for an unknown tunnel.
+    pub fn set_tunnel_options(&mut self, tunnel: TunnelId, holding_time: u16, redirect: bool, shortcut: bool) -> bool {
+        let Some(ti) = self.tunnel_index(tunnel) else { return false };
+        let t = &mut self.tunnels[ti];
+        if holding_time > 0 {
+            t.cfg.holding_time = holding_time;
+        }
+        t.cfg.redirect = redirect;
+        t.cfg.shortcut = shortcut;
+        t.interval_secs = u64::from(t.cfg.registration_interval.unwrap_or(t.cfg.holding_time / 3).max(1));
+        true
+    }
+
+    /// Drains the NHS for maintenance (or ends the drain): while drained, a Registration Request from a
+    /// client that holds no binding here is answered with CIE code 5, Insufficient Resources (RFC 2332
+    /// §5.2.0.1), so that new spokes register with their other NHSs; clients already bound keep
+    /// refreshing their bindings until they are cleared.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Whether the NHS is drained.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Removes the dynamic entry of `proto` on `tunnel` (`clear ip nhrp ADDRESS`), with the events of
+    /// its removal; returns false when there is none (static entries stay).
+    pub fn forget(&mut self, tunnel: TunnelId, proto: IpAddr) -> bool {
+        if self.cache.get(tunnel, &proto).is_none_or(|e| e.kind == EntryKind::Static) {
+            return false;
+        }
+        self.remove_entry(tunnel, &proto);
+        true
     }
 
     // ---------------------------------------------------------------- getters
@@ -843,6 +887,9 @@ impl Engine {
             let host = c.prefix_len == 0 || c.prefix_len >= host_len(&client);
             let code = if !host || family(&claimed) != family(&seen) {
                 CieCode::ADMINISTRATIVELY_PROHIBITED
+            } else if self.draining && self.cache.get(tunnel, &client).is_none_or(|e| e.nbma != seen) {
+                self.counters.registrations_drained += 1;
+                CieCode::INSUFFICIENT_RESOURCES
             } else {
                 self.bind_registration(now, tunnel, client, seen, claimed, hold, c.mtu, unique)
             };

@@ -331,3 +331,26 @@ fn hub_purges_shortcuts_to_a_spoke_whose_binding_changes_or_expires() {
         assert_eq!(n, 2, "spoke {a}: purged on the change and on the expiry");
     }
 }
+
+/// A drained hub (maintenance) refuses the registrations of spokes it holds no binding for (CIE code
+/// 5, Insufficient Resources): they stay with the other hub. Spokes already bound keep refreshing. A
+/// spoke forgotten by the operator while drained cannot come back until the drain ends.
+#[test]
+fn a_drained_hub_takes_no_new_spokes() {
+    let mut net = build(4);
+    let hub0 = net.hubs[0];
+    net.sim.run_for(5);
+    assert!((0..4).all(|i| registered(&net, 0, i).is_some()));
+    net.sim.nodes[hub0].engine.set_draining(true);
+    assert!(net.sim.nodes[hub0].engine.forget(T, spoke_proto(1)), "clear ip nhrp 10.0.1.1");
+    assert!(!net.sim.nodes[hub0].engine.forget(T, spoke_proto(1)), "already gone");
+    net.sim.run_for(u64::from(HOLD)); // every spoke refreshes at least once
+    assert!(registered(&net, 0, 1).is_none(), "the cleared spoke is refused");
+    assert!(registered(&net, 1, 1).is_some(), "and stays with the other hub");
+    assert!([0, 2, 3].iter().all(|&i| registered(&net, 0, i).is_some()), "bound spokes keep refreshing");
+    let c = net.sim.nodes[hub0].engine.counters();
+    assert!(c.registrations_drained >= 1 && c.registrations_refused >= c.registrations_drained);
+    net.sim.nodes[hub0].engine.set_draining(false);
+    net.sim.run_for(u64::from(HOLD));
+    assert!(registered(&net, 0, 1).is_some(), "back after the drain");
+}

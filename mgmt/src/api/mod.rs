@@ -21,9 +21,12 @@
 //! event and conditional debug line from now on, after the ring's entries newer than `since` or
 //! `Last-Event-ID`) for read-only tokens; `GET/PUT/DELETE /api/v1/debug/conditions[/PEER]` (per-peer
 //! conditional debug) and `POST /api/v1/capture`, `GET /api/v1/capture`, `POST /api/v1/capture/stop`,
-//! `GET /api/v1/capture/pcap` (packet capture) for operators. The OpenAPI document (`openapi.rs`) is served and checked in as
-//! `mgmt/openapi.json`.
+//! `GET /api/v1/capture/pcap` (packet capture) for operators.
+//!
+//! The OpenAPI document (`openapi.rs`) is served and checked in as `mgmt/openapi.json`.
 
+pub mod daemon;
+pub mod metrics;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -77,6 +80,24 @@ impl Token {
     }
 }
 
+/// Reads a token file (TOML): `[[tokens]]` tables with `name`, `role` (`read-only`, `operator`,
+/// `admin`) and `sha256`, the SHA-256 of the secret in hex (`printf %s SECRET | sha256sum`).
+pub fn load_tokens(text: &str) -> Result<Vec<Token>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        tokens: Vec<Token>,
+    }
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    for (i, t) in file.tokens.iter().enumerate() {
+        if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("tokens[{i}].sha256: not a SHA-256 in hex (64 hex digits)"));
+        }
+    }
+    let tokens = file.tokens.into_iter().map(|t| Token { sha256: t.sha256.to_ascii_lowercase(), ..t }).collect();
+    Ok(tokens)
+}
+
 /// The operational views the API serves, as `show` commands name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,8 +142,10 @@ pub enum Action {
         /// The peer's NBMA address.
         nbma: std::net::IpAddr,
     },
-    /// Drain the hub for maintenance (stop accepting registrations, let spokes move to other hubs), or
-    /// end the drain.
+    /// Drain the hub for maintenance, or end the drain. While drained, the hub answers a Registration
+    /// Request from a spoke that holds no binding here with CIE code 5, Insufficient Resources, so
+    /// that spokes register with their other hubs; spokes already bound stay (and keep refreshing)
+    /// until an operator clears them one by one (`clear-peer`), which moves their traffic gradually.
     Drain {
         /// Start (true) or end (false) the drain.
         enable: bool,
@@ -145,11 +168,11 @@ pub trait Backend: Send + Sync {
     /// Applies a validated configuration to the running box: all of it, or nothing.
     fn apply(&self, config: &Config) -> Result<(), BackendError>;
     /// One operational view, as JSON.
-    fn view(&self, view: View) -> serde_json::Value;
+    fn view(&self, view: View) -> Result<serde_json::Value, BackendError>;
     /// Runs an action; returns what it did, for the answer.
     fn act(&self, action: &Action) -> Result<String, BackendError>;
     /// Metrics in the Prometheus text exposition format.
-    fn metrics(&self) -> String;
+    fn metrics(&self) -> Result<String, BackendError>;
     /// The box's events, debug lines and debug conditions (`None`: it keeps none; the endpoints
     /// answer 503).
     fn observe(&self) -> Option<Arc<Observe>> {
@@ -178,6 +201,17 @@ impl Api {
     /// An API over `store` and `backend`, accepting `tokens`.
     pub fn new(tokens: Vec<Token>, store: ConfigStore, backend: Arc<dyn Backend>) -> Arc<Api> {
         Arc::new(Api { tokens, store: Mutex::new(store), backend })
+    }
+
+    /// Re-reads the configuration file (`SIGHUP`): validated, applied to the box through the same
+    /// [`Backend::apply`] as `PUT /api/v1/config`, then current. Returns the new revision; on an error
+    /// the box and the store are as they were.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = ConfigStore::open(store.path()).map_err(|e| e.to_string())?;
+        self.backend.apply(fresh.current()).map_err(|e| format!("{e:?}"))?;
+        *store = fresh;
+        Ok(store.revision().to_string())
     }
 
     /// The role of the bearer of `secret`, compared in constant time.
@@ -303,7 +337,19 @@ async fn validate_config(body: String) -> Response {
     }
 }
 
+/// Runs `f` (which waits for the box) on a blocking thread, so that the server's own threads keep
+/// answering meanwhile.
+async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the request's thread failed: {e}")))
+}
+
 async fn put_config(State(api): State<Arc<Api>>, headers: HeaderMap, body: String) -> Response {
+    blocking(move || put_config_now(&api, &headers, &body)).await
+}
+
+fn put_config_now(api: &Api, headers: &HeaderMap, body: &str) -> Response {
     let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
         return error(
             StatusCode::PRECONDITION_REQUIRED,
@@ -311,7 +357,7 @@ async fn put_config(State(api): State<Arc<Api>>, headers: HeaderMap, body: Strin
         );
     };
     let expected = expected.trim().trim_matches('"').to_string();
-    let config = match Config::from_json(&body) {
+    let config = match Config::from_json(body) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
@@ -353,7 +399,11 @@ async fn get_view(State(api): State<Arc<Api>>, Path(view): Path<String>) -> Resp
     let Ok(view) = serde_json::from_value::<View>(serde_json::Value::String(view.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}; see /api/v1/openapi.json"));
     };
-    Json(api.backend.view(view)).into_response()
+    blocking(move || match api.backend.view(view) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => backend_error(e),
+    })
+    .await
 }
 
 async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
@@ -361,16 +411,23 @@ async fn act(State(api): State<Arc<Api>>, body: String) -> Response {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
     };
-    match api.backend.act(&action) {
+    blocking(move || match api.backend.act(&action) {
         Ok(done) => Json(serde_json::json!({"done": done})).into_response(),
         Err(e) => backend_error(e),
-    }
+    })
+    .await
 }
 
 async fn get_metrics(State(api): State<Arc<Api>>) -> Response {
-    let mut r = api.backend.metrics().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    r
+    blocking(move || match api.backend.metrics() {
+        Ok(m) => {
+            let mut r = m.into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
+        Err(e) => backend_error(e),
+    })
+    .await
 }
 
 fn field_errors(error: &str, fields: Vec<FieldError>) -> Response {

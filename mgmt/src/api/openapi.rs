@@ -120,6 +120,7 @@ pub fn document() -> Value {
                         "200": {"description": "applied and persisted", "content": {"application/json": {"schema": {
                             "type": "object", "properties": {"revision": {"type": "string"}}}}}},
                         "400": err("the body does not parse; the field's path says where"),
+                        "409": err("the change needs a restart of dmvpnd (the message names the first field); nothing changed"),
                         "412": err("the configuration changed since the If-Match revision"),
                         "422": err("the configuration is invalid; every problem with its field's path"),
                         "428": err("If-Match is missing")
@@ -138,10 +139,12 @@ pub fn document() -> Value {
             }},
             "/api/v1/views/{view}": {"get": {
                 "summary": "An operational view, as the IOS show command of the same name (read-only)",
+                "description": "dmvpn: show dmvpn (peer NBMA, tunnel address, state, up/down time, attributes); nhrp: show ip nhrp (created, expires, flags, NAT); nhrp-nhs: show ip nhrp nhs detail (requests, replies, failures, state); ikev2-sa: show crypto ikev2 sa (algorithms, lifetime left, CHILD SAs); ipsec-sa: show crypto ipsec sa (SPIs, lifetime left, ESP totals, replay drops); interfaces: addresses, state and port counters; routes: connected, static and NHRP routes per VRF; counters: per layer (nbma, ipsec, gre, overlay, system) with drops by reason.",
                 "parameters": [{"name": "view", "in": "path", "required": true, "schema": {"type": "string", "enum": views}}],
                 "responses": with(json!({
-                    "200": {"description": "the view", "content": {"application/json": {"schema": {}}}},
-                    "404": err("no such view")
+                    "200": {"description": "the view", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "404": err("no such view"),
+                    "500": err("the box's control loop did not answer")
                 }))
             }},
             "/api/v1/actions": {"post": {
@@ -151,8 +154,9 @@ pub fn document() -> Value {
                     "200": {"description": "done", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"done": {"type": "string"}}}}}},
                     "400": err("not an action"),
-                    "404": err("the action names something that does not exist"),
-                    "409": err("the action cannot be done now")
+                    "404": err("the action names something that does not exist (the message names the field)"),
+                    "409": err("the action cannot be done now"),
+                    "500": err("the box's control loop did not answer")
                 }))
             }},
             "/api/v1/events": {"get": {

@@ -26,8 +26,8 @@ impl Backend for FakeBox {
         Ok(())
     }
 
-    fn view(&self, view: View) -> Value {
-        json!({"view": view})
+    fn view(&self, view: View) -> Result<Value, BackendError> {
+        Ok(json!({"view": view}))
     }
 
     fn act(&self, action: &Action) -> Result<String, BackendError> {
@@ -39,8 +39,8 @@ impl Backend for FakeBox {
         }
     }
 
-    fn metrics(&self) -> String {
-        "# TYPE dmvpn_peers gauge\ndmvpn_peers 3\n".into()
+    fn metrics(&self) -> Result<String, BackendError> {
+        Ok("# TYPE dmvpn_peers gauge\ndmvpn_peers 3\n".into())
     }
 }
 
@@ -246,4 +246,15 @@ fn the_checked_in_openapi_document_is_the_served_one() {
         checked_in == served,
         "mgmt/openapi.json is stale: regenerate it with `cargo run -p mgmt --bin dmvpn-openapi > mgmt/openapi.json`"
     );
+}
+
+#[test]
+fn token_file_names_the_bad_field() {
+    let h = hex::encode(Sha256::digest(b"s3cret"));
+    let ok = format!("[[tokens]]\nname = \"noc\"\nrole = \"operator\"\nsha256 = \"{}\"\n", h.to_uppercase());
+    assert_eq!(load_tokens(&ok).unwrap(), vec![Token::new("noc", Role::Operator, "s3cret")]);
+    let bad = "[[tokens]]\nname = \"noc\"\nrole = \"operator\"\nsha256 = \"abc\"\n";
+    assert_eq!(load_tokens(bad).unwrap_err(), "tokens[0].sha256: not a SHA-256 in hex (64 hex digits)");
+    let role = format!("[[tokens]]\nname = \"noc\"\nrole = \"root\"\nsha256 = \"{h}\"\n");
+    assert!(load_tokens(&role).unwrap_err().contains("role"));
 }

@@ -21,14 +21,14 @@ impl Backend for ObsBox {
     fn apply(&self, _: &Config) -> Result<(), BackendError> {
         Ok(())
     }
-    fn view(&self, _: View) -> Value {
-        Value::Null
+    fn view(&self, _: View) -> Result<Value, BackendError> {
+        Ok(Value::Null)
     }
     fn act(&self, _: &Action) -> Result<String, BackendError> {
         Ok(String::new())
     }
-    fn metrics(&self) -> String {
-        String::new()
+    fn metrics(&self) -> Result<String, BackendError> {
+        Ok(String::new())
     }
     fn observe(&self) -> Option<Arc<Observe>> {
         Some(self.obs.clone())

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]
+//!        [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]]
 //! ```
 //!
 //! Loads the configuration ([`mgmt::config::store::ConfigStore`]) and the hardware profile, maps the
@@ -11,11 +12,21 @@
 //! and `show ip nhrp`, with the data plane's counters) is written to each client of the unix socket
 //! (default `/run/dmvpnd.sock`). SIGTERM or SIGINT stops it: the workers drain, every mbuf must be back
 //! in its pool (else exit status 1).
+//!
+//! With `--api`, the REST API ([`mgmt::api`]) serves HTTPS on its own threads (the certificate and key
+//! given, or a self-signed one made at start), with the bearer tokens of `--tokens`. Its threads talk to
+//! the control loop only through the bounded queue of [`mgmt::api::daemon`], which the loop polls once
+//! per iteration and never waits on. SIGHUP re-reads the configuration file and applies it through the
+//! same path as `PUT /api/v1/config` (what can change live changes; a change that needs a restart is
+//! refused, and logged, with the field that needs it).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -27,21 +38,34 @@ use dataplane::pkt::PacketBuf;
 use dataplane::punt::{Inject, PuntData};
 use dataplane::tables::TablesPublisher;
 use hw_profiles::Profile;
-use mgmt::config::store::ConfigStore;
+use mgmt::api::daemon::{self, Answer, Ask, Request};
+use mgmt::api::{Api, Tls};
+use mgmt::capture::{CaptureControl, Names};
+use mgmt::config::store::{self, ConfigStore};
 use mgmt::control::{Control, Output, PuntIn, Setup};
+use mgmt::events::Observe;
 use mgmt::plan::Plan;
 
-const USAGE: &str = "usage: dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]";
+const USAGE: &str = "usage: dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]
+              [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]]";
+
+/// API requests the control loop answers per iteration (the rest wait for the next one).
+const REQUESTS_PER_ITERATION: usize = 8;
 
 struct Args {
     config: PathBuf,
     profile: PathBuf,
     socket: PathBuf,
     file_prefix: Option<String>,
+    api: Option<SocketAddr>,
+    tokens: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
     let (mut config, mut profile, mut socket, mut file_prefix) = (None, None, None, None);
+    let (mut api, mut tokens, mut tls_cert, mut tls_key) = (None, None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
@@ -50,15 +74,76 @@ fn parse_args() -> Result<Args> {
             "--profile" => profile = Some(PathBuf::from(value()?)),
             "--socket" => socket = Some(PathBuf::from(value()?)),
             "--file-prefix" => file_prefix = Some(value()?),
+            "--api" => {
+                let v = value()?;
+                api = Some(v.parse::<SocketAddr>().with_context(|| format!("--api {v:?}: not ADDR:PORT"))?);
+            }
+            "--tokens" => tokens = Some(PathBuf::from(value()?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),
         }
     }
+    ensure!(api.is_none() || tokens.is_some(), "--api needs --tokens\n{USAGE}");
+    ensure!(tls_cert.is_some() == tls_key.is_some(), "--tls-cert and --tls-key go together\n{USAGE}");
     Ok(Args {
         config: config.context(USAGE)?,
         profile: profile.context(USAGE)?,
         socket: socket.unwrap_or_else(|| PathBuf::from("/run/dmvpnd.sock")),
         file_prefix,
+        api,
+        tokens,
+        tls_cert,
+        tls_key,
     })
+}
+
+/// Starts the REST API on its own threads; returns once it listens (or failed to).
+fn start_api(args: &Args, api: &Arc<Api>, hostname: &str) -> Result<()> {
+    let Some(listen) = args.api else { return Ok(()) };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Tls::Pem {
+            cert: std::fs::read(c).with_context(|| format!("--tls-cert {}", c.display()))?,
+            key: std::fs::read(k).with_context(|| format!("--tls-key {}", k.display()))?,
+        },
+        _ => Tls::SelfSigned(vec![hostname.to_string(), listen.ip().to_string()]),
+    };
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let api = api.clone();
+    let server = std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || -> std::io::Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(mgmt::api::serve(api, listen, tls, Some(bound_tx)))
+        })
+        .context("starting the API thread")?;
+    match bound_rx.blocking_recv() {
+        Ok(addr) => {
+            eprintln!("dmvpnd: api on https://{addr}");
+            Ok(())
+        }
+        Err(_) => match server.join() {
+            Ok(Err(e)) => Err(e).with_context(|| format!("--api {listen}")),
+            _ => bail!("--api {listen}: the API thread stopped"),
+        },
+    }
+}
+
+/// SIGHUP re-reads the configuration file, on its own thread (it waits for the control loop).
+fn reload_on_hup(api: Arc<Api>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("SIGHUP")?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match api.reload() {
+                    Ok(rev) => eprintln!("dmvpnd: SIGHUP: configuration reloaded, revision {rev}"),
+                    Err(e) => eprintln!("dmvpnd: SIGHUP: configuration not reloaded: {e}"),
+                }
+            }
+        })
+        .context("starting the SIGHUP thread")?;
+    Ok(())
 }
 
 fn seed() -> [u8; 16] {
@@ -72,11 +157,25 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     let store = ConfigStore::open(&args.config).with_context(|| format!("config {}", args.config.display()))?;
     let config = store.current().clone();
+    let revision = store.revision().to_string();
+    let tokens = match &args.tokens {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("--tokens {}", p.display()))?;
+            mgmt::api::load_tokens(&text).map_err(|e| anyhow::anyhow!("--tokens {}: {e}", p.display()))?
+        }
+        None => Vec::new(),
+    };
+    let start = Instant::now();
+    let observe = Observe::starting_now(start);
+    let (backend, requests) = daemon::channel();
+    let backend = backend.with_observe(observe.clone());
+    let api = Api::new(tokens, store, Arc::new(backend.clone()));
     let profile = Profile::load(&args.profile).with_context(|| format!("profile {}", args.profile.display()))?;
     let plan = Plan::new(&config).with_context(|| format!("config {}", args.config.display()))?;
     let (publisher, reader) = TablesPublisher::new();
     let prefix = args.file_prefix.clone().unwrap_or_else(|| format!("dmvpnd-{}", std::process::id()));
     let rt = Runtime::start(&profile, &plan.ports, &prefix, &reader, &[])?;
+    backend.set_capture(CaptureControl::new(rt.capture(), Runtime::clock_ns, Names::of(&plan)));
     let term = runtime::stop_signals()?;
     let macs: Vec<[u8; 6]> = (0..plan.ports.len()).map(|i| rt.mac(PortId(i as u16)).unwrap_or_default()).collect();
     let s = seed();
@@ -86,7 +185,9 @@ fn main() -> Result<()> {
         iv_seed: s,
         nhrp_seed: u64::from_le_bytes(s[..8].try_into().unwrap_or_default()),
     };
-    let result = run(&args, &config, &store, publisher, &macs, setup, &rt, &term);
+    let result = start_api(&args, &api, &config.hostname)
+        .and_then(|()| reload_on_hup(api.clone()))
+        .and_then(|()| run(&args, &config, revision, &requests, publisher, &macs, setup, &rt, &term, observe));
     eprintln!("dmvpnd: stopping: draining the workers");
     rt.halt();
     let stop = rt.finish();
@@ -101,16 +202,17 @@ fn main() -> Result<()> {
 fn run(
     args: &Args,
     config: &mgmt::config::Config,
-    store: &ConfigStore,
+    mut revision: String,
+    requests: &Receiver<Request>,
     publisher: TablesPublisher,
     macs: &[[u8; 6]],
     setup: Setup,
     rt: &Runtime,
     term: &std::sync::atomic::AtomicBool,
+    observe: Arc<Observe>,
 ) -> Result<()> {
-    let start = Instant::now();
-    let mut control = Control::new(config, publisher, macs, setup, start)?;
-    control.set_observe(mgmt::events::Observe::starting_now(start));
+    let mut control = Control::new(config, publisher, macs, setup, Instant::now())?;
+    control.set_observe(observe);
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket).with_context(|| format!("binding {}", args.socket.display()))?;
     listener.set_nonblocking(true).context("status socket")?;
@@ -118,7 +220,7 @@ fn run(
         "dmvpnd: running: {} as {}, config revision {}, {}, status on {}",
         config.hostname,
         if config.tunnels.iter().any(|t| !t.nhrp.nhs.is_empty()) { "spoke" } else { "hub" },
-        store.revision(),
+        revision,
         rt.describe(),
         args.socket.display()
     );
@@ -148,10 +250,30 @@ fn run(
             work += 1;
             inject(rt, out);
         }
-        if let Ok((mut conn, _)) = listener.accept() {
+        let status = |control: &Control, revision: &str| {
             let mut status = control.status(Instant::now());
             status["dataplane"] = rt.stats();
-            status["config_revision"] = store.revision().into();
+            status["config_revision"] = revision.into();
+            status
+        };
+        for request in requests.try_iter().take(REQUESTS_PER_ITERATION) {
+            work += 1;
+            let now = Instant::now();
+            let answer = match &request.ask {
+                Ask::Status => Answer::Status(status(&control, &revision)),
+                Ask::Apply(config) => Answer::Done(control.apply_config(now, config).map(|()| {
+                    revision = store::revision(config);
+                    String::new()
+                })),
+                Ask::Act(action) => Answer::Done(control.act(now, action)),
+            };
+            request.answer(answer);
+        }
+        while let Some(out) = control.poll_output() {
+            inject(rt, out);
+        }
+        if let Ok((mut conn, _)) = listener.accept() {
+            let status = status(&control, &revision);
             let _ = conn.set_nonblocking(false);
             let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = writeln!(conn, "{status}");

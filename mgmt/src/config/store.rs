@@ -71,6 +71,11 @@ impl ConfigStore {
         Ok(Self { path, current, revision })
     }
 
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The configuration in force.
     pub fn current(&self) -> &Config {
         &self.current
