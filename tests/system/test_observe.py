@@ -47,12 +47,12 @@ def lab():
 class Api:
     def __init__(self, lab, node="hub1", role="operator"):
         self.base = lab.api_url(node)
-        self.s = requests.Session()
-        self.s.verify = str(lab.cert)
-        self.s.headers["Authorization"] = f"Bearer {Lab.TOKENS[role]}"
+        self.cert = str(lab.cert)  # per request: a Session's own is overridden by $REQUESTS_CA_BUNDLE
+        self.headers = {"Authorization": f"Bearer {Lab.TOKENS[role]}"}
 
     def __call__(self, method, path, **kw):
-        return self.s.request(method, self.base + path, timeout=15, **kw)
+        kw.setdefault("timeout", 15)
+        return requests.request(method, self.base + path, headers=self.headers, verify=self.cert, **kw)
 
 
 class Stream:
@@ -60,7 +60,8 @@ class Stream:
 
     def __init__(self, api: Api):
         self.entries: list[dict] = []
-        self.r = api("GET", "/api/v1/events/stream", stream=True)
+        # Keep-alive comments come every 15 s; a quiet minute is a dead stream.
+        self.r = api("GET", "/api/v1/events/stream", stream=True, timeout=(15, 60))
         assert self.r.status_code == 200, self.r.text
         assert self.r.headers["content-type"].startswith("text/event-stream")
         threading.Thread(target=self._read, daemon=True).start()
