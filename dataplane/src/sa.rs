@@ -391,7 +391,13 @@ pub enum SaEventKind {
     SeqNearExhaustion,
     /// The last sequence number was used (RFC 4303 §3.3.3): the SA is dead.
     SeqExhausted,
+    /// Outbound traffic used the SA: raised at its first packet, then at most once per
+    /// [`USED_REPORT_NS`] while traffic flows (the control plane refreshes the NHRP entries it carries).
+    Used,
 }
+
+/// How often, at most, an outbound SA in use raises [`SaEventKind::Used`].
+pub const USED_REPORT_NS: u64 = 5_000_000_000;
 
 impl SaEventKind {
     const fn bit(self) -> u8 {
@@ -407,11 +413,12 @@ impl SaEventKind {
             SaEventKind::HardPackets => "hard_packets",
             SaEventKind::SeqNearExhaustion => "seq_near_exhaustion",
             SaEventKind::SeqExhausted => "seq_exhausted",
+            SaEventKind::Used => "used",
         }
     }
 }
 
-/// An edge-triggered SA event: each kind is raised at most once per SA.
+/// An SA event: each lifetime and sequence kind is raised at most once per SA, [`SaEventKind::Used`] periodically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SaEvent {
     /// Which SA.
@@ -435,6 +442,8 @@ pub struct SaRt {
     bytes: u64,
     fired: u8,
     expired: bool,
+    /// Outbound: when the next [`SaEventKind::Used`] may be raised.
+    next_used_ns: u64,
 }
 
 impl SaRt {
@@ -453,6 +462,7 @@ impl SaRt {
             bytes: 0,
             fired: 0,
             expired: false,
+            next_used_ns: 0,
         }
     }
 
@@ -493,12 +503,19 @@ impl SaRt {
 pub struct SaRtTable {
     rts: Vec<Option<SaRt>>,
     events: Vec<SaEvent>,
+    now_ns: u64,
 }
 
 impl SaRtTable {
     /// An empty table with room for `slots` SAs and a few events.
     pub fn with_capacity(slots: usize) -> Self {
-        Self { rts: Vec::with_capacity(slots), events: Vec::with_capacity(64) }
+        Self { rts: Vec::with_capacity(slots), events: Vec::with_capacity(64), now_ns: 0 }
+    }
+
+    /// Sets the clock (nanoseconds, any epoch) that paces [`SaEventKind::Used`]; the worker calls it
+    /// once per poll.
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
     }
 
     /// The runtime state of `index` in `db`, (re)created if the SA there is new or changed. `None` if `db`
@@ -515,7 +532,7 @@ impl SaRtTable {
             *rt = Some(SaRt::new(sa));
         }
         let rt = rt.as_mut()?;
-        Some(SaEntry { index, sa, rt, events: &mut self.events })
+        Some(SaEntry { index, sa, rt, events: &mut self.events, now_ns: self.now_ns })
     }
 
     /// Makes room for every index of `db`.
@@ -555,6 +572,7 @@ pub struct SaEntry<'t, 'd> {
     pub sa: &'d Sa,
     rt: &'t mut SaRt,
     events: &'t mut Vec<SaEvent>,
+    now_ns: u64,
 }
 
 impl SaEntry<'_, '_> {
@@ -666,7 +684,12 @@ impl SaEntry<'_, '_> {
 
     /// Counts one packet of `bytes` payload bytes against the lifetimes (RFC 4301 §4.4.2.1), raising
     /// each soft/hard event once. Reaching a hard limit expires the SA: this packet is the last one.
+    /// Outbound, it also raises [`SaEventKind::Used`] at most once per [`USED_REPORT_NS`].
     pub fn account(&mut self, bytes: usize) {
+        if self.now_ns >= self.rt.next_used_ns && self.sa.config.direction == Direction::Outbound {
+            self.rt.next_used_ns = self.now_ns.saturating_add(USED_REPORT_NS);
+            self.events.push(SaEvent { sa: self.index, kind: SaEventKind::Used });
+        }
         self.rt.packets += 1;
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);
         let (packets, total) = (self.rt.packets, self.rt.bytes);

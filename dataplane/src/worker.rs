@@ -95,6 +95,7 @@ impl<P: Port> Worker<P> {
     /// for rate limits and lifetimes. Returns the number of packets handled, so that an adaptive poller
     /// can back off when it is zero.
     pub fn poll(&mut self, now_ns: u64) -> usize {
+        self.sa_rt.set_clock(now_ns);
         let tables = self.tables.load();
         if tables.generation() != self.generation {
             self.generation = tables.generation();

@@ -69,6 +69,10 @@ fuzz_target!(|data: &[u8]| {
             3 => e.handle_redirect(now, T, None, chunk),
             4 => e.resolve(now, T, ip(10, chunk.first().copied().unwrap_or(12), 0, 9)),
             5 => e.purge(now, T, ip(10, 11, 0, 0), 16),
+            6 if chunk.first().is_some_and(|b| b & 1 == 1) => {
+                let peer = chunk.get(1).copied().unwrap_or(12) % 4 + 11;
+                e.forget(T, ip(10, 0, 0, peer), ip(198, 51, 100, peer));
+            }
             6 => e.mark_used(T, ip(10, 12, 0, 9)),
             _ => e.handle_timeout(now),
         }

@@ -1,5 +1,6 @@
 //! The engine's cold configuration and the pure decisions it drives: proposal selection (RFC 7296
-//! §2.7, §3.3.6), the pre-shared-key keyring (§2.15), traffic-selector narrowing (§2.9).
+//! §2.7, §3.3.6), the pre-shared-key keyring and the authentication policy (§2.15), traffic-selector
+//! narrowing (§2.9).
 //!
 //! Layer: read by the engine, written by the daemon's config model. Contract: every function here is
 //! pure; selection follows *our* configured order of preference (the first of our proposals the peer
@@ -8,6 +9,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::cert::{LocalCert, TrustStore};
 use crate::message::{
     DhGroup, EncrId, EsnId, Id, IdType, IntegId, PrfId, Proposal, ProtocolId, Sa, TrafficSelector, Transform,
     TransformType,
@@ -105,19 +107,54 @@ impl Keyring {
 
     /// The key for a peer with identity `id` (if known yet) at `addr`.
     pub fn lookup(&self, id: Option<&Id>, addr: IpAddr) -> Option<&[u8]> {
-        let mut best: Option<(u16, &[u8])> = None;
-        for (m, key) in &self.entries {
-            let rank = match m {
-                PeerMatch::Id(want) if Some(want) == id => 1000,
-                PeerMatch::Address { net, prefix } if in_prefix(addr, *net, *prefix) => 1 + u16::from(*prefix),
-                PeerMatch::Any => 0,
-                _ => continue,
-            };
-            if best.is_none_or(|(r, _)| rank > r) {
-                best = Some((rank, key));
-            }
+        best_match(&self.entries, id, addr).map(Vec::as_slice)
+    }
+}
+
+/// The value of the most specific entry for a peer: an identity, then the longest address prefix,
+/// then the wildcard.
+fn best_match<'a, T>(entries: &'a [(PeerMatch, T)], id: Option<&Id>, addr: IpAddr) -> Option<&'a T> {
+    let mut best: Option<(u16, &T)> = None;
+    for (m, value) in entries {
+        let rank = match m {
+            PeerMatch::Id(want) if Some(want) == id => 1000,
+            PeerMatch::Address { net, prefix } if in_prefix(addr, *net, *prefix) => 1 + u16::from(*prefix),
+            PeerMatch::Any => 0,
+            _ => continue,
+        };
+        if best.is_none_or(|(r, _)| rank > r) {
+            best = Some((rank, value));
         }
-        best.map(|(_, k)| k)
+    }
+    best.map(|(_, v)| v)
+}
+
+/// How a peer and we authenticate to each other (§2.15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthKind {
+    /// A pre-shared key from the keyring (AUTH method 2, Shared Key MIC).
+    #[default]
+    Psk,
+    /// Our certificate and a signature (AUTH method 14, RFC 7427), the peer's checked against the trust
+    /// store ([`Config::local_cert`], [`Config::trust`]).
+    Certificate,
+}
+
+/// The authentication method by peer: the most specific entry wins (as in the [`Keyring`]), else
+/// `default`. Both sides of an IKE SA use the method chosen for the peer; an AUTH of another method
+/// fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// For peers no entry matches.
+    pub default: AuthKind,
+    /// Per peer.
+    pub peers: Vec<(PeerMatch, AuthKind)>,
+}
+
+impl AuthPolicy {
+    /// The method for a peer with identity `id` (if known yet) at `addr`.
+    pub fn lookup(&self, id: Option<&Id>, addr: IpAddr) -> AuthKind {
+        best_match(&self.peers, id, addr).copied().unwrap_or(self.default)
     }
 }
 
@@ -167,6 +204,13 @@ pub struct Config {
     pub local_id: Id,
     /// Pre-shared keys.
     pub keyring: Keyring,
+    /// Which peers authenticate with a pre-shared key and which with certificates.
+    pub auth: AuthPolicy,
+    /// Our certificate chain and key, for [`AuthKind::Certificate`].
+    pub local_cert: Option<LocalCert>,
+    /// The CAs and CRLs a peer's certificate is checked against. With any CA, IKE_SA_INIT carries
+    /// SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4) and we send CERTREQ (§3.7).
+    pub trust: TrustStore,
     /// IKE proposals, most preferred first.
     pub ike_proposals: Vec<IkeProposal>,
     /// ESP proposals, most preferred first.
@@ -222,6 +266,9 @@ impl Config {
         Config {
             local_id,
             keyring: Keyring::default(),
+            auth: AuthPolicy::default(),
+            local_cert: None,
+            trust: TrustStore::default(),
             ike_proposals: vec![
                 IkeProposal {
                     encr: EncrId::ENCR_AES_GCM_16,

@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use crate::config::{self, Config, EspSuite, IkeChoice, IkeSuite};
+use crate::cert::{self, AuthError};
+use crate::config::{self, AuthKind, Config, EspSuite, IkeChoice, IkeSuite};
 use crate::crypto::{DhError, KeyExchange, Random};
 use crate::keys::{self, DirKeys, KeyLengths, Prf};
 use crate::message::{
-    Auth, AuthMethod, Delete, DhGroup, ExchangeType, Flags, Header, Id, Ke, Message, Notify, NotifyType, Payload,
-    PayloadBody, PayloadType, ProtocolId, TrafficSelector,
+    Auth, AuthMethod, Cert, CertEncoding, Delete, DhGroup, ExchangeType, Flags, Header, Id, Ke, Message, Notify,
+    NotifyType, Payload, PayloadBody, PayloadType, ProtocolId, TrafficSelector,
 };
 use crate::sk::SkCipher;
 
@@ -140,6 +141,9 @@ pub enum Failure {
     Rejected(NotifyType),
     /// AUTH did not verify, or no key was configured for the peer.
     AuthenticationFailed,
+    /// Authentication failed, and why: the peer's certificate, identity or signature was refused, it
+    /// used a method our policy does not allow, or we could not sign (RFC 7427).
+    Auth(AuthError),
     /// IKE_SA_INIT or IKE_AUTH went unanswered.
     Timeout,
     /// The peer's answer broke the protocol (what was wrong).
@@ -248,6 +252,8 @@ pub struct Stats {
     pub proposals_refused: u64,
     /// AUTH that did not verify.
     pub auth_failures: u64,
+    /// Rekeys of an IKE SA by the peer that crossed our own (RFC 7296 §2.8.2).
+    pub ike_rekey_collisions: u64,
     /// Half-open IKE SAs dropped.
     pub half_open_expired: u64,
     /// IKE_SA_INIT requests answered with N(COOKIE) only (§2.6).
@@ -495,6 +501,20 @@ struct IkeSa {
     rekeys: u32,
     /// The deadline this SA is filed under in the engine's timer set.
     filed: Option<Instant>,
+    /// §2.8.2: the peer's rekey of this IKE SA crossed ours.
+    crossed: Option<Crossed>,
+}
+
+/// The peer's rekey of an IKE SA that crossed our own (RFC 7296 §2.8.2). The SA its exchange made
+/// stands by (state `Rekeyed`, no CHILD SAs) until ours is answered: the new SA made with the lowest
+/// of the four nonces is redundant and its initiator deletes it; the CHILD SAs go to the other one.
+struct Crossed {
+    /// Our SPI of the SA the peer's exchange made.
+    sa: u64,
+    /// The lower nonce of the peer's exchange (its Ni, our Nr).
+    lowest: Vec<u8>,
+    /// When that SA was made (its lifetime runs from then).
+    since: Instant,
 }
 
 /// An authenticated SK or SKF payload's plaintext.
@@ -515,6 +535,13 @@ enum Next {
     Remove(Option<DownReason>),
     /// A rekey made this new IKE SA (§1.3.2); the old one stays until deleted.
     Rekeyed(Box<IkeSa>),
+    /// The peer's rekey crossed ours (§2.8.2): its new SA stands by, filed without an event.
+    Standby(Box<IkeSa>),
+    /// The peer's rekey crossed ours and won (§2.8.2): our new SA, redundant, is filed without an
+    /// event (it deletes itself), and the CHILD SAs go to the peer's.
+    Lost(Box<IkeSa>),
+    /// The peer's rekey crossed ours, and ours failed: the CHILD SAs go to the peer's.
+    HandOver,
 }
 
 struct Ctx {
@@ -524,9 +551,25 @@ struct Ctx {
     events: VecDeque<Event>,
     stats: Stats,
     child_spis: HashSet<u32>,
+    /// An instant and the time since the Unix epoch then, for certificate validity.
+    wall_clock: Option<(Instant, Duration)>,
 }
 
 impl Ctx {
+    /// The time since the Unix epoch at `now`, once [`Engine::set_wall_clock`] was called.
+    fn unix_time(&self, now: Instant) -> Option<Duration> {
+        let (at, unix) = self.wall_clock?;
+        match now.checked_duration_since(at) {
+            Some(later) => unix.checked_add(later),
+            None => unix.checked_sub(at.duration_since(now)),
+        }
+    }
+
+    /// We take part in certificate authentication: IKE_SA_INIT carries SIGNATURE_HASH_ALGORITHMS.
+    fn certificates(&self) -> bool {
+        self.config.local_cert.is_some() || !self.config.trust.is_empty()
+    }
+
     fn nonce(&mut self) -> Vec<u8> {
         let mut n = vec![0; NONCE_LEN];
         self.rng.fill(&mut n);
@@ -648,6 +691,13 @@ fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr,
     (local_behind, remote_behind)
 }
 
+/// How long the loser of a crossed IKE SA rekey (§2.8.2) waits for its resolution: our request's
+/// retransmissions, then as long as a half-open SA.
+fn standby_time(c: &Config) -> Duration {
+    let sends = c.retransmit.tries.min(16);
+    c.retransmit.initial * (2u32.pow(sends) - 1) + c.half_open_timeout
+}
+
 /// Maximum cookie attempts an initiator makes before giving up (§2.6 sets no number).
 const COOKIE_TRIES: u8 = 3;
 
@@ -671,9 +721,59 @@ fn cookie(secret: &[u8; 32], ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u
 /// AUTH for a pre-shared key (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>),
 /// SignedOctets = RealMessage | Nonce of the peer | prf(SK_p, RestOfIDPayload).
 fn psk_auth(prf: Prf, psk: &[u8], message: &[u8], peer_nonce: &[u8], sk_p: &[u8], id: &Id) -> Vec<u8> {
-    let maced_id = prf.compute(sk_p, &[&id.body()]);
     let key = prf.compute(psk, &[b"Key Pad for IKEv2"]);
-    prf.compute(&key, &[message, peer_nonce, &maced_id])
+    prf.compute(&key, &[&signed_octets(prf, message, peer_nonce, sk_p, id)])
+}
+
+/// `<SignedOctets>` (§2.15): RealMessage | Nonce of the peer | prf(SK_p, RestOfIDPayload).
+fn signed_octets(prf: Prf, message: &[u8], peer_nonce: &[u8], sk_p: &[u8], id: &Id) -> Vec<u8> {
+    let maced_id = prf.compute(sk_p, &[&id.body()]);
+    [message, peer_nonce, &maced_id].concat()
+}
+
+/// Our CERT payloads (end entity first, §3.6) and AUTH by digital signature (RFC 7427 §3) over
+/// `octets`.
+fn sign_auth(config: &Config, octets: &[u8]) -> Result<(Vec<Payload>, Payload), AuthError> {
+    let local = config.local_cert.as_ref().ok_or(AuthError::NoLocalCertificate)?;
+    let data = local.sign(octets)?;
+    let certs = local
+        .chain()
+        .iter()
+        .map(|c| PayloadBody::Cert(Cert { encoding: CertEncoding::X509_SIGNATURE, data: c.clone() }).into())
+        .collect();
+    Ok((certs, PayloadBody::Auth(Auth { method: AuthMethod::DIGITAL_SIGNATURE, data }).into()))
+}
+
+/// Checks a peer's AUTH by digital signature: its X.509 CERT payloads chain to our CAs, are not
+/// revoked, name `id`, and the end entity's key signed `octets` (RFC 7427 §3).
+fn verify_auth(
+    ctx: &Ctx,
+    now: Instant,
+    inner: &[Payload],
+    id: &Id,
+    auth: &Auth,
+    octets: &[u8],
+) -> Result<(), AuthError> {
+    if auth.method != AuthMethod::DIGITAL_SIGNATURE {
+        return Err(AuthError::MethodNotAllowed { got: auth.method, want: AuthKind::Certificate });
+    }
+    let unix = ctx.unix_time(now).ok_or(AuthError::NoWallClock)?;
+    let certs: Vec<&[u8]> = inner
+        .iter()
+        .filter_map(|p| match &p.body {
+            PayloadBody::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.as_slice()),
+            _ => None,
+        })
+        .collect();
+    ctx.config.trust.verify(&certs, id, unix, octets, &auth.data)
+}
+
+/// CERTREQ for our CAs (§3.7), if we have any.
+fn certreq(config: &Config) -> Option<Payload> {
+    (!config.trust.is_empty()).then(|| {
+        PayloadBody::CertReq(Cert { encoding: CertEncoding::X509_SIGNATURE, data: config.trust.certreq().to_vec() })
+            .into()
+    })
 }
 
 impl IkeSa {
@@ -1002,6 +1102,9 @@ impl IkeSa {
         if ctx.config.fragment_size.is_some() {
             msg.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
         }
+        if ctx.certificates() {
+            msg.payloads.push(notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, cert::signature_hashes_notify()));
+        }
         let request = msg.to_vec().unwrap_or_default();
         self.state = State::InitSent { ke, request: request.clone() };
         self.start_request(ctx, now, 0, vec![request], Sent::Init);
@@ -1010,20 +1113,40 @@ impl IkeSa {
 
     /// IKE_AUTH request (§1.2) with the CHILD SA for GRE (§1.3.1 transport mode).
     fn send_auth(&mut self, ctx: &mut Ctx, now: Instant, init_request: &[u8]) -> Next {
-        let Some(psk) = ctx.config.keyring.lookup(self.peer_id.as_ref(), self.remote.ip()).map(<[u8]>::to_vec) else {
-            ctx.stats.auth_failures += 1;
-            return self.fail(ctx, Failure::AuthenticationFailed);
-        };
         let Some(c) = self.crypto.as_ref() else { return Next::Keep };
         let idi = ctx.config.local_id.clone();
-        let auth = psk_auth(c.prf, &psk, init_request, &self.nr, &c.sk_pi, &idi);
+        // §2.15: IDi, [CERT+], [CERTREQ], [IDr], AUTH.
+        let mut inner: Vec<Payload> = vec![PayloadBody::IdI(idi.clone()).into()];
+        let (auth, psk) = match ctx.config.auth.lookup(self.peer_id.as_ref(), self.remote.ip()) {
+            AuthKind::Psk => {
+                let Some(psk) = ctx.config.keyring.lookup(self.peer_id.as_ref(), self.remote.ip()).map(<[u8]>::to_vec)
+                else {
+                    ctx.stats.auth_failures += 1;
+                    return self.fail(ctx, Failure::AuthenticationFailed);
+                };
+                let data = psk_auth(c.prf, &psk, init_request, &self.nr, &c.sk_pi, &idi);
+                (PayloadBody::Auth(Auth { method: AuthMethod::SHARED_KEY_MIC, data }).into(), psk)
+            }
+            AuthKind::Certificate => {
+                match sign_auth(&ctx.config, &signed_octets(c.prf, init_request, &self.nr, &c.sk_pi, &idi)) {
+                    Ok((certs, auth)) => {
+                        inner.extend(certs);
+                        inner.extend(certreq(&ctx.config));
+                        (auth, Vec::new())
+                    }
+                    Err(e) => {
+                        ctx.stats.auth_failures += 1;
+                        return self.fail(ctx, Failure::Auth(e));
+                    }
+                }
+            }
+        };
         let spi_in = ctx.child_spi();
         let proto = ctx.config.ts_protocol;
-        let mut inner: Vec<Payload> = vec![PayloadBody::IdI(idi).into()];
         if let Some(idr) = &self.peer_id {
             inner.push(PayloadBody::IdR(idr.clone()).into());
         }
-        inner.push(PayloadBody::Auth(Auth { method: AuthMethod::SHARED_KEY_MIC, data: auth }).into());
+        inner.push(auth);
         inner.push(notify(NotifyType::INITIAL_CONTACT, []));
         if ctx.config.transport {
             inner.push(notify(NotifyType::USE_TRANSPORT_MODE, []));
@@ -1051,19 +1174,42 @@ impl IkeSa {
             return self.fail(ctx, failure);
         };
         let Some(c) = self.crypto.as_ref() else { return Next::Keep };
-        // The configured peer identity, when there is one, must be the one authenticated; the key
-        // is the one for that identity.
-        let psk = match &self.peer_id {
-            Some(want) if want != idr => None,
-            Some(_) => Some(psk.clone()),
-            None => ctx.config.keyring.lookup(Some(idr), self.remote.ip()).map(<[u8]>::to_vec),
+        let verdict = match ctx.config.auth.lookup(Some(self.peer_id.as_ref().unwrap_or(idr)), self.remote.ip()) {
+            AuthKind::Psk if auth.method != AuthMethod::SHARED_KEY_MIC => {
+                Err(Failure::Auth(AuthError::MethodNotAllowed { got: auth.method, want: AuthKind::Psk }))
+            }
+            AuthKind::Psk => {
+                // The configured peer identity, when there is one, must be the one authenticated; the
+                // key is the one for that identity.
+                let psk = match &self.peer_id {
+                    Some(want) if want != idr => None,
+                    Some(_) => Some(psk.clone()),
+                    None => ctx.config.keyring.lookup(Some(idr), self.remote.ip()).map(<[u8]>::to_vec),
+                };
+                let expected = psk.map(|k| psk_auth(c.prf, &k, init_response, &self.ni, &c.sk_pr, idr));
+                match expected.is_some_and(|e| bool::from(e.as_slice().ct_eq(&auth.data))) {
+                    true => Ok(()),
+                    false => Err(Failure::AuthenticationFailed),
+                }
+            }
+            AuthKind::Certificate => match &self.peer_id {
+                Some(want) if want != idr => {
+                    Err(AuthError::UnexpectedIdentity { got: cert::id_display(idr), want: cert::id_display(want) })
+                }
+                _ => verify_auth(
+                    ctx,
+                    now,
+                    inner,
+                    idr,
+                    auth,
+                    &signed_octets(c.prf, init_response, &self.ni, &c.sk_pr, idr),
+                ),
+            }
+            .map_err(Failure::Auth),
         };
-        let expected = psk.map(|k| psk_auth(c.prf, &k, init_response, &self.ni, &c.sk_pr, idr));
-        let ok = auth.method == AuthMethod::SHARED_KEY_MIC
-            && expected.is_some_and(|e| bool::from(e.as_slice().ct_eq(&auth.data)));
-        if !ok {
+        if let Err(failure) = verdict {
             ctx.stats.auth_failures += 1;
-            return self.fail(ctx, Failure::AuthenticationFailed);
+            return self.fail(ctx, failure);
         }
         let spi_in = *spi_in;
         self.peer_id = Some(idr.clone());
@@ -1131,23 +1277,48 @@ impl IkeSa {
             return self.fail(ctx, Failure::Protocol("IKE_AUTH request lacks IDi or AUTH"));
         };
         let Some(c) = self.crypto.as_ref() else { return Next::Keep };
-        let psk = ctx.config.keyring.lookup(Some(idi), self.remote.ip()).map(<[u8]>::to_vec);
-        let ok = auth.method == AuthMethod::SHARED_KEY_MIC
-            && psk.as_ref().is_some_and(|k| {
-                let expected = psk_auth(c.prf, k, init_request, &self.nr, &c.sk_pi, idi);
-                bool::from(expected.as_slice().ct_eq(&auth.data))
-            });
-        let (Some(psk), true) = (psk, ok) else {
-            ctx.stats.auth_failures += 1;
-            self.send_response(ctx, ExchangeType::IKE_AUTH, id, &[notify(NotifyType::AUTHENTICATION_FAILED, [])]);
-            return self.fail(ctx, Failure::AuthenticationFailed);
-        };
         let idr = ctx.config.local_id.clone();
-        let our_auth = psk_auth(c.prf, &psk, init_response, &self.ni, &c.sk_pr, &idr);
-        let mut out: Vec<Payload> = vec![
-            PayloadBody::IdR(idr).into(),
-            PayloadBody::Auth(Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }).into(),
-        ];
+        // §2.15: verify the initiator, then answer IDr, [CERT+], AUTH.
+        let answer = match ctx.config.auth.lookup(Some(idi), self.remote.ip()) {
+            AuthKind::Psk if auth.method != AuthMethod::SHARED_KEY_MIC => {
+                Err(Failure::Auth(AuthError::MethodNotAllowed { got: auth.method, want: AuthKind::Psk }))
+            }
+            AuthKind::Psk => {
+                let psk = ctx.config.keyring.lookup(Some(idi), self.remote.ip());
+                let ok = psk.is_some_and(|k| {
+                    let expected = psk_auth(c.prf, k, init_request, &self.nr, &c.sk_pi, idi);
+                    bool::from(expected.as_slice().ct_eq(&auth.data))
+                });
+                match psk {
+                    Some(k) if ok => {
+                        let data = psk_auth(c.prf, k, init_response, &self.ni, &c.sk_pr, &idr);
+                        Ok(vec![PayloadBody::Auth(Auth { method: AuthMethod::SHARED_KEY_MIC, data }).into()])
+                    }
+                    _ => Err(Failure::AuthenticationFailed),
+                }
+            }
+            AuthKind::Certificate => {
+                verify_auth(ctx, now, inner, idi, auth, &signed_octets(c.prf, init_request, &self.nr, &c.sk_pi, idi))
+                    .and_then(|()| {
+                        sign_auth(&ctx.config, &signed_octets(c.prf, init_response, &self.ni, &c.sk_pr, &idr))
+                    })
+                    .map(|(mut certs, auth)| {
+                        certs.push(auth);
+                        certs
+                    })
+                    .map_err(Failure::Auth)
+            }
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(failure) => {
+                ctx.stats.auth_failures += 1;
+                self.send_response(ctx, ExchangeType::IKE_AUTH, id, &[notify(NotifyType::AUTHENTICATION_FAILED, [])]);
+                return self.fail(ctx, failure);
+            }
+        };
+        let mut out: Vec<Payload> = vec![PayloadBody::IdR(idr).into()];
+        out.extend(answer);
         self.peer_id = Some(idi.clone());
         self.state = State::Established { since: now };
         ctx.events.push_back(Event::IkeSaUp {
@@ -1480,16 +1651,28 @@ impl IkeSa {
             return Next::Keep;
         };
         let spi = ctx.ike_spi();
-        let Some(new) = self.successor(now, false, (peer_spi, spi), (ni, &nr), suite, &g_ir) else {
+        let Some(mut new) = self.successor(now, false, (peer_spi, spi), (ni, &nr), suite, &g_ir) else {
             self.send_response(ctx, ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN, [])]);
             return Next::Keep;
         };
+        let lowest = ni.min(nr.as_slice()).to_vec();
         let answer = [
             PayloadBody::Sa(config::ike_sa_answer(number, &suite, &spi.to_be_bytes())).into(),
             PayloadBody::Nonce(nr).into(),
             PayloadBody::Ke(Ke { group: suite.dh, data: ours.public().to_vec() }).into(),
         ];
         self.send_response(ctx, ex, id, &answer);
+        if matches!(self.outstanding, Some(Outstanding { kind: Sent::RekeyIke { .. }, .. })) {
+            // §2.8.2: answered as usual, but which new SA survives waits for the answer to ours; until
+            // then the CHILD SAs stay here and the peer's SA stands by.
+            ctx.stats.ike_rekey_collisions += 1;
+            let standby = now + standby_time(&ctx.config);
+            self.children = std::mem::take(&mut new.children);
+            new.state = State::Rekeyed { expires: standby };
+            self.crossed = Some(Crossed { sa: spi, lowest, since: now });
+            self.state = State::Rekeyed { expires: standby };
+            return Next::Standby(Box::new(new));
+        }
         self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
         Next::Rekeyed(Box::new(new))
     }
@@ -1543,6 +1726,7 @@ impl IkeSa {
             last_heard: now,
             rekeys: self.rekeys + 1,
             filed: None,
+            crossed: None,
         })
     }
 
@@ -1655,13 +1839,27 @@ impl IkeSa {
                 .ok_or(Failure::Protocol("IKE rekey key derivation"))
         });
         match new {
-            Ok(new) => {
-                self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+            Ok(mut new) => {
                 self.pending.clear();
+                let crossed = self.crossed.take();
+                if let Some(c) = crossed.filter(|c| new.ni.as_slice().min(new.nr.as_slice()) < c.lowest.as_slice()) {
+                    // §2.8.2: ours holds the lowest nonce: redundant, we delete it; the peer's SA takes
+                    // the CHILD SAs and the peer deletes this one.
+                    self.children = std::mem::take(&mut new.children);
+                    self.crossed = Some(c);
+                    new.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
+                    new.pending.push_back(Request::DeleteIke);
+                    new.pump(ctx, now);
+                    return Next::Lost(Box::new(new));
+                }
+                // Ours survives (the peer's, if its rekey crossed ours, waits for its DELETE on standby).
+                self.state = State::Rekeyed { expires: now + ctx.config.half_open_timeout };
                 self.pending.push_back(Request::DeleteIke);
                 self.pump(ctx, now);
                 Next::Rekeyed(Box::new(new))
             }
+            // §2.8.2, §2.25: the peer's crossing rekey stands (it may answer ours TEMPORARY_FAILURE).
+            Err(_) if self.crossed.is_some() => Next::HandOver,
             Err(failure) => {
                 ctx.events.push_back(Event::Failed { sa: self.id(), remote: self.remote, failure });
                 Next::Keep
@@ -1892,6 +2090,7 @@ impl Engine {
                 events: VecDeque::new(),
                 stats: Stats::default(),
                 child_spis: HashSet::new(),
+                wall_clock: None,
             },
             sas: HashMap::new(),
             half_open: HashMap::new(),
@@ -1903,6 +2102,13 @@ impl Engine {
     }
 
     // ---- getters ----
+
+    /// Tells the engine the time of day: at `now`, `since_epoch` had passed since 1970-01-01 UTC.
+    /// Certificate authentication checks validity periods with it (the engine reads no clock); call
+    /// it before the first IKE SA that uses certificates, and again if the system clock is stepped.
+    pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.ctx.wall_clock = Some((now, since_epoch));
+    }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
@@ -1994,6 +2200,7 @@ impl Engine {
             last_heard: now,
             rekeys: 0,
             filed: None,
+            crossed: None,
         };
         let ke = KeyExchange::generate(group, self.ctx.rng.as_mut())?;
         sa.send_init(&mut self.ctx, now, ke);
@@ -2254,6 +2461,7 @@ impl Engine {
             last_heard: now,
             rekeys: 0,
             filed: None,
+            crossed: None,
         };
         if sa.set_keys(suite, &g_ir).is_err() {
             return;
@@ -2264,6 +2472,7 @@ impl Engine {
             PayloadBody::Ke(Ke { group: suite.dh, data: our_ke.public().to_vec() }).into(),
             PayloadBody::Nonce(nr).into(),
         ];
+        response.payloads.extend(certreq(&self.ctx.config));
         if find_notify(&msg.payloads, NotifyType::NAT_DETECTION_SOURCE_IP).is_some() {
             response.payloads.extend(nat_payloads(sa.spi_i, spi_r, local, remote));
             let (local_behind, remote_behind) = nat_detected(&msg.payloads, sa.spi_i, 0, local, remote);
@@ -2275,6 +2484,9 @@ impl Engine {
             // RFC 7383 §2.3: agreed once both sent it.
             response.payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, []));
             sa.fragmentation = true;
+        }
+        if self.ctx.certificates() {
+            response.payloads.push(notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, cert::signature_hashes_notify()));
         }
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });
@@ -2312,6 +2524,22 @@ impl Engine {
                 self.remove(spi, reason);
                 return;
             }
+            Next::Standby(new) => {
+                let new_spi = new.id().0;
+                if let std::collections::hash_map::Entry::Vacant(v) = self.sas.entry(new_spi) {
+                    v.insert(*new);
+                    self.refile(new_spi);
+                }
+            }
+            Next::Lost(new) => {
+                let new_spi = new.id().0;
+                if let std::collections::hash_map::Entry::Vacant(v) = self.sas.entry(new_spi) {
+                    v.insert(*new);
+                    self.refile(new_spi);
+                }
+                self.hand_over(spi);
+            }
+            Next::HandOver => self.hand_over(spi),
             Next::Rekeyed(new) => {
                 let new_spi = if new.initiator { new.spi_i } else { new.spi_r };
                 if self.sas.contains_key(&new_spi) {
@@ -2359,7 +2587,29 @@ impl Engine {
         }
     }
 
+    /// A crossed IKE SA (§2.8.2) gives its CHILD SAs to the SA of the peer's rekey, which takes over.
+    fn hand_over(&mut self, old: u64) {
+        let Some(sa) = self.sas.get_mut(&old) else { return };
+        let Some(c) = sa.crossed.take() else { return };
+        let children = std::mem::take(&mut sa.children);
+        match self.sas.get_mut(&c.sa) {
+            Some(t) => {
+                t.children = children;
+                t.state = State::Established { since: c.since };
+                self.ctx.events.push_back(Event::IkeSaRekeyed { old: IkeSaId(old), new: IkeSaId(c.sa) });
+                self.refile(c.sa);
+            }
+            None => {
+                if let Some(sa) = self.sas.get_mut(&old) {
+                    sa.children = children;
+                }
+            }
+        }
+    }
+
     fn remove(&mut self, spi: u64, reason: Option<DownReason>) {
+        // Deleted (or expired) before its crossed rekey was settled: the peer's new SA takes over.
+        self.hand_over(spi);
         self.forget_half_open(spi);
         let Some(sa) = self.sas.remove(&spi) else { return };
         if let Some(t) = sa.filed {

@@ -8,11 +8,14 @@
 //!   Notify a responder answers with.
 //! - [`keys`]: the key schedule (§2.13, §2.14, §2.17, §2.18): prf, prf+, SKEYSEED, SK_* and KEYMAT.
 //!
+//! - [`cert`]: X.509 certificate authentication with RFC 7427 digital signatures: our chain and key,
+//!   the CA trust store, CRLs, identity checks.
 //! - [`crypto`]: injected randomness ([`crypto::Random`]) and Diffie-Hellman groups 14, 19, 20, 21, 31.
 //! - [`sk`]: the Encrypted payload's protection (AES-GCM-16, AES-CBC with HMAC-SHA-2).
 //! - [`config`]: configuration, proposal selection, the PSK keyring, traffic-selector narrowing.
 //! - [`engine`]: the sans-IO [`engine::Engine`] (initiator and responder).
 
+pub mod cert;
 pub mod codec;
 pub mod config;
 pub mod crypto;

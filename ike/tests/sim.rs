@@ -511,6 +511,127 @@ fn ike_sa_rekey_moves_the_children_and_keeps_working() {
     assert_one_live_pair(&sim);
 }
 
+/// After crossed IKE SA rekeys (§2.8.2): each side has one established IKE SA, the same one (same
+/// SPIs), not `old`, holding the CHILD SA; the CHILD SA's traffic keys are `pair`'s (none deleted or
+/// installed), and following the `IkeSaRekeyed` events from `old` (as the daemon does) ends at it.
+fn assert_one_ike_sa_after_crossed_rekeys(sim: &Sim, old: [IkeSaId; 2], pair: &SaPair, seed: u64) -> [IkeSaId; 2] {
+    let sas = [0, 1].map(|i| sim.nodes[i].ike_sas(sim.now));
+    for (i, s) in sas.iter().enumerate() {
+        assert_eq!(s.len(), 1, "seed {seed} node {i}: {s:?}\n{:?}", sim.events[i]);
+        assert_eq!((s[0].state, s[0].children.len()), (IkeState::Established, 1), "seed {seed} node {i}");
+        assert_ne!(s[0].id, old[i]);
+        let mut at = old[i];
+        for e in &sim.events[i] {
+            if let Event::IkeSaRekeyed { old, new } = e {
+                if *old == at {
+                    at = *new;
+                }
+            }
+        }
+        assert_eq!(at, s[0].id, "seed {seed} node {i}: the rekey events lead to the survivor");
+        assert_eq!(sim.count(i, |e| matches!(e, Event::IkeSaDown { .. } | Event::DeleteSaPair { .. })), 0);
+    }
+    assert_eq!((sas[0][0].spi_i, sas[0][0].spi_r), (sas[1][0].spi_i, sas[1][0].spi_r), "seed {seed}");
+    assert_eq!(&assert_one_live_pair(sim).0, pair, "seed {seed}: the CHILD SA's keys are kept");
+    [sas[0][0].id, sas[1][0].id]
+}
+
+#[test]
+fn simultaneous_ike_rekeys_leave_one_ike_sa_with_the_children() {
+    // Both sides rekey the IKE SA at the same instant (§2.8.2): each answers the other's request, the
+    // new SA with the lowest nonce is deleted by its initiator, the CHILD SA moves to the survivor.
+    let mut winners = [0; 2];
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, PERFECT, psk_config("spoke"), psk_config("hub"));
+        sim.initiate();
+        sim.run(Duration::from_secs(5));
+        let (pair, _) = assert_one_live_pair(&sim);
+        let old = [0, 1].map(|i| sim.nodes[i].ike_sas(sim.now)[0].id);
+        for (node, sa) in sim.nodes.iter_mut().zip(old) {
+            node.rekey_ike_sa(sim.now, sa).unwrap();
+        }
+        sim.drain();
+        sim.run(Duration::from_secs(120));
+        let now = assert_one_ike_sa_after_crossed_rekeys(&sim, old, &pair, seed);
+        for i in 0..2 {
+            assert_eq!(sim.nodes[i].stats().ike_rekey_collisions, 1, "seed {seed}");
+        }
+        // The survivor is the one node 0 or node 1 initiated (which, the nonces decide).
+        let info = &sim.nodes[0].ike_sas(sim.now)[0];
+        winners[usize::from(!info.initiator)] += 1;
+        // Its keys work: a CHILD SA rekey over it (KEYMAT from its SK_d) agrees on both sides.
+        sim.nodes[1].rekey_child_sa(sim.now, now[1], pair.outbound.spi).unwrap();
+        sim.drain();
+        sim.run(Duration::from_secs(5));
+        let (new_pair, _) = assert_one_live_pair(&sim);
+        assert_ne!(new_pair.inbound.spi, pair.inbound.spi);
+    }
+    assert!(winners[0] > 0 && winners[1] > 0, "both sides win some: {winners:?}");
+}
+
+#[test]
+fn crossed_ike_rekeys_settle_on_a_lossy_link() {
+    let bad = Link { loss: 0.2, dup: 0.2, jitter_ms: 400 };
+    let mut settled = 0;
+    for seed in 0..40 {
+        let mut sim = Sim::new(seed, PERFECT, psk_config("spoke"), psk_config("hub"));
+        sim.initiate();
+        sim.run(Duration::from_secs(5));
+        let (pair, _) = assert_one_live_pair(&sim);
+        let old = [0, 1].map(|i| sim.nodes[i].ike_sas(sim.now)[0].id);
+        sim.link = bad;
+        for (node, sa) in sim.nodes.iter_mut().zip(old) {
+            node.rekey_ike_sa(sim.now, sa).unwrap();
+        }
+        sim.drain();
+        sim.run(Duration::from_secs(20));
+        // Then a clean link, so that every retransmission and DELETE gets through.
+        sim.link = PERFECT;
+        sim.run(Duration::from_secs(300));
+        if sim.count(0, |e| matches!(e, Event::PeerDead { .. })) + sim.count(1, |e| matches!(e, Event::PeerDead { .. }))
+            > 0
+        {
+            continue;
+        }
+        assert_one_ike_sa_after_crossed_rekeys(&sim, old, &pair, seed);
+        let crossings: u64 = sim.nodes.iter().map(|n| n.stats().ike_rekey_collisions).sum();
+        assert!(crossings >= 1, "seed {seed}: one side at least saw the crossing");
+        settled += 1;
+    }
+    assert!(settled >= 35, "only {settled} of 40 seeds settled");
+}
+
+#[test]
+fn equal_ike_lifetimes_rekey_again_and_again() {
+    // Both sides have the same IKE SA lifetime, so their rekey timers fire within a millisecond of each
+    // other and the rekeys cross (§2.8.2) time after time; through four rekeys, with some loss and
+    // reordering, they stay on one IKE SA and the one CHILD SA.
+    let link = Link { loss: 0.05, dup: 0.05, jitter_ms: 3 };
+    let mut crossings = 0;
+    for seed in 0..10 {
+        let mut sim = Sim::new(seed, link, short_lived("spoke", 3600, 300), short_lived("hub", 3600, 300));
+        sim.initiate();
+        sim.run(Duration::from_secs(10));
+        if sim.pairs(0).is_empty() {
+            continue; // IKE_SA_INIT or IKE_AUTH lost six times
+        }
+        let (pair, _) = assert_one_live_pair(&sim);
+        let old = [0, 1].map(|i| sim.nodes[i].ike_sas(sim.now)[0].id);
+        // Four rekeys, then past the last one's standby time (a redundant SA whose DELETE never came
+        // expires then), before the fifth.
+        sim.run(Duration::from_secs(4 * 270 + 150));
+        if sim.count(0, |e| matches!(e, Event::PeerDead { .. })) + sim.count(1, |e| matches!(e, Event::PeerDead { .. }))
+            > 0
+        {
+            continue;
+        }
+        assert_one_ike_sa_after_crossed_rekeys(&sim, old, &pair, seed);
+        assert!(sim.nodes[0].ike_sas(sim.now)[0].rekeys >= 4, "seed {seed}");
+        crossings += sim.nodes.iter().map(|n| n.stats().ike_rekey_collisions).sum::<u64>();
+    }
+    assert!(crossings >= 10, "the rekeys crossed only {crossings} times");
+}
+
 #[test]
 fn dpd_declares_a_silent_peer_dead() {
     let mut spoke = psk_config("spoke");

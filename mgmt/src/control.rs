@@ -19,6 +19,8 @@
 //!   adjacencies, shortcuts and NHRP binding (traffic falls back to the hub until a Traffic Indication
 //!   resolves the peer again); an NHRP entry that expires (or an NHS that stops answering) tears the
 //!   peer's SAs down so that the next packet negotiates afresh.
+//! - Traffic through a peer's outbound SA ([`SaEventKind::Used`]) marks its NHRP binding and the
+//!   shortcuts through it used, so the engine refreshes them before they expire.
 //! - ARP replies and requests teach the neighbour table (RFC 826); a neighbour miss sends a request.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use dataplane::crypto::Backend;
 use dataplane::ids::{PortId, SaIndex, TunnelId, VrfId, WorkerId};
 use dataplane::punt::PuntKind;
-use dataplane::sa::{Direction, Limits, Mode, NattPorts, Sa, SaConfig, SaEvent};
+use dataplane::sa::{Direction, Limits, Mode, NattPorts, Sa, SaConfig, SaEvent, SaEventKind};
 use dataplane::tables::{NextHop, TablesPublisher};
 use dataplane::teib::TeibEntry;
 use ike::engine::{self as ikeng, IkeSaId, NAT_T_PORT};
@@ -139,6 +141,19 @@ struct Counters {
     sa_events: u64,
     publications: u64,
     errors: u64,
+    /// Packets for the inject ring dropped because the pool had no buffer.
+    inject_no_buffer: u64,
+    /// Packets dropped because the inject ring was full.
+    inject_ring_full: u64,
+}
+
+/// Why the daemon could not hand a packet of [`Control::poll_output`] to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectDrop {
+    /// No buffer in the pool.
+    NoBuffer,
+    /// The worker's inject ring was full.
+    RingFull,
 }
 
 /// The control loop's state. See the module documentation.
@@ -155,6 +170,8 @@ pub struct Control {
     workers: u16,
     start: Instant,
     peers: HashMap<IpAddr, Peer>,
+    /// The peer of each installed outbound SA, for [`SaEventKind::Used`].
+    out_sa_peer: HashMap<SaIndex, IpAddr>,
     /// TEIB entries we set: (tunnel, overlay) → (NBMA, static).
     teib: HashMap<(TunnelId, IpAddr), (IpAddr, bool)>,
     /// Shortcut routes we installed: (tunnel, prefix, len) → (VRF, next hop).
@@ -244,7 +261,13 @@ impl Control {
         for (tunnel, prefix, len, nh) in ops::nhrp_routes(config, &plan) {
             nhrp.add_route(tunnel, prefix, len, nh);
         }
-        let ike = plan.ike.clone().map(|c| ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom)));
+        let ike = plan.ike.clone().map(|c| {
+            let mut e = ikeng::Engine::new(c, Box::new(ike::crypto::OsRandom));
+            // Certificate validity needs the time of day, which the engine does not read itself.
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            e.set_wall_clock(now, unix);
+            e
+        });
         let nhs_route_via = plan.nhs_routes.iter().map(|r| r.nhs).collect();
         let mut c = Control {
             config: config.clone(),
@@ -261,6 +284,7 @@ impl Control {
             peers: HashMap::new(),
             teib,
             shortcuts: HashMap::new(),
+            out_sa_peer: HashMap::new(),
             nhs_route_via,
             sa_free: Vec::new(),
             pairs_made: 0,
@@ -451,10 +475,32 @@ impl Control {
         self.drain(now);
     }
 
-    /// An SA lifetime event from a worker (byte and packet limits are not set on IKE's SAs, and IKE
-    /// rekeys by time, so these are only counted, and traced for a peer under `debug esp`).
+    /// An SA event from a worker. Traffic through a peer's outbound SA marks the NHRP entries it
+    /// carries used (the peer's binding and the shortcuts through it), so that they are refreshed
+    /// before they expire instead of re-forming through the hub. Lifetime events are only counted
+    /// (byte and packet limits are not set on IKE's SAs, and IKE rekeys by time), and traced for a
+    /// peer under `debug esp`.
     pub fn handle_sa_event(&mut self, now: Instant, event: SaEvent) {
         self.counters.sa_events += 1;
+        if event.kind != SaEventKind::Used {
+            self.debug_sa_event(now, event);
+            return;
+        }
+        let Some(&nbma) = self.out_sa_peer.get(&event.sa) else { return };
+        let overlays: Vec<(TunnelId, IpAddr)> =
+            self.teib.iter().filter(|(_, (n, stat))| *n == nbma && !*stat).map(|(k, _)| *k).collect();
+        for &(tunnel, overlay) in &overlays {
+            self.nhrp.mark_used(nhrp::TunnelId(tunnel.0), overlay);
+        }
+        for ((tunnel, prefix, _), (_, via)) in &self.shortcuts {
+            if overlays.contains(&(*tunnel, *via)) {
+                self.nhrp.mark_used(nhrp::TunnelId(tunnel.0), *prefix);
+            }
+        }
+    }
+
+    /// `debug esp`: an SA lifetime event of a debugged peer.
+    fn debug_sa_event(&self, now: Instant, event: SaEvent) {
         if !self.obs.conditions().any() {
             return;
         }
@@ -495,6 +541,14 @@ impl Control {
     /// The next packet to inject.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// A packet of [`Self::poll_output`] could not be injected (the protocols retransmit); counted.
+    pub fn inject_dropped(&mut self, why: InjectDrop) {
+        match why {
+            InjectDrop::NoBuffer => self.counters.inject_no_buffer += 1,
+            InjectDrop::RingFull => self.counters.inject_ring_full += 1,
+        }
     }
 
     /// When [`Self::handle_timeout`] is due.
@@ -1020,8 +1074,10 @@ impl Control {
                 self.dirty = true;
             }
         }
+        // The NHRP binding goes too, so that the next Traffic Indication resolves the peer afresh (the
+        // shortcut re-forms once the direct path heals) instead of finding the stale entry.
         for (tunnel, overlay) in &dynamic {
-            if self.forget_nhrp_peer(now, *tunnel, *overlay, nbma) {
+            if self.nhrp.forget(nhrp::TunnelId(tunnel.0), *overlay, nbma) {
                 self.down_reasons.insert((*tunnel, *overlay), why);
             }
         }
@@ -1032,61 +1088,6 @@ impl Control {
                 json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "reason": "last IKE SA gone",
                        "adjacencies": dynamic.len(), "shortcuts": routes.len()}),
             );
-        }
-    }
-
-    /// Drops the NHRP binding of the dead peer `overlay` at `nbma`, and the shortcuts through it, from
-    /// the engine, so that the next Traffic Indication resolves afresh (the shortcut re-forms once the
-    /// direct path heals) instead of finding the stale entry until it expires. The engine has no
-    /// command for one entry (only `clear` of a whole tunnel; it should grow
-    /// `Engine::forget(tunnel, proto)`), so the daemon hands it the Purge Request the peer would send
-    /// to withdraw its own binding (RFC 2332 §5.2.5), with the N bit set (§5.2.6: no reply). Only an
-    /// entry still bound to `nbma` goes (a peer that re-registered from a new address keeps its own).
-    /// The engine counts it among the Purge Requests received. Whether the engine was handed one.
-    fn forget_nhrp_peer(&mut self, now: Instant, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr) -> bool {
-        let id = nhrp::TunnelId(tunnel.0);
-        let Some(tp) = self.plan.tunnel(tunnel) else { return false };
-        if self.nhrp.cache().get(id, &overlay).is_none_or(|e| e.nbma != nbma || e.kind == EntryKind::Static) {
-            return false;
-        }
-        let host = if overlay.is_ipv4() { 32 } else { 128 };
-        let auth = tp.nhrp.auth.clone().map(|data| nhrp::wire::Extension {
-            compulsory: true,
-            body: nhrp::wire::ExtensionBody::Authentication { kind: nhrp::wire::AUTH_PLAINTEXT, data },
-        });
-        let purge = nhrp::wire::Packet {
-            nbma_family: nhrp::wire::Family::of(&nbma),
-            proto_family: nhrp::wire::Family::of(&overlay),
-            hop_count: 1,
-            op: nhrp::wire::Operation::PURGE_REQUEST,
-            src_nbma: Some(nbma),
-            src_proto: Some(overlay),
-            dst_proto: Some(tp.nhrp.proto),
-            body: nhrp::wire::Body::Cies {
-                flags: nhrp::wire::flags::PURGE_NO_REPLY,
-                request_id: 0,
-                cies: vec![nhrp::wire::Cie {
-                    code: nhrp::wire::CieCode::SUCCESS,
-                    prefix_len: host,
-                    mtu: 0,
-                    holding_time: 0,
-                    preference: 0,
-                    nbma: Some(nbma),
-                    proto: Some(overlay),
-                }],
-            },
-            extensions: auth.into_iter().collect(),
-        };
-        match purge.to_vec() {
-            Ok(bytes) => {
-                let (t, local) = (self.t(now), tp.nbma);
-                self.nhrp.handle_datagram(t, id, nbma, local, &bytes);
-                true
-            }
-            Err(_) => {
-                self.counters.errors += 1;
-                false
-            }
         }
     }
 
@@ -1151,6 +1152,7 @@ impl Control {
         self.dirty = true;
         self.counters.sa_pairs_installed += 1;
         let nbma = p.remote.ip();
+        self.out_sa_peer.insert(out_idx, nbma);
         let peer = self.peers.entry(nbma).or_default();
         peer.pairs.push(Pair {
             ike_sa: p.ike_sa,
@@ -1200,6 +1202,7 @@ impl Control {
         for p in pairs {
             db.remove(p.in_idx);
             db.remove(p.out_idx);
+            self.out_sa_peer.remove(&p.out_idx);
             self.sa_free.extend([p.in_idx.0, p.out_idx.0]);
         }
         match db.build() {

@@ -427,17 +427,39 @@ fn ike_config(config: &Config, t: &Tunnel) -> Result<(ikecfg::Config, u32), Plan
         .ok_or_else(|| unsupported("crypto.ike_profiles", format!("no IKE profile {:?}", ipsec.ike_profile)))?;
     let pi = config.crypto.ike_profiles.iter().position(|p| p.name == profile.name).unwrap_or(0);
     let path = format!("crypto.ike_profiles[{pi}]");
-    if profile.authentication.local != crate::config::AuthMethod::PreShare
-        || profile.authentication.remote != crate::config::AuthMethod::PreShare
-    {
-        return Err(unsupported(format!("{path}.authentication"), "only pre-share authentication is implemented"));
+    if profile.authentication.local != profile.authentication.remote {
+        return Err(unsupported(
+            format!("{path}.authentication"),
+            "local and remote must use the same method (pre-share or signature)",
+        ));
     }
-    let local_id = match &profile.local_identity {
-        Some(id) => ikecfg::id_fqdn(id),
-        None if !config.hostname.is_empty() => ikecfg::id_fqdn(&config.hostname),
-        None => ikecfg::id_fqdn("dmvpnd"),
+    let certs = match (profile.authentication.local, &profile.certificate) {
+        (crate::config::AuthMethod::Signature, Some(cert)) => Some(certificates(&format!("{path}.certificate"), cert)?),
+        (crate::config::AuthMethod::Signature, None) => {
+            return Err(unsupported(format!("{path}.certificate"), "signature authentication needs a certificate"));
+        }
+        (crate::config::AuthMethod::PreShare, _) => None,
     };
+    let local_id = match (&profile.local_identity, &certs) {
+        (Some(id), _) => ikecfg::id_fqdn(id),
+        // With a certificate and no identity configured: its subject (ID_DER_ASN1_DN), which it proves.
+        (None, Some((local, _))) => ike::message::Id {
+            ty: ike::message::IdType::ID_DER_ASN1_DN,
+            data: local.chain().first().and_then(|c| ike::cert::subject(c)).unwrap_or_default(),
+        },
+        (None, None) if !config.hostname.is_empty() => ikecfg::id_fqdn(&config.hostname),
+        (None, None) => ikecfg::id_fqdn("dmvpnd"),
+    };
+    if certs.as_ref().is_some_and(|(local, _)| !local.names(&local_id)) {
+        // A peer would refuse it: the identity must be in the certificate (RFC 7296 §3.5).
+        return Err(unsupported(format!("{path}.local_identity"), "not in the certificate (a subjectAltName dNSName)"));
+    }
     let mut c = ikecfg::Config::new(local_id);
+    if let Some((local, trust)) = certs {
+        c.auth.default = ikecfg::AuthKind::Certificate;
+        c.local_cert = Some(local);
+        c.trust = trust;
+    }
     let mut keyring = Keyring::default();
     if let Some(kr) = profile.keyring.as_ref().and_then(|k| config.crypto.keyrings.iter().find(|r| &r.name == k)) {
         for p in &kr.peers {
@@ -482,6 +504,40 @@ fn ike_config(config: &Config, t: &Tunnel) -> Result<(ikecfg::Config, u32), Plan
         retries: d.retries,
     });
     Ok((c, ipsec.replay_window))
+}
+
+/// Our certificate chain and key, the CAs and CRLs of a profile's `certificate` (PEM or DER files),
+/// each error naming its field.
+fn certificates(
+    path: &str,
+    c: &crate::config::Certificate,
+) -> Result<(ike::cert::LocalCert, ike::cert::TrustStore), PlanError> {
+    let read = |field: String, file: &str| {
+        std::fs::read(file).map_err(|e| unsupported(field, format!("cannot read {file:?}: {e}")))
+    };
+    let field = format!("{path}.cert");
+    let chain = ike::cert::certificates_from_pem(&read(field.clone(), &c.cert)?)
+        .map_err(|e| unsupported(field.clone(), e.to_string()))?;
+    let field = format!("{path}.key");
+    let key = ike::cert::private_key_from_pem(&read(field.clone(), &c.key)?)
+        .map_err(|e| unsupported(&field, e.to_string()))?;
+    let local =
+        ike::cert::LocalCert::new(chain, key).map_err(|e| unsupported(format!("{path}.cert"), e.to_string()))?;
+    let mut cas = Vec::new();
+    for (i, f) in c.ca.iter().enumerate() {
+        let field = format!("{path}.ca[{i}]");
+        cas.extend(
+            ike::cert::certificates_from_pem(&read(field.clone(), f)?)
+                .map_err(|e| unsupported(field, e.to_string()))?,
+        );
+    }
+    let mut crls = Vec::new();
+    for (i, f) in c.crl.iter().enumerate() {
+        let field = format!("{path}.crl[{i}]");
+        crls.extend(ike::cert::crls_from_pem(&read(field.clone(), f)?).map_err(|e| unsupported(field, e.to_string()))?);
+    }
+    let trust = ike::cert::TrustStore::new(cas, crls).map_err(|e| unsupported(format!("{path}.ca"), e.to_string()))?;
+    Ok((local, trust))
 }
 
 fn ike_group(g: DhGroup) -> IkeGroup {
@@ -613,5 +669,64 @@ mod tests {
         c.interfaces[1].port = "port0".into();
         let e = Plan::new(&c).unwrap_err().to_string();
         assert!(e.starts_with("interfaces[1].port: "), "{e}");
+    }
+
+    #[test]
+    fn signature_authentication_loads_the_certificate_files() {
+        // A CA and a hub certificate made with rcgen, written as PEM files.
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "DMVPN CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["hub.example".into()]).unwrap();
+        leaf.distinguished_name.push(rcgen::DnType::CommonName, "hub");
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let file = |name: &str, pem: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let cert = crate::config::Certificate {
+            cert: file("hub.pem", leaf.pem()),
+            key: file("hub.key", key.serialize_pem()),
+            ca: vec![file("ca.pem", ca.pem())],
+            crl: vec![],
+        };
+        let mut c = shipped("hub.toml");
+        let signature = crate::config::AuthMethod::Signature;
+        c.crypto.ike_profiles[0].authentication = crate::config::IkeAuth { local: signature, remote: signature };
+        c.crypto.ike_profiles[0].certificate = Some(cert.clone());
+        c.crypto.ike_profiles[0].local_identity = None;
+        let ike = Plan::new(&c).unwrap().ike.unwrap();
+        assert_eq!(ike.auth.default, ikecfg::AuthKind::Certificate);
+        assert_eq!(ike.local_cert.as_ref().unwrap().chain(), [leaf.der().to_vec()]);
+        assert_eq!(ike.trust.certreq().len(), 20);
+        // No identity configured: the certificate's subject.
+        assert_eq!(ike.local_id.ty, ike::message::IdType::ID_DER_ASN1_DN);
+        assert_eq!(Some(ike.local_id.data), ike::cert::subject(leaf.der()));
+        // A missing file and a key that is not the certificate's name their fields.
+        let mut bad = c.clone();
+        bad.crypto.ike_profiles[0].certificate.as_mut().unwrap().ca[0] = "/nonexistent/ca.pem".into();
+        let e = Plan::new(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("crypto.ike_profiles[0].certificate.ca[0]: cannot read"), "{e}");
+        let mut bad = c.clone();
+        let other = rcgen::KeyPair::generate().unwrap();
+        bad.crypto.ike_profiles[0].certificate.as_mut().unwrap().key = file("other.key", other.serialize_pem());
+        let e = Plan::new(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("crypto.ike_profiles[0].certificate.cert: private key: does not match"), "{e}");
+        // An identity the certificate does not name is refused; one it names is taken.
+        let mut bad = c.clone();
+        bad.crypto.ike_profiles[0].local_identity = Some("other.example".into());
+        let e = Plan::new(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("crypto.ike_profiles[0].local_identity: not in the certificate"), "{e}");
+        bad.crypto.ike_profiles[0].local_identity = Some("hub.example".into());
+        assert_eq!(Plan::new(&bad).unwrap().ike.unwrap().local_id, ikecfg::id_fqdn("hub.example"));
+        // Mixed methods are refused.
+        c.crypto.ike_profiles[0].authentication.remote = crate::config::AuthMethod::PreShare;
+        let e = Plan::new(&c).unwrap_err().to_string();
+        assert!(e.starts_with("crypto.ike_profiles[0].authentication: "), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! - Inputs: [`Engine::handle_datagram`] (an NHRP packet the dataplane punted, with its outer NBMA
 //!   addresses), [`Engine::handle_redirect`] (the dataplane saw a packet hairpin through a tunnel),
 //!   [`Engine::handle_timeout`], and the commands [`Engine::register`], [`Engine::resolve`],
-//!   [`Engine::purge`], [`Engine::clear`], [`Engine::mark_used`], [`Engine::add_route`].
+//!   [`Engine::purge`], [`Engine::clear`], [`Engine::clear_entry`], [`Engine::forget`], [`Engine::mark_used`], [`Engine::add_route`].
 //! - Outputs, polled after each input: [`Engine::poll_transmit`] (NHRP bytes for the daemon to wrap in
 //!   GRE, and ESP, to an NBMA address), [`Engine::poll_event`] (what to install in the dataplane), and
 //!   [`Engine::poll_timeout`] (when to call [`Engine::handle_timeout`] next).
@@ -335,6 +335,8 @@ pub struct Counters {
     pub redirects_rate_limited: u64,
     /// Entries that expired.
     pub expired: u64,
+    /// Entries the daemon told us to forget ([`Engine::forget`]).
+    pub forgotten: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -560,7 +562,7 @@ impl Engine {
 
     /// Removes the dynamic entry of `proto` on `tunnel` (`clear ip nhrp ADDRESS`), with the events of
     /// its removal; returns false when there is none (static entries stay).
-    pub fn forget(&mut self, tunnel: TunnelId, proto: IpAddr) -> bool {
+    pub fn clear_entry(&mut self, tunnel: TunnelId, proto: IpAddr) -> bool {
         if self.cache.get(tunnel, &proto).is_none_or(|e| e.kind == EntryKind::Static) {
             return false;
         }
@@ -683,6 +685,21 @@ impl Engine {
                 self.remove_entry(tunnel, &k);
             }
         }
+    }
+
+    /// Forgets the dynamic binding of the peer `proto` if it is still bound to `nbma` (the daemon's
+    /// IKE declared that peer dead, or the operator cleared it), with the shortcuts through it, so
+    /// that the next Traffic Indication resolves afresh instead of finding the stale entry until it
+    /// expires. Static entries and a binding the peer has since renewed from another NBMA address
+    /// stay. Returns whether anything went; the removals come out as events like any other.
+    pub fn forget(&mut self, tunnel: TunnelId, proto: IpAddr, nbma: IpAddr) -> bool {
+        let key = mask(proto, host_len(&proto));
+        if !self.cache.get(tunnel, &key).is_some_and(|e| e.nbma == nbma && e.kind != EntryKind::Static) {
+            return false;
+        }
+        self.counters.forgotten += 1;
+        self.remove_with_shortcuts(tunnel, &key);
+        true
     }
 
     /// Traffic used the entry covering `dst` (the daemon reads this from the dataplane): a shortcut is
@@ -1416,23 +1433,10 @@ impl Engine {
             let Some(a) = c.proto.or(p.src_proto) else { continue };
             let len = if c.prefix_len == 0 || c.prefix_len > host_len(&a) { host_len(&a) } else { c.prefix_len };
             let key = mask(a, len);
-            let Some(e) = self.cache.get(tunnel, &key).filter(|e| e.kind != EntryKind::Static) else { continue };
-            // A purged peer takes the shortcuts routed through it along (Cisco purges the shortcut
-            // routes of a next hop with it).
-            let via: Vec<IpAddr> = if e.kind == EntryKind::Resolved && len == host_len(&key) {
-                let nbma = e.nbma;
-                self.cache
-                    .iter(tunnel)
-                    .filter(|(k, x)| x.kind == EntryKind::Resolved && x.nbma == nbma && x.prefix_len < host_len(k))
-                    .map(|(k, _)| k)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            self.remove_entry(tunnel, &key);
-            for k in via {
-                self.remove_entry(tunnel, &k);
+            if !self.cache.get(tunnel, &key).is_some_and(|e| e.kind != EntryKind::Static) {
+                continue;
             }
+            self.remove_with_shortcuts(tunnel, &key);
             self.events.push_back(Event::Purged { tunnel, proto: key, prefix_len: len });
         }
         if f & flags::PURGE_NO_REPLY == 0 {
@@ -1776,6 +1780,26 @@ impl Engine {
             .filter(|(p, l)| family(p) == family(addr) && mask(*addr, *l) == mask(*p, *l))
             .map(|(_, l)| *l)
             .max()
+    }
+
+    /// Removes an entry; a resolved peer (a host entry) takes the shortcuts routed through its NBMA
+    /// address along (Cisco purges the shortcut routes of a next hop with it).
+    fn remove_with_shortcuts(&mut self, tunnel: TunnelId, key: &IpAddr) {
+        let Some(e) = self.cache.get(tunnel, key) else { return };
+        let via: Vec<IpAddr> = if e.kind == EntryKind::Resolved && e.prefix_len == host_len(key) {
+            let nbma = e.nbma;
+            self.cache
+                .iter(tunnel)
+                .filter(|(k, x)| x.kind == EntryKind::Resolved && x.nbma == nbma && x.prefix_len < host_len(k))
+                .map(|(k, _)| k)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.remove_entry(tunnel, key);
+        for k in via {
+            self.remove_entry(tunnel, &k);
+        }
     }
 
     /// Removes an entry and tells the daemon; §5.2.5: everyone who resolved through us a destination

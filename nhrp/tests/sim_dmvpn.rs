@@ -332,6 +332,42 @@ fn hub_purges_shortcuts_to_a_spoke_whose_binding_changes_or_expires() {
     }
 }
 
+#[test]
+fn a_forgotten_peer_takes_its_shortcuts_along_and_traffic_resolves_it_again() {
+    const D: u32 = 4;
+    let mut net = build(6);
+    net.sim.run_for(30);
+    traffic(&mut net, 1, D);
+    net.sim.run_for(5);
+    let a = net.spokes[1];
+    assert_eq!(shortcut_nbma(&net, 1, D), Some(spoke_public(D)));
+
+    // A stale NBMA address forgets nothing.
+    assert!(!net.sim.nodes[a].engine.forget(T, spoke_proto(D), v4(0xc000_0201)));
+    assert!(shortcut_nbma(&net, 1, D).is_some());
+
+    // IKE declared D dead: its binding and the shortcut through it go, and say so as events.
+    net.sim.nodes[a].events.clear();
+    assert!(net.sim.nodes[a].engine.forget(T, spoke_proto(D), spoke_public(D)));
+    net.sim.flush(a);
+    assert_eq!(shortcut_nbma(&net, 1, D), None);
+    assert!(net.sim.nodes[a].engine.cache().get(T, &spoke_proto(D)).is_none());
+    for ev in [
+        Event::ShortcutRemoved { tunnel: T, prefix: spoke_lan(D), prefix_len: 24 },
+        Event::AdjacencyRemoved { tunnel: T, proto: spoke_proto(D), nbma: spoke_public(D) },
+    ] {
+        assert!(net.sim.nodes[a].events.contains(&ev), "{ev:?} in {:?}", net.sim.nodes[a].events);
+    }
+    assert_eq!(net.sim.nodes[a].engine.counters().forgotten, 1);
+    // The NHS binding of the hub is not a peer's: forgetting an NHS's static entry does nothing.
+    assert!(!net.sim.nodes[a].engine.forget(T, hub_proto(0), hub_nbma(0)));
+
+    // The next packet resolves D again.
+    traffic(&mut net, 1, D);
+    net.sim.run_for(5);
+    assert_eq!(shortcut_nbma(&net, 1, D), Some(spoke_public(D)));
+}
+
 /// A drained hub (maintenance) refuses the registrations of spokes it holds no binding for (CIE code
 /// 5, Insufficient Resources): they stay with the other hub. Spokes already bound keep refreshing. A
 /// spoke forgotten by the operator while drained cannot come back until the drain ends.
@@ -342,8 +378,8 @@ fn a_drained_hub_takes_no_new_spokes() {
     net.sim.run_for(5);
     assert!((0..4).all(|i| registered(&net, 0, i).is_some()));
     net.sim.nodes[hub0].engine.set_draining(true);
-    assert!(net.sim.nodes[hub0].engine.forget(T, spoke_proto(1)), "clear ip nhrp 10.0.1.1");
-    assert!(!net.sim.nodes[hub0].engine.forget(T, spoke_proto(1)), "already gone");
+    assert!(net.sim.nodes[hub0].engine.clear_entry(T, spoke_proto(1)), "clear ip nhrp 10.0.1.1");
+    assert!(!net.sim.nodes[hub0].engine.clear_entry(T, spoke_proto(1)), "already gone");
     net.sim.run_for(u64::from(HOLD)); // every spoke refreshes at least once
     assert!(registered(&net, 0, 1).is_none(), "the cleared spoke is refused");
     assert!(registered(&net, 1, 1).is_some(), "and stays with the other hub");

@@ -41,7 +41,7 @@ T0 = Decimal(1_700_000_000)  # capture time of the first packet fed to the hub
 
 PUNT_KINDS = {"nhrp", "ike", "redirect", "teib_miss", "arp", "nd", "neighbor_miss"}
 SA_EVENTS = {"soft_packets", "hard_packets", "soft_bytes", "hard_bytes", "seq_near_exhaustion",
-             "seq_exhausted"}
+             "seq_exhausted", "used"}
 
 
 def drop_reasons() -> list[str]:

@@ -59,10 +59,16 @@ class Lab:
 
     # ---- charon ----
 
-    def start_charon(self, conns: str, mode_plugins="kernel-libipsec kernel-netlink", settings="", log_level=4):
+    def start_charon(self, conns: str, mode_plugins="kernel-libipsec kernel-netlink", settings="", log_level=4,
+                     private_keys=()):
         """Starts charon with `conns` (the `connections { }` body of swanctl.conf) and loads it.
         `settings` goes into strongswan.conf's `charon { }` section; `log_level` is that of `ike` and
-        `chd` (4 logs key material; the benchmark runs with 0)."""
+        `chd` (4 logs key material; the benchmark runs with 0); `private_keys` (paths) are copied to the
+        `private/` folder of the lab's swanctl directory (`SWANCTL_DIR`), whence swanctl loads them."""
+        if private_keys:
+            (self.dir / "private").mkdir(exist_ok=True)
+            for k in private_keys:
+                shutil.copy(k, self.dir / "private")
         vici = self.dir / "charon.vici"
         (self.dir / "strongswan.conf").write_text(f"""
 charon {{
@@ -114,7 +120,7 @@ secrets {{
 
     def swanctl(self, *args, check=True):
         return sh("ip", "netns", "exec", self.ns_them, "swanctl", *args, "--uri",
-                  f"unix://{self.dir}/charon.vici", check=check)
+                  f"unix://{self.dir}/charon.vici", check=check, env=dict(os.environ, SWANCTL_DIR=str(self.dir)))
 
     def charon_log(self) -> str:
         p = self.dir / "charon.log"
@@ -128,6 +134,16 @@ secrets {{
                 return m
             time.sleep(0.05)
         raise AssertionError(f"charon log never matched {pattern!r}:\n{self.charon_log()[-3000:]}")
+
+    def cut(self, cut: bool):
+        """Drops (or again lets through) every UDP datagram arriving in either namespace (nft, input
+        hook, so that senders see no error): both sides' requests are lost until the link heals."""
+        for ns in (self.ns_us, self.ns_them):
+            if cut:
+                sh("ip", "netns", "exec", ns, "nft", "add table inet ikecut; add chain inet ikecut in "
+                   "{ type filter hook input priority 0; }; add rule inet ikecut in meta l4proto udp drop")
+            else:
+                sh("ip", "netns", "exec", ns, "nft", "delete table inet ikecut")
 
     # ---- our side ----
 
@@ -151,6 +167,40 @@ secrets {{
             print(f"ikelab: kept {self.dir}")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def openssl_pki(d: Path, leaves: dict, revoked=()) -> Path:
+    """A CA (ECDSA P-256, `CN=Interop CA`) and its end-entity certificates, made with the openssl
+    command: `leaves` maps a name to (key: "rsa" or a curve such as "P-256", subjectAltName such as
+    "DNS:hub.example"); each gets `NAME.pem` and `NAME.key` (PKCS #8) in `d`, valid for two days.
+    The names in `revoked` are revoked and listed in `crl.pem` (`openssl ca`). Returns `d`."""
+    d.mkdir(parents=True, exist_ok=True)
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", d / "ca.key", "-out", d / "ca.pem", "-subj", "/CN=Interop CA", "-days", "2",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for serial, (name, (key, san)) in enumerate(leaves.items(), start=100):
+        newkey = ["-newkey", "rsa:2048"] if key == "rsa" else ["-newkey", "ec", "-pkeyopt", f"ec_paramgen_curve:{key}"]
+        sh("openssl", "req", "-new", *newkey, "-nodes", "-keyout", d / f"{name}.key", "-out", d / f"{name}.csr",
+           "-subj", f"/O=DMVPN interop/CN={name}")
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
+        sh("openssl", "x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+           "-set_serial", str(serial), "-days", "2", "-extfile", d / f"{name}.ext", "-out", d / f"{name}.pem")
+    if revoked:
+        (d / "index.txt").write_text("")
+        (d / "crlnumber").write_text("01\n")
+        (d / "ca.cnf").write_text(f"""[ca]
+default_ca = ca_default
+[ca_default]
+database = {d}/index.txt
+crlnumber = {d}/crlnumber
+default_md = sha256
+default_crl_days = 2
+""")
+        ca = ["-config", d / "ca.cnf", "-cert", d / "ca.pem", "-keyfile", d / "ca.key"]
+        for name in revoked:
+            sh("openssl", "ca", *ca, "-revoke", d / f"{name}.pem")
+        sh("openssl", "ca", *ca, "-gencrl", "-out", d / "crl.pem")
+    return d
 
 
 class Peer:

@@ -109,7 +109,7 @@ def test_byte_lifetime_soft_limit_is_an_event_not_a_drop(replay):
     r = replay(hub, [(LAN, hub.from_lan(p)) for p in lan_packets(3)])
     assert len(r.tx[WAN]) == 3 and r.drops == {}
     events = [e["event"] for e in r.counters["sa_events"] if e["sa"] == SPOKE_B.sa_out]
-    assert events == ["soft_bytes"]
+    assert events == ["used", "soft_bytes"], "the first packet reports the SA in use, then the soft limit"
 
 
 @pytest.mark.parametrize("params", PARAMS_SMALL, ids=str)

@@ -251,3 +251,154 @@ def test_our_child_rekey_with_pfs(lab):
     assert len(keys) == 2
     assert second["out_encr"] + second["out_salt"] == keys[1]["encr_i"]
     assert second["in_encr"] + second["in_salt"] == keys[1]["encr_r"]
+
+
+def cert_conn(ike: str, esp: str, pki, local: str, remote: str, remote_id: str, local_id=True):
+    """A charon connection `hub` authenticating with its certificate `local` (from `pki`), as
+    `local.example` (or, with `local_id=False`, as the certificate's subject DN, charon's default), and
+    expecting ours, for `remote_id`, from the same CA (RFC 7427 signatures, charon's default)."""
+    return conn(ike, esp).replace(f"""    local {{
+      auth = psk
+      id = spoke
+    }}
+    remote {{
+      auth = psk
+      id = hub
+    }}""", f"""    local {{
+      auth = pubkey
+      certs = {pki}/{local}.pem
+      {f"id = {local}.example" if local_id else ""}
+    }}
+    remote {{
+      auth = pubkey
+      id = {remote_id}
+      cacerts = {pki}/ca.pem
+    }}""")
+
+
+def cert_args(pki, name):
+    return ["--id", f"{name}.example", "--cert", str(pki / f"{name}.pem"), "--key", str(pki / f"{name}.key"),
+            "--ca", str(pki / "ca.pem")]
+
+
+def test_charon_initiates_with_rsa_certificate_to_our_ecdsa_responder(lab):
+    """charon signs with RSA (PKCS #1 v1.5, SHA-256), we with ECDSA P-256; both check the other's
+    certificate against the openssl-made CA and its subjectAltName; the CHILD SA keys agree."""
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("rsa", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")})
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example"),
+                     private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    assert peer.wait_event("ike_sa_up")["peer_id"] == "spoke.example"
+    assert_same_keys(lab, pair, we_initiated=False)
+    log = lab.charon_log()
+    # charon: our IKE_SA_INIT response asked for its CA (CERTREQ) and took RFC 7427 signatures.
+    assert re.search(r"parsed IKE_SA_INIT response 0 \[ SA KE No CERTREQ .*N\(HASH_ALG\)", log), log[-3000:]
+    assert re.search(r"parsed IKE_AUTH response 1 \[ IDr CERT AUTH", log), log[-3000:]
+    assert "authentication of 'spoke.example' (myself) with RSA_EMSA_PKCS1_SHA2_256 successful" in log
+    assert "authentication of 'hub.example' with ECDSA_WITH_SHA256_DER successful" in log
+    charon_child_installed(lab, pair)
+
+
+def test_we_initiate_with_rsa_pss_certificate_to_charon_ecdsa_p384(lab):
+    """We sign with RSASSA-PSS (SHA-256), charon with ECDSA P-384 (SHA-384); the keys agree."""
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-384", "DNS:spoke.example"),
+                                               "hub": ("rsa", "DNS:hub.example")})
+    lab.start_charon(cert_conn("aes256gcm16-prfsha384-ecp384", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example"),
+                     private_keys=[pki / "spoke.key"])
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, *cert_args(pki, "hub"), "--rsa-pss",
+                          "--remote-id", "spoke.example", "--ike", "aes256gcm16-prfsha384-ecp384",
+                          "--esp", "aes256gcm16-noesn")
+    pair = peer.wait_event("install_sa_pair")
+    assert_same_keys(lab, pair, we_initiated=True)
+    lab.wait_log(r"CHILD_SA gre\{1\} established")
+    log = lab.charon_log()
+    assert re.search(r"parsed IKE_AUTH request 1 \[ IDi CERT CERTREQ IDr AUTH", log), log[-3000:]
+    assert "authentication of 'hub.example' with RSA_EMSA_PSS_SHA2_256_SALT_32 successful" in log, log[-3000:]
+    assert "authentication of 'spoke.example' (myself) with ECDSA_WITH_SHA384_DER successful" in log
+    charon_child_installed(lab, pair)
+
+
+def test_revoked_charon_certificate_is_refused(lab):
+    """charon's certificate is on the CRL we load: our responder answers AUTHENTICATION_FAILED and
+    reports the revocation; no CHILD SA is made."""
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-256", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")}, revoked=["spoke"])
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"), "--crl", str(pki / "crl.pem"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example"),
+                     private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode != 0
+    assert peer.wait_event("failed")["failure"] == "Auth(Revoked)"
+    assert peer.wait_event("stats")["auth_failures"] == 1
+    lab.wait_log(r"received AUTHENTICATION_FAILED notify error")
+    assert not [e for e in peer.events() if e["event"] == "install_sa_pair"]
+
+
+def test_crossed_ike_sa_rekeys_with_charon(lab):
+    """RFC 7296 §2.8.2 against charon: both rekey the IKE SA while the link is cut (charon by `swanctl
+    --rekey` 3 s after setup, our engine at its rekey time, 5 s), so each request is outstanding when
+    the other's retransmission comes. The link heals between our second retransmission (8 s) and
+    charon's third (9 s): ours sees charon's request cross its own, answers it and holds that new SA
+    on standby; charon completes its rekey and deletes the old SA, on which our standby SA takes the
+    CHILD SA over, keys unchanged. Both end with the same single IKE SA."""
+    import time
+    lab.start_charon(conn("aes128gcm16-prfsha256-ecp256", "aes128gcm16-noesn"))
+    peer = lab.start_peer("--listen", ikelab.US, "--initiate", ikelab.THEM, "--id", "hub", "--remote-id",
+                          "spoke", "--psk", ikelab.PSK, "--ike", "aes128gcm16-prfsha256-ecp256",
+                          "--esp", "aes128gcm16-noesn", "--ike-lifetime", "9", "--rekey-margin", "4",
+                          "--no-dpd")
+    pair = peer.wait_event("install_sa_pair")
+    up = time.time()
+    first = peer.wait_event("ike_sa_up")["sa"]
+    lab.wait_log(r"CHILD_SA gre\{1\} established")
+    time.sleep(max(0.0, up + 3.0 - time.time()))
+    lab.cut(True)
+    lab.swanctl("--rekey", "--ike", "hub")
+    time.sleep(max(0.0, up + 8.5 - time.time()))
+    lab.cut(False)
+    rekeyed = peer.wait_event("ike_sa_rekeyed", timeout=15)
+    assert rekeyed["old"] == first
+    lab.wait_log(r"IKE_SA hub\[\d+\] rekeyed between", timeout=15)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        sas = lab.swanctl("--list-sas").stdout
+        if sas.count("ESTABLISHED") == 1 and "REKEY" not in sas and "DELETING" not in sas:
+            break
+        time.sleep(0.2)
+    log = lab.charon_log()
+    # charon initiated the surviving SA: our SPI of it is the responder's.
+    assert sas.count("ESTABLISHED") == 1 and f"{rekeyed['new']}_r" in sas, (rekeyed, sas, log[-4000:])
+    assert re.search(r"parsed CREATE_CHILD_SA response \d+ \[ SA No KE \]", log), log[-4000:]
+    charon_child_installed(lab, pair)
+    evs = peer.events()
+    assert [e for e in evs if e["event"] == "install_sa_pair"] == [pair]
+    assert not [e for e in evs if e["event"] in ("delete_sa_pair", "ike_sa_down", "failed")], evs
+    assert len([e for e in evs if e["event"] == "ike_sa_rekeyed"]) == 1, evs
+    assert peer.wait_event("stats")["ike_rekey_collisions"] == 1, evs
+
+
+def test_charon_authenticates_as_its_certificate_subject_dn(lab):
+    """charon with no `id` sends its certificate's subject as ID_DER_ASN1_DN; our responder matches it
+    octet for octet against the subject of the certificate it sent (ECDSA P-384 here)."""
+    from cryptography import x509
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-384", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")})
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp384", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example", local_id=False),
+                     private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    subject = x509.load_pem_x509_certificate((pki / "spoke.pem").read_bytes()).subject.public_bytes()
+    assert peer.wait_event("ike_sa_up")["peer_id"] == "ID_DER_ASN1_DN(0x09) " + subject.hex()
+    assert "authentication of 'O=DMVPN interop, CN=spoke' (myself) with ECDSA_WITH_SHA384_DER successful" \
+        in lab.charon_log()
+    assert_same_keys(lab, pair, we_initiated=False)

@@ -174,6 +174,15 @@ def test_live_change_conflict_restart_and_sighup(lab, api):
     now = api("GET", "/api/v1/config").headers["ETag"]
     r = api("PUT", "/api/v1/config", role="admin", json=config, headers={"If-Match": now})
     assert r.status_code == 200 and r.headers["ETag"] == etag, r.text
+    # A file edit that needs a restart is refused on SIGHUP, logged with the field, and nothing changes.
+    text = lab.conf_path("hub1").read_text()
+    assert "key = 1001" in text
+    lab.conf_path("hub1").write_text(text.replace("key = 1001", "key = 2002"))
+    lab.hup("hub1")
+    lab.wait(lambda: "SIGHUP: configuration not reloaded: " in lab.logs["hub1"].read_text(), 10)
+    assert "tunnels[0].key" in lab.logs["hub1"].read_text().split("SIGHUP: configuration not reloaded: ")[-1]
+    assert api("GET", "/api/v1/config").headers["ETag"] == etag
+    lab.conf_path("hub1").write_text(text)
 
 
 def test_dmvpnctl_prints_ios_columns(lab):
@@ -258,7 +267,7 @@ def test_schemathesis_finds_no_server_error(lab, api):
                         "--header", f"Authorization: Bearer {TOKENS['admin']}", "--generation-deterministic",
                         # The event stream never ends (test_observe.py reads it).
                         "--exclude-path", "/api/v1/events/stream"],
-                       capture_output=True, text=True, timeout=240)
+                       capture_output=True, text=True, timeout=240, cwd=lab.dir)  # its cache stays there
     print(f"\nschemathesis: {time.monotonic() - t0:.1f} s\n{r.stdout[-1500:]}")
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
     # It may have drained the hub (a valid action); end the drain for whoever runs next.

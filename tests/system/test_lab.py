@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
-from dmvpnlab import Lab  # noqa: E402
+from dmvpnlab import HOLDTIME, Lab  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ping") is None,
                                 reason="needs root, iproute2 and ping for network namespaces")
@@ -67,6 +68,32 @@ def test_phase3_shortcut_forms_and_takes_the_traffic(lab):
     assert lab.ping("h2", "10.2.1.9", count=20, interval=0.05) >= 19
     assert lab.tunnel_rx("hub1") - before <= 2, "spoke-to-spoke traffic went through the hub"
     assert took < 10
+
+
+def test_a_shortcut_in_use_outlives_its_holding_time(lab):
+    # Cisco refreshes the NHRP entries that forwarding uses before they expire: traffic through the
+    # shortcut marks it used (the spoke's outbound SA reports its use), the spoke sends a fresh Resolution
+    # Request ahead of the expiry, and the shortcut never goes back through the hub while traffic flows.
+    lab.wait(lambda: lab.registered("hub1") >= SPOKES, 60)
+    assert lab.ping("h2", "10.2.1.9", count=3, interval=0.2) >= 1
+    lab.wait(lambda: lab.shortcut("s2", "10.2.1.0/24"), 30, step=0.05)
+    removed = lambda: [e for e in lab.events("s2", "shortcut_removed") if e["prefix"] == "10.2.1.0/24"]
+    gone_before = len(removed())
+    seconds = HOLDTIME + 10
+    replies = []
+    pinger = threading.Thread(target=lambda: replies.append(
+        lab.ping("h2", "10.2.1.9", count=int(seconds / 0.2), interval=0.2, timeout=2)))
+    pinger.start()
+    missing = 0
+    while pinger.is_alive():
+        missing += lab.shortcut("s2", "10.2.1.0/24") is None
+        time.sleep(0.5)
+    pinger.join()
+    print(f"\n{seconds} s of traffic over a shortcut held {HOLDTIME} s: "
+          f"{replies[0]}/{int(seconds / 0.2)} replies, shortcut missing in {missing} samples")
+    assert len(removed()) == gone_before, "the shortcut expired while in use"
+    assert missing == 0
+    assert replies[0] >= int(seconds / 0.2) - 2
 
 
 def test_broken_direct_path_falls_back_to_the_hub_and_back(lab):

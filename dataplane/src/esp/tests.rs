@@ -278,7 +278,7 @@ fn exhausted_or_hard_expired_sa_drops_with_sa_expired() {
     assert_eq!(encrypt_one(&mut p, &db, &mut rts, b"a").0, Ok(()));
     assert_eq!(encrypt_one(&mut p, &db, &mut rts, b"b").0, Ok(()));
     assert_eq!(encrypt_one(&mut p, &db, &mut rts, b"c").0, Err(DropReason::EspSaExpired));
-    assert_eq!(rts.drain_events().map(|e| e.kind).collect::<Vec<_>>(), [SaEventKind::HardPackets]);
+    assert_eq!(rts.drain_events().map(|e| e.kind).collect::<Vec<_>>(), [SaEventKind::Used, SaEventKind::HardPackets]);
 
     let db = pair(&suites()[0], false, Backend::Ring);
     let mut rts = SaRtTable::default();

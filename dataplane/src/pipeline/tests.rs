@@ -181,9 +181,11 @@ fn lan_to_tunnel_is_encrypted_for_the_spoke_and_soft_lifetime_reaches_control() 
     let inner = ipv4::Packet::new_checked(g.payload()).unwrap();
     assert_eq!(inner.ttl(), 63, "the hub is one hop");
     assert_eq!(inner.dst_addr(), core::net::Ipv4Addr::new(10, 2, 0, 7));
+    let event = w.rings.events.pop().expect("the SA's first use reported");
+    assert_eq!((event.sa, event.kind), (SaIndex(2), SaEventKind::Used));
     let event = w.rings.events.pop().expect("soft packet lifetime raised");
     assert_eq!((event.sa, event.kind), (SaIndex(2), SaEventKind::SoftPackets));
-    assert!(w.rings.events.pop().is_none(), "raised once");
+    assert!(w.rings.events.pop().is_none(), "each raised once");
 }
 
 #[test]

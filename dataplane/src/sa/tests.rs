@@ -223,6 +223,7 @@ fn lifetimes_fire_once_and_hard_expires() {
     assert_eq!(
         events,
         [
+            (SaIndex(0), SaEventKind::Used),
             (SaIndex(0), SaEventKind::SoftBytes),
             (SaIndex(0), SaEventKind::SoftPackets),
             (SaIndex(0), SaEventKind::HardPackets)
@@ -232,6 +233,30 @@ fn lifetimes_fire_once_and_hard_expires() {
     e.account(20_000);
     let events: Vec<_> = rts.drain_events().map(|ev| ev.kind).collect();
     assert_eq!(events, [SaEventKind::HardBytes], "the others do not fire again");
+}
+
+#[test]
+fn outbound_use_is_reported_at_the_first_packet_then_once_per_interval() {
+    let (db, mut rts) = outbound(false, Limits::default(), Limits::default());
+    let used = |rts: &mut SaRtTable| rts.drain_events().filter(|e| e.kind == SaEventKind::Used).count();
+    rts.set_clock(1_000);
+    for _ in 0..3 {
+        rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    }
+    assert_eq!(used(&mut rts), 1, "the first packet");
+    rts.set_clock(1_000 + USED_REPORT_NS - 1);
+    rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    assert_eq!(used(&mut rts), 0, "not again within the interval");
+    rts.set_clock(1_000 + USED_REPORT_NS);
+    rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    assert_eq!(used(&mut rts), 1, "once more after it");
+    rts.set_clock(1_000 + 10 * USED_REPORT_NS);
+    assert_eq!(used(&mut rts), 0, "no traffic, no report");
+
+    let (db, mut rts) = inbound(64, false);
+    rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    assert_eq!(used(&mut rts), 0, "inbound SAs do not report");
 }
 
 #[test]

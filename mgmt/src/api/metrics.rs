@@ -74,22 +74,28 @@ pub fn render(status: &Value) -> String {
     for (reason, n) in drops(status) {
         o.sample("dmvpn_drops_total", &[("layer", drop_layer(&reason)), ("reason", &reason)], n);
     }
+    // Each family's samples together (the exposition format wants them grouped).
+    let tunnels = arr(&status["tunnels"]);
+    let name = |t: &Value| t["name"].as_str().unwrap_or("").to_string();
     o.family("dmvpn_peers", "gauge", "show dmvpn rows by tunnel and state (UP, IKE, NHRP).");
-    o.family("dmvpn_nhs_up", "gauge", "1 for each NHS in state up.");
-    o.family("dmvpn_nhrp_entries", "gauge", "NHRP cache entries by tunnel and kind.");
-    for t in arr(&status["tunnels"]) {
-        let name = t["name"].as_str().unwrap_or("");
+    for t in tunnels {
         for state in ["UP", "IKE", "NHRP"] {
             let n = arr(&t["peers"]).iter().filter(|p| p["state"] == state).count() as u64;
-            o.sample("dmvpn_peers", &[("tunnel", name), ("state", state)], n);
+            o.sample("dmvpn_peers", &[("tunnel", &name(t)), ("state", state)], n);
         }
+    }
+    o.family("dmvpn_nhs_up", "gauge", "1 for each NHS in state up.");
+    for t in tunnels {
         for n in arr(&t["nhs"]) {
             let nhs = n["address"].as_str().unwrap_or("");
-            o.sample("dmvpn_nhs_up", &[("tunnel", name), ("nhs", nhs)], u64::from(n["state"] == "up"));
+            o.sample("dmvpn_nhs_up", &[("tunnel", &name(t)), ("nhs", nhs)], u64::from(n["state"] == "up"));
         }
+    }
+    o.family("dmvpn_nhrp_entries", "gauge", "NHRP cache entries by tunnel and kind.");
+    for t in tunnels {
         for kind in ["static", "registered", "resolved"] {
             let n = arr(&t["nhrp"]).iter().filter(|e| e["kind"] == kind).count() as u64;
-            o.sample("dmvpn_nhrp_entries", &[("tunnel", name), ("kind", kind)], n);
+            o.sample("dmvpn_nhrp_entries", &[("tunnel", &name(t)), ("kind", kind)], n);
         }
     }
     let ike = arr(&status["ike_sas"]);
@@ -132,12 +138,16 @@ mod tests {
     #[test]
     fn metrics_carry_drops_by_layer_and_peers_by_state() {
         let st = json!({"uptime_s": 5, "draining": true,
-            "tunnels": [{"name": "Tunnel1", "peers": [{"state": "UP"}, {"state": "IKE"}, {"state": "UP"}]}],
+            "tunnels": [{"name": "Tunnel1", "peers": [{"state": "UP"}, {"state": "IKE"}, {"state": "UP"}]},
+                        {"name": "Tunnel2", "peers": [{"state": "UP"}]}],
             "dataplane": {"workers": [{"rx_packets": 3, "drops": {"esp_replay": 2}}], "ports": [{"name": "wan", "rx_packets": 3}]},
             "counters": {"nhrp": {"registrations": 4, "rx": {"registration_request": 4}}}});
         let m = super::render(&st);
         assert!(m.contains("dmvpn_drops_total{layer=\"ipsec\",reason=\"esp_replay\"} 2\n"), "{m}");
         assert!(m.contains("dmvpn_peers{tunnel=\"Tunnel1\",state=\"UP\"} 2\n"), "{m}");
+        // One family's samples together, before the next family.
+        let p2 = m.find("dmvpn_peers{tunnel=\"Tunnel2\",state=\"UP\"} 1").unwrap();
+        assert!(p2 < m.find("# TYPE dmvpn_nhs_up").unwrap(), "{m}");
         assert!(m.contains("dmvpn_draining 1\n") && m.contains("dmvpn_nhrp_registrations_total 4\n"), "{m}");
         assert!(m.contains("dmvpn_nhrp_packets_total{direction=\"rx\",op=\"registration_request\"} 4\n"), "{m}");
         assert!(m.contains("# TYPE dmvpn_dataplane_rx_packets_total counter\ndmvpn_dataplane_rx_packets_total 3\n"));

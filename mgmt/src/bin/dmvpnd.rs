@@ -42,7 +42,7 @@ use mgmt::api::daemon::{self, Answer, Ask, Request};
 use mgmt::api::{Api, Tls};
 use mgmt::capture::{CaptureControl, Names};
 use mgmt::config::store::{self, ConfigStore};
-use mgmt::control::{Control, Output, PuntIn, Setup};
+use mgmt::control::{Control, InjectDrop, Output, PuntIn, Setup};
 use mgmt::events::Observe;
 use mgmt::plan::Plan;
 
@@ -246,10 +246,6 @@ fn run(
         if control.poll_timeout().is_some_and(|t| t <= now) {
             control.handle_timeout(now);
         }
-        while let Some(out) = control.poll_output() {
-            work += 1;
-            inject(rt, out);
-        }
         let status = |control: &Control, revision: &str| {
             let mut status = control.status(Instant::now());
             status["dataplane"] = rt.stats();
@@ -270,7 +266,10 @@ fn run(
             request.answer(answer);
         }
         while let Some(out) = control.poll_output() {
-            inject(rt, out);
+            work += 1;
+            if let Err(why) = inject(rt, out) {
+                control.inject_dropped(why);
+            }
         }
         if let Ok((mut conn, _)) = listener.accept() {
             let status = status(&control, &revision);
@@ -287,16 +286,14 @@ fn run(
 }
 
 /// Puts a packet on the first worker's inject ring (the worker hands an SA's packets to its owner).
-fn inject(rt: &Runtime, out: Output) {
-    let Some(w) = rt.workers().first() else { return };
+fn inject(rt: &Runtime, out: Output) -> Result<(), InjectDrop> {
+    let Some(w) = rt.workers().first() else { return Ok(()) };
     let item = match out {
         Output::Frame { port, bytes } => rt.pool().alloc_from(&bytes).map(|pkt| Inject::Frame { port, pkt }),
         Output::Tunnel { tunnel, nbma, sa, protocol, bytes } => {
             rt.pool().alloc_from(&bytes).map(|pkt| Inject::Tunnel { tunnel, nbma, sa, protocol, pkt })
         }
     };
-    if let Some(item) = item {
-        // A full inject ring drops the packet (the protocols retransmit).
-        let _ = w.rings.injects.push(item);
-    }
+    let item = item.ok_or(InjectDrop::NoBuffer)?;
+    w.rings.injects.push(item).map_err(|_| InjectDrop::RingFull)
 }

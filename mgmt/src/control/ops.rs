@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use dataplane::ids::VrfId;
+use dataplane::ids::{TunnelId, VrfId};
 use nhrp::EntryKind;
 use serde_json::{json, Value};
 
@@ -157,11 +157,12 @@ impl Control {
                 let nid = nhrp::TunnelId(id.0);
                 match address {
                     Some(a) => {
-                        if !self.nhrp.forget(nid, *a) {
+                        if !self.nhrp.clear_entry(nid, *a) {
                             return Err(BackendError::NotFound(format!(
                                 "address: no dynamic NHRP entry for {a} on {tunnel}"
                             )));
                         }
+                        self.down_reasons.insert((TunnelId(nid.0), *a), "cleared by the operator");
                         format!("cleared the NHRP entry of {a} on {tunnel}")
                     }
                     None => {
@@ -182,7 +183,10 @@ impl Control {
                         .map(|(a, _)| a)
                         .collect();
                     for a in of_peer {
-                        entries += usize::from(self.nhrp.forget(t, a));
+                        if self.nhrp.clear_entry(t, a) {
+                            entries += 1;
+                            self.down_reasons.insert((TunnelId(t.0), a), "cleared by the operator");
+                        }
                     }
                 }
                 let sas = self.peers.get(nbma).map_or(0, |p| p.pairs.len() + p.ike_sas.len());

@@ -8,9 +8,16 @@
 //!          [--no-transport] [--no-tunnel] [--seconds N] [--exit-when-up]
 //!          [--child-lifetime S] [--ike-lifetime S] [--rekey-margin S] [--dpd S | --no-dpd] [--quiet]
 //!          [--fragment-size N | --no-fragmentation] [--pfs GROUP]
+//! ike-peer ... --id hub.example --cert hub.pem --key hub.key --ca ca.pem [--ca ...] [--crl crl.pem]
+//!          [--rsa-pss]
 //! ```
 //!
-//! `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
+//! With `--cert` (PEM: the certificate, then any intermediates) and `--key` (PEM or DER: PKCS #8, or
+//! PKCS #1 RSA) we authenticate by RFC 7427 signature, and the peer must too, with a certificate
+//! that chains to a `--ca` and is on no `--crl`; `--psk` is then not needed.
+//!
+//! Besides the events, a `stats` line with the counters `auth_failures` and `ike_rekey_collisions`
+//! whenever they change. `--quiet` prints no events (the IKE benchmark, `perf/ike-bench.py`, runs it so as responder).
 //!
 //! Proposals use strongSwan's syntax: `aes128gcm16`/`aes256gcm16`/`aes128`/`aes256`, `sha256`/
 //! `sha384`/`sha512` (integrity, with CBC), `prfsha256`/`prfsha384`/`prfsha512`, `ecp256`/`ecp384`/
@@ -22,7 +29,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ike::config::{id_fqdn, Config, Dpd, Keyring, PeerMatch};
+use ike::cert::{self, LocalCert, TrustStore};
+use ike::config::{id_fqdn, AuthKind, Config, Dpd, Keyring, PeerMatch};
 use ike::crypto::OsRandom;
 use ike::engine::{Engine, Event, Mode};
 use ike::message::Id;
@@ -51,6 +59,7 @@ fn parse_args() -> Result<Args> {
     let (mut transport, mut tunnel, mut seconds, mut exit_when_up) = (true, true, None, false);
     let (mut quiet, mut no_dpd, mut fragment_size, mut pfs) = (false, false, None, None);
     let (mut child_lifetime, mut ike_lifetime, mut margin, mut dpd) = (None, None, None, None);
+    let (mut cert_file, mut key_file, mut cas, mut crls, mut rsa_pss) = (None, None, Vec::new(), Vec::new(), false);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
         match a.as_str() {
@@ -76,11 +85,37 @@ fn parse_args() -> Result<Args> {
             "--ike-lifetime" => ike_lifetime = Some(Duration::from_secs(val()?.parse().context("--ike-lifetime")?)),
             "--rekey-margin" => margin = Some(Duration::from_secs(val()?.parse().context("--rekey-margin")?)),
             "--dpd" => dpd = Some(Duration::from_secs(val()?.parse().context("--dpd")?)),
+            "--cert" => cert_file = Some(val()?),
+            "--key" => key_file = Some(val()?),
+            "--ca" => cas.push(val()?),
+            "--crl" => crls.push(val()?),
+            "--rsa-pss" => rsa_pss = true,
             _ => bail!("unknown argument {a:?}"),
         }
     }
     let mut config = Config::new(id_fqdn(&id.ok_or_else(|| anyhow!("--id is required"))?));
-    config.keyring = Keyring::default().with(PeerMatch::Any, psk.ok_or_else(|| anyhow!("--psk is required"))?);
+    let read = |f: &str| std::fs::read(f).with_context(|| format!("reading {f}"));
+    if let Some(cert_file) = cert_file {
+        let chain = cert::certificates_from_pem(&read(&cert_file)?).context("--cert")?;
+        let key_file = key_file.ok_or_else(|| anyhow!("--cert needs --key"))?;
+        let key = cert::private_key_from_pem(&read(&key_file)?).context("--key")?;
+        config.local_cert = Some(LocalCert::new(chain, key).context("--cert/--key")?.with_rsa_pss(rsa_pss));
+        config.auth.default = AuthKind::Certificate;
+    }
+    let mut ca_ders = Vec::new();
+    for f in &cas {
+        ca_ders.extend(cert::certificates_from_pem(&read(f)?).with_context(|| format!("--ca {f}"))?);
+    }
+    let mut crl_ders = Vec::new();
+    for f in &crls {
+        crl_ders.extend(cert::crls_from_pem(&read(f)?).with_context(|| format!("--crl {f}"))?);
+    }
+    config.trust = TrustStore::new(ca_ders, crl_ders).context("--ca/--crl")?;
+    match psk {
+        Some(psk) => config.keyring = Keyring::default().with(PeerMatch::Any, psk),
+        None if config.auth.default == AuthKind::Certificate => {}
+        None => bail!("--psk or --cert is required"),
+    }
     if let Some(ike) = ike {
         config.ike_proposals = ike;
     }
@@ -125,7 +160,7 @@ fn event_json(e: &Event) -> serde_json::Value {
     match e {
         Event::IkeSaUp { sa, local, remote, peer_id } => json!({
             "event": "ike_sa_up", "sa": format!("{:016x}", sa.0), "local": local.to_string(),
-            "remote": remote.to_string(), "peer_id": String::from_utf8_lossy(&peer_id.data),
+            "remote": remote.to_string(), "peer_id": cert::id_display(peer_id),
         }),
         Event::IkeSaDown { sa, remote, reason } => json!({
             "event": "ike_sa_down", "sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
@@ -164,11 +199,13 @@ fn main() -> Result<()> {
     let (s500, s4500, rx) = sockets(args.listen)?;
     let mut engine = Engine::new(args.config, Box::new(OsRandom));
     let start = Instant::now();
+    engine.set_wall_clock(start, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
     if let Some(remote) = args.initiate {
         engine.initiate(start, local, SocketAddr::new(remote, 500), args.remote_id)?;
     }
     let mut out = std::io::stdout().lock();
     let (mut up, mut installed) = (false, false);
+    let mut counters = (0, 0);
     loop {
         while let Some(t) = engine.poll_transmit() {
             let sent = send(&s500, &s4500, &t);
@@ -181,6 +218,14 @@ fn main() -> Result<()> {
                 writeln!(out, "{}", event_json(&e))?;
                 out.flush()?;
             }
+        }
+        // Counters the tests look at, printed when they change.
+        let st = engine.stats();
+        if (st.auth_failures, st.ike_rekey_collisions) != counters && !args.quiet {
+            counters = (st.auth_failures, st.ike_rekey_collisions);
+            let line = json!({"event": "stats", "auth_failures": counters.0, "ike_rekey_collisions": counters.1});
+            writeln!(out, "{line}")?;
+            out.flush()?;
         }
         let now = Instant::now();
         if args.exit_when_up && up && installed {
