@@ -38,6 +38,8 @@ use ike::engine::{self as ikeng, IkeSaId, NAT_T_PORT};
 use nhrp::{EntryFlags, EntryKind, NhsState, Time};
 use serde_json::{json, Value};
 
+use crate::debug::Facility;
+use crate::events::Observe;
 use crate::frames;
 use crate::plan::{self, Plan, PlanError};
 
@@ -55,8 +57,8 @@ const PENDING_FRAMES: usize = 16;
 const INITIATE_HOLD: Duration = Duration::from_secs(4);
 /// Minimum time between two ARP requests for one address.
 const ARP_HOLD: Duration = Duration::from_millis(500);
-/// Events kept for `status`.
-const EVENT_LOG: usize = 200;
+/// Events shown in `status`.
+const STATUS_EVENTS: usize = 200;
 
 /// A punted packet or trigger, as the control loop takes it (the bytes of whatever buffer held it).
 #[derive(Debug)]
@@ -182,7 +184,9 @@ pub struct Control {
     waiting_frames: HashMap<(PortId, IpAddr), Vec<Vec<u8>>>,
     arp_asked: HashMap<(PortId, IpAddr), Instant>,
     outputs: VecDeque<Output>,
-    events: VecDeque<Value>,
+    obs: Arc<Observe>,
+    /// Why the daemon purged an NHRP peer, for the `peer_down` event when the engine removes it.
+    down_reasons: HashMap<(TunnelId, IpAddr), &'static str>,
     counters: Counters,
     dirty: bool,
 }
@@ -287,7 +291,8 @@ impl Control {
             waiting_frames: HashMap::new(),
             arp_asked: HashMap::new(),
             outputs: VecDeque::new(),
-            events: VecDeque::new(),
+            obs: Observe::new(now, 0),
+            down_reasons: HashMap::new(),
             counters: Counters::default(),
             dirty: true,
         };
@@ -309,17 +314,103 @@ impl Control {
         Time(now.saturating_duration_since(self.start).as_millis() as u64)
     }
 
+    /// Records events and debug lines in `obs` (shared with the API) from now on, instead of the hub
+    /// of its own that [`Self::new`] made (whose wall clock starts at the Unix epoch).
+    pub fn set_observe(&mut self, obs: Arc<Observe>) {
+        self.obs = obs;
+    }
+
+    /// Where the control loop records its events and debug lines.
+    pub fn observe(&self) -> &Arc<Observe> {
+        &self.obs
+    }
+
     fn log(&mut self, now: Instant, event: &str, detail: Value) {
-        let ms = now.saturating_duration_since(self.start).as_millis() as u64;
-        let mut v = json!({"t_ms": ms, "event": event});
+        self.obs.event(now, event, detail);
+    }
+
+    fn tunnel_name(&self, tunnel: TunnelId) -> String {
+        self.plan.tunnel(tunnel).map_or_else(|| tunnel.0.to_string(), |t| t.name.clone())
+    }
+
+    /// Whether a debug condition on `facility` names the peer at `nbma` (by that address, by one of
+    /// `overlays`, or by an overlay address the TEIB maps to `nbma`). One branch while none is set.
+    #[inline]
+    fn debugging(&self, facility: Facility, nbma: IpAddr, overlays: &[Option<IpAddr>]) -> bool {
+        let c = self.obs.conditions();
+        c.any()
+            && c.wants(facility, |a| {
+                a == nbma
+                    || overlays.contains(&Some(a))
+                    || self.plan.tunnels.iter().any(|t| self.teib.get(&(t.id, a)).is_some_and(|(n, _)| *n == nbma))
+            })
+    }
+
+    /// A debug line about the peer at `nbma` (the caller checked [`Self::debugging`]); `peer` is
+    /// `nbma` unless `detail` names an overlay address.
+    fn debug(&self, now: Instant, facility: Facility, event: &str, nbma: IpAddr, detail: Value) {
+        let mut v = json!({"peer": nbma.to_string(), "nbma": nbma.to_string()});
         if let (Some(o), Value::Object(d)) = (v.as_object_mut(), detail) {
             o.extend(d);
         }
-        eprintln!("dmvpnd: {v}");
-        if self.events.len() == EVENT_LOG {
-            self.events.pop_front();
+        self.obs.debug(now, facility, event, v);
+    }
+
+    /// `debug nhrp packet` for one peer: the operation and addresses of an NHRP packet.
+    fn debug_nhrp(&self, now: Instant, event: &str, tunnel: TunnelId, nbma: IpAddr, bytes: &[u8], extra: Value) {
+        let parsed = nhrp::wire::Packet::parse(bytes);
+        // The packet is about its source station, or the destination it resolves.
+        let (src, dst) = parsed.as_ref().map_or((None, None), |p| (p.src_proto, p.dst_proto));
+        if !self.debugging(Facility::Nhrp, nbma, &[src, dst]) {
+            return;
         }
-        self.events.push_back(v);
+        // The peer is the station that is not us (a reply carries the requester as its source).
+        let ours = self.plan.tunnel(tunnel).map(|t| t.address.addr);
+        let overlay = if src == ours { dst } else { src };
+        let mut v = match &parsed {
+            Ok(p) => json!({
+                "peer": overlay.map_or_else(|| nbma.to_string(), |a| a.to_string()), "tunnel": self.tunnel_name(tunnel),
+                "op": p.op.name().map_or_else(|| format!("{:#04x}", p.op.0), str::to_lowercase),
+                "src_nbma": p.src_nbma.map(|a| a.to_string()), "src_proto": p.src_proto.map(|a| a.to_string()),
+                "dst_proto": p.dst_proto.map(|a| a.to_string()), "hop_count": p.hop_count, "len": bytes.len(),
+            }),
+            Err(e) => {
+                json!({"tunnel": self.tunnel_name(tunnel), "len": bytes.len(), "reason": format!("malformed: {e}")})
+            }
+        };
+        if let (Some(o), Value::Object(d)) = (v.as_object_mut(), extra) {
+            o.extend(d);
+        }
+        self.debug(now, Facility::Nhrp, event, nbma, v);
+    }
+
+    /// `debug crypto ikev2 packet` for one peer: the exchange of an IKE message (RFC 7296 §3.1).
+    fn debug_ike(&self, now: Instant, event: &str, nbma: IpAddr, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
+        if !self.debugging(Facility::Ike, nbma, &[]) {
+            return;
+        }
+        let mut v = if msg.len() < 28 {
+            json!({"len": msg.len(), "reason": "shorter than an IKE header (or a NAT keepalive)"})
+        } else {
+            let exchange = match msg[18] {
+                34 => "IKE_SA_INIT".to_string(),
+                35 => "IKE_AUTH".to_string(),
+                36 => "CREATE_CHILD_SA".to_string(),
+                37 => "INFORMATIONAL".to_string(),
+                x => format!("exchange {x}"),
+            };
+            let flags = msg[19];
+            json!({
+                "exchange": exchange, "response": flags & 0x20 != 0, "initiator": flags & 0x08 != 0,
+                "message_id": u32::from_be_bytes([msg[20], msg[21], msg[22], msg[23]]),
+                "spi_i": hex::encode(&msg[0..8]), "spi_r": hex::encode(&msg[8..16]), "len": msg.len(),
+            })
+        };
+        if let Some(o) = v.as_object_mut() {
+            o.insert("local".into(), local.to_string().into());
+            o.insert("remote".into(), remote.to_string().into());
+        }
+        self.debug(now, Facility::Ike, event, nbma, v);
     }
 
     // ------------------------------------------------------------------ inputs
@@ -334,7 +425,14 @@ impl Control {
                 // The data plane drops unprotected GRE on protected tunnels; this is the second lock.
                 if self.plan.tunnel(tunnel).is_some_and(|t| t.protected) && p.sa.is_none() {
                     self.counters.nhrp_unprotected_dropped += 1;
+                    if self.obs.conditions().any() {
+                        let why = json!({"reason": "unprotected on a protected tunnel: dropped"});
+                        self.debug_nhrp(now, "nhrp_rx", tunnel, src, p.bytes, why);
+                    }
                     return;
+                }
+                if self.obs.conditions().any() {
+                    self.debug_nhrp(now, "nhrp_rx", tunnel, src, p.bytes, json!({"sa": p.sa.map(|s| s.0)}));
                 }
                 self.nhrp.handle_datagram(t, nhrp::TunnelId(tunnel.0), src, dst, p.bytes);
             }
@@ -346,7 +444,11 @@ impl Control {
                     (NAT_T_PORT, _) => return,
                     (_, d) => d,
                 };
-                ike.handle_datagram(now, SocketAddr::new(dst, dport), SocketAddr::new(src, sport), payload);
+                let (local, remote) = (SocketAddr::new(dst, dport), SocketAddr::new(src, sport));
+                ike.handle_datagram(now, local, remote, payload);
+                if self.obs.conditions().any() {
+                    self.debug_ike(now, "ike_rx", src, local, remote, payload);
+                }
             }
             PuntKind::Redirect => {
                 if let Some(tunnel) = p.tunnel {
@@ -376,10 +478,12 @@ impl Control {
     /// An SA event from a worker. Traffic through a peer's outbound SA marks the NHRP entries it
     /// carries used (the peer's binding and the shortcuts through it), so that they are refreshed
     /// before they expire instead of re-forming through the hub. Lifetime events are only counted
-    /// (byte and packet limits are not set on IKE's SAs, and IKE rekeys by time).
-    pub fn handle_sa_event(&mut self, _now: Instant, event: SaEvent) {
+    /// (byte and packet limits are not set on IKE's SAs, and IKE rekeys by time), and traced for a
+    /// peer under `debug esp`.
+    pub fn handle_sa_event(&mut self, now: Instant, event: SaEvent) {
         self.counters.sa_events += 1;
         if event.kind != SaEventKind::Used {
+            self.debug_sa_event(now, event);
             return;
         }
         let Some(&nbma) = self.out_sa_peer.get(&event.sa) else { return };
@@ -392,6 +496,29 @@ impl Control {
             if overlays.contains(&(*tunnel, *via)) {
                 self.nhrp.mark_used(nhrp::TunnelId(tunnel.0), *prefix);
             }
+        }
+    }
+
+    /// `debug esp`: an SA lifetime event of a debugged peer.
+    fn debug_sa_event(&self, now: Instant, event: SaEvent) {
+        if !self.obs.conditions().any() {
+            return;
+        }
+        let found = self.peers.iter().find_map(|(nbma, p)| {
+            p.pairs.iter().find_map(|x| {
+                if x.in_idx == event.sa {
+                    Some((*nbma, x.inbound_spi, "inbound"))
+                } else if x.out_idx == event.sa {
+                    Some((*nbma, x.outbound_spi, "outbound"))
+                } else {
+                    None
+                }
+            })
+        });
+        if let Some((nbma, spi, direction)) = found.filter(|(n, ..)| self.debugging(Facility::Esp, *n, &[])) {
+            let v = json!({"spi": format!("{spi:08x}"), "direction": direction, "sa": event.sa.0,
+                           "reason": event.kind.name()});
+            self.debug(now, Facility::Esp, "esp_sa_lifetime", nbma, v);
         }
     }
 
@@ -481,6 +608,15 @@ impl Control {
     }
 
     fn send_nhrp(&mut self, now: Instant, tunnel: TunnelId, nbma: IpAddr, bytes: Vec<u8>) {
+        if self.obs.conditions().any() {
+            let sa = self.sa_out(tunnel, nbma);
+            let via = match (self.protected(tunnel), sa) {
+                (false, _) => json!({"protected": false}),
+                (true, Some(sa)) => json!({"protected": true, "sa": sa.0}),
+                (true, None) => json!({"protected": true, "reason": "waiting for an SA (IKE started)"}),
+            };
+            self.debug_nhrp(now, "nhrp_tx", tunnel, nbma, &bytes, via);
+        }
         if !self.protected(tunnel) {
             self.outputs.push_back(Output::Tunnel { tunnel, nbma, sa: None, protocol: GRE_NHRP, bytes });
             return;
@@ -511,9 +647,12 @@ impl Control {
         peer.initiated = Some(now);
         self.counters.ike_initiated += 1;
         let r = ike.initiate(now, SocketAddr::new(local, IKE_PORT), SocketAddr::new(nbma, IKE_PORT), None);
+        let tunnel = self.tunnel_name(tunnel);
         let detail = match r {
-            Ok(sa) => json!({"peer": nbma.to_string(), "ike_sa": format!("{:016x}", sa.0)}),
-            Err(e) => json!({"peer": nbma.to_string(), "error": e.to_string()}),
+            Ok(sa) => json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "tunnel": tunnel,
+                             "ike_sa": format!("{:016x}", sa.0)}),
+            Err(e) => json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "tunnel": tunnel,
+                             "reason": e.to_string()}),
         };
         self.log(now, "ike_initiate", detail);
     }
@@ -526,6 +665,9 @@ impl Control {
             payload.extend_from_slice(&[0; 4]);
         }
         payload.extend_from_slice(&tx.data);
+        if self.obs.conditions().any() {
+            self.debug_ike(now, "ike_tx", tx.remote.ip(), tx.local, tx.remote, &tx.data);
+        }
         let packet = frames::ipv4_udp(src, dst, tx.local.port(), tx.remote.port(), &payload);
         let vrf = self.plan.tunnel_by_source(tx.local.ip()).map_or(VrfId::default(), |t| t.fvrf);
         self.send_ip(now, vrf, IpAddr::V4(dst), packet);
@@ -608,11 +750,18 @@ impl Control {
             nhrp::Event::AdjacencyAdded { tunnel, proto, nbma, claimed_nbma } => {
                 let tunnel = TunnelId(tunnel.0);
                 self.set_teib(tunnel, proto, nbma, true);
+                let kind = self.nhrp.cache().get(nhrp::TunnelId(tunnel.0), &proto).map(|e| e.kind);
+                let reason = match kind {
+                    Some(EntryKind::Registered) => "registered",
+                    Some(EntryKind::Resolved) => "resolved",
+                    Some(EntryKind::Static) => "static",
+                    None => "nhrp adjacency",
+                };
                 self.log(
                     now,
-                    "adjacency_added",
-                    json!({"tunnel": tunnel.0, "overlay": proto.to_string(), "nbma": nbma.to_string(),
-                           "claimed_nbma": claimed_nbma.to_string()}),
+                    "peer_up",
+                    json!({"peer": proto.to_string(), "nbma": nbma.to_string(), "tunnel": self.tunnel_name(tunnel),
+                           "reason": reason, "claimed_nbma": claimed_nbma.to_string()}),
                 );
                 if self.protected(tunnel) && self.sa_out(tunnel, nbma).is_none() {
                     self.ensure_ike(now, tunnel, nbma);
@@ -625,10 +774,13 @@ impl Control {
                     self.tables.remove_teib(tunnel, proto);
                     self.dirty = true;
                 }
+                let reason =
+                    self.down_reasons.remove(&(tunnel, proto)).unwrap_or("nhrp entry expired, purged or replaced");
                 self.log(
                     now,
-                    "adjacency_removed",
-                    json!({"tunnel": tunnel.0, "overlay": proto.to_string(), "nbma": nbma.to_string()}),
+                    "peer_down",
+                    json!({"peer": proto.to_string(), "nbma": nbma.to_string(), "tunnel": self.tunnel_name(tunnel),
+                           "reason": reason}),
                 );
                 // The entry expired, was purged or replaced: its SAs go too, unless something else
                 // still maps to that NBMA address.
@@ -655,8 +807,9 @@ impl Control {
                 self.log(
                     now,
                     "shortcut_added",
-                    json!({"tunnel": tunnel.0, "prefix": format!("{prefix}/{prefix_len}"),
-                           "next_hop": next_hop.to_string(), "nbma": nbma.to_string(), "route": installed}),
+                    json!({"peer": next_hop.to_string(), "nbma": nbma.to_string(), "tunnel": self.tunnel_name(tunnel),
+                           "prefix": format!("{prefix}/{prefix_len}"), "next_hop": next_hop.to_string(),
+                           "route": installed}),
                 );
                 if self.protected(tunnel) && self.sa_out(tunnel, nbma).is_none() {
                     self.ensure_ike(now, tunnel, nbma);
@@ -664,37 +817,61 @@ impl Control {
             }
             nhrp::Event::ShortcutRemoved { tunnel, prefix, prefix_len } => {
                 let tunnel = TunnelId(tunnel.0);
-                if let Some((vrf, _)) = self.shortcuts.remove(&(tunnel, prefix, prefix_len)) {
+                let via = self.shortcuts.remove(&(tunnel, prefix, prefix_len)).map(|(vrf, nh)| {
                     let _ = self.tables.remove_route(vrf, prefix, prefix_len);
                     self.dirty = true;
-                }
+                    nh
+                });
+                let nbma = via.and_then(|nh| self.teib.get(&(tunnel, nh))).map(|(n, _)| n.to_string());
                 self.log(
                     now,
                     "shortcut_removed",
-                    json!({"tunnel": tunnel.0, "prefix": format!("{prefix}/{prefix_len}")}),
+                    json!({"peer": via.map(|a| a.to_string()), "nbma": nbma, "tunnel": self.tunnel_name(tunnel),
+                           "prefix": format!("{prefix}/{prefix_len}")}),
                 );
             }
             nhrp::Event::NhsUp { tunnel, nhs } => {
-                self.log(now, "nhs_up", json!({"tunnel": tunnel.0, "nhs": nhs.to_string()}));
+                let (name, nbma) = self.nhs_of(TunnelId(tunnel.0), nhs);
+                self.log(
+                    now,
+                    "nhs_up",
+                    json!({"peer": nhs.to_string(), "nhs": nhs.to_string(), "nbma": nbma.map(|a| a.to_string()),
+                           "tunnel": name, "reason": "registration replied"}),
+                );
                 self.follow_nhs();
             }
             nhrp::Event::NhsDown { tunnel, nhs } => {
-                self.log(now, "nhs_down", json!({"tunnel": tunnel.0, "nhs": nhs.to_string()}));
+                let (name, nbma) = self.nhs_of(TunnelId(tunnel.0), nhs);
+                self.log(
+                    now,
+                    "nhs_down",
+                    json!({"peer": nhs.to_string(), "nhs": nhs.to_string(), "nbma": nbma.map(|a| a.to_string()),
+                           "tunnel": name, "reason": "registrations unanswered"}),
+                );
                 self.follow_nhs();
                 // The hub stopped answering: its SAs may be stale (it restarted, or our NAT mapping
                 // changed). Drop them so that the next registration negotiates afresh.
-                let nbma = self
-                    .plan
-                    .tunnel(TunnelId(tunnel.0))
-                    .and_then(|t| t.nhrp.nhs.iter().find(|n| n.proto == nhs).map(|n| n.nbma));
                 if let Some(nbma) = nbma {
                     self.tear_down_peer(now, nbma, "nhs down");
                 }
             }
             nhrp::Event::Purged { tunnel, proto, prefix_len } => {
-                self.log(now, "purged", json!({"tunnel": tunnel.0, "prefix": format!("{proto}/{prefix_len}")}));
+                let tunnel = TunnelId(tunnel.0);
+                let nbma = self.teib.get(&(tunnel, proto)).map(|(n, _)| n.to_string());
+                self.log(
+                    now,
+                    "purged",
+                    json!({"peer": proto.to_string(), "nbma": nbma, "tunnel": self.tunnel_name(tunnel),
+                           "prefix": format!("{proto}/{prefix_len}")}),
+                );
             }
         }
+    }
+
+    /// The tunnel's name and the NBMA address of its NHS `nhs`.
+    fn nhs_of(&self, tunnel: TunnelId, nhs: IpAddr) -> (String, Option<IpAddr>) {
+        let nbma = self.plan.tunnel(tunnel).and_then(|t| t.nhrp.nhs.iter().find(|n| n.proto == nhs).map(|n| n.nbma));
+        (self.tunnel_name(tunnel), nbma)
     }
 
     fn set_teib(&mut self, tunnel: TunnelId, overlay: IpAddr, nbma: IpAddr, dynamic: bool) {
@@ -745,7 +922,18 @@ impl Control {
                 let _ = ike.delete_ike_sa(now, *sa);
             }
         }
-        self.log(now, "peer_torn_down", json!({"peer": nbma.to_string(), "why": why, "sa_pairs": pairs.len()}));
+        if self.debugging(Facility::Esp, nbma, &[]) {
+            for p in &pairs {
+                let v = json!({"in_spi": format!("{:08x}", p.inbound_spi), "out_spi": format!("{:08x}", p.outbound_spi),
+                               "reason": why});
+                self.debug(now, Facility::Esp, "esp_sa_deleted", nbma, v);
+            }
+        }
+        self.log(
+            now,
+            "peer_torn_down",
+            json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "reason": why, "sa_pairs": pairs.len()}),
+        );
     }
 
     // ------------------------------------------------------------------ IKE events
@@ -759,10 +947,18 @@ impl Control {
                 self.log(
                     now,
                     "ike_sa_up",
-                    json!({"ike_sa": format!("{:016x}", sa.0), "local": local.to_string(), "remote": remote.to_string()}),
+                    json!({"peer": remote.ip().to_string(), "nbma": remote.ip().to_string(),
+                           "ike_sa": format!("{:016x}", sa.0), "local": local.to_string(), "remote": remote.to_string()}),
                 );
             }
             ikeng::Event::IkeSaRekeyed { old, new } => {
+                if self.obs.conditions().any() {
+                    let nbma = self.peers.iter().find(|(_, p)| p.ike_sas.contains(&old)).map(|(a, _)| *a);
+                    if let Some(nbma) = nbma.filter(|n| self.debugging(Facility::Ike, *n, &[])) {
+                        let v = json!({"old": format!("{:016x}", old.0), "new": format!("{:016x}", new.0)});
+                        self.debug(now, Facility::Ike, "ike_sa_rekeyed", nbma, v);
+                    }
+                }
                 for p in self.peers.values_mut() {
                     if p.ike_sas.remove(&old) {
                         p.ike_sas.insert(new);
@@ -787,34 +983,58 @@ impl Control {
                 self.withdraw(&gone);
                 if let Some(nbma) = nbma {
                     self.refresh_teib(nbma);
+                    if self.debugging(Facility::Esp, nbma, &[]) {
+                        let v = json!({"in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}"),
+                                       "ike_sa": format!("{:016x}", ike_sa.0), "reason": "deleted by IKE"});
+                        self.debug(now, Facility::Esp, "esp_sa_deleted", nbma, v);
+                    }
                 }
                 self.counters.sa_pairs_deleted += gone.len() as u64;
                 self.log(
                     now,
                     "sa_pair_deleted",
-                    json!({"in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}),
+                    json!({"peer": nbma.map(|a| a.to_string()), "nbma": nbma.map(|a| a.to_string()),
+                           "in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}),
                 );
             }
             ikeng::Event::IkeSaDown { sa, remote, reason } => {
-                self.log(now, "ike_sa_down", json!({"ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(), "reason": format!("{reason:?}")}));
-                self.ike_sa_gone(now, sa, remote.ip());
+                let ip = remote.ip().to_string();
+                self.log(
+                    now,
+                    "ike_sa_down",
+                    json!({"peer": ip, "nbma": ip, "ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+                           "reason": format!("{reason:?}")}),
+                );
+                self.ike_sa_gone(now, sa, remote.ip(), "IKE SA down");
             }
             ikeng::Event::PeerDead { sa, remote, .. } => {
-                self.log(now, "peer_dead", json!({"ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string()}));
-                self.ike_sa_gone(now, sa, remote.ip());
+                let ip = remote.ip().to_string();
+                self.log(
+                    now,
+                    "peer_dead",
+                    json!({"peer": ip, "nbma": ip, "ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+                           "reason": "dead peer detection: no answer"}),
+                );
+                self.ike_sa_gone(now, sa, remote.ip(), "peer dead (DPD)");
             }
             ikeng::Event::Failed { sa, remote, failure } => {
                 if let Some(p) = self.peers.get_mut(&remote.ip()) {
                     p.initiated = None;
                 }
-                self.log(now, "ike_failed", json!({"ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(), "failure": format!("{failure:?}")}));
+                let ip = remote.ip().to_string();
+                self.log(
+                    now,
+                    "ike_failed",
+                    json!({"peer": ip, "nbma": ip, "ike_sa": format!("{:016x}", sa.0), "remote": remote.to_string(),
+                           "reason": format!("{failure:?}")}),
+                );
             }
         }
     }
 
     /// An IKE SA went away: with the peer's last one, its adjacencies and shortcuts go too (the seed
     /// Q&A: a dead peer's NHRP state is purged, traffic falls back to the hub).
-    fn ike_sa_gone(&mut self, now: Instant, sa: IkeSaId, nbma: IpAddr) {
+    fn ike_sa_gone(&mut self, now: Instant, sa: IkeSaId, nbma: IpAddr, why: &'static str) {
         let Some(peer) = self.peers.get_mut(&nbma) else { return };
         peer.ike_sas.remove(&sa);
         let gone: Vec<Pair> = {
@@ -825,6 +1045,13 @@ impl Control {
         let last = peer.ike_sas.is_empty() && peer.pairs.is_empty();
         self.withdraw(&gone);
         self.refresh_teib(nbma);
+        if self.debugging(Facility::Esp, nbma, &[]) {
+            for p in &gone {
+                let v = json!({"in_spi": format!("{:08x}", p.inbound_spi), "out_spi": format!("{:08x}", p.outbound_spi),
+                               "ike_sa": format!("{:016x}", sa.0), "reason": why});
+                self.debug(now, Facility::Esp, "esp_sa_deleted", nbma, v);
+            }
+        }
         if !last {
             return;
         }
@@ -850,13 +1077,16 @@ impl Control {
         // The NHRP binding goes too, so that the next Traffic Indication resolves the peer afresh (the
         // shortcut re-forms once the direct path heals) instead of finding the stale entry.
         for (tunnel, overlay) in &dynamic {
-            self.nhrp.forget(nhrp::TunnelId(tunnel.0), *overlay, nbma);
+            if self.nhrp.forget(nhrp::TunnelId(tunnel.0), *overlay, nbma) {
+                self.down_reasons.insert((*tunnel, *overlay), why);
+            }
         }
         if !dynamic.is_empty() || !routes.is_empty() {
             self.log(
                 now,
                 "peer_purged",
-                json!({"peer": nbma.to_string(), "adjacencies": dynamic.len(), "shortcuts": routes.len()}),
+                json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "reason": "last IKE SA gone",
+                       "adjacencies": dynamic.len(), "shortcuts": routes.len()}),
             );
         }
     }
@@ -940,9 +1170,17 @@ impl Control {
         self.log(
             now,
             "sa_pair_installed",
-            json!({"remote": p.remote.to_string(), "in_spi": format!("{:08x}", p.inbound.spi),
-                   "out_spi": format!("{:08x}", p.outbound.spi), "udp_encap": p.udp_encap, "owner": owner.0}),
+            json!({"peer": nbma.to_string(), "nbma": nbma.to_string(), "remote": p.remote.to_string(),
+                   "in_spi": format!("{:08x}", p.inbound.spi), "out_spi": format!("{:08x}", p.outbound.spi),
+                   "udp_encap": p.udp_encap, "owner": owner.0}),
         );
+        if self.debugging(Facility::Esp, nbma, &[]) {
+            let v = json!({"remote": p.remote.to_string(), "in_spi": format!("{:08x}", p.inbound.spi),
+                           "out_spi": format!("{:08x}", p.outbound.spi), "in_index": in_idx.0, "out_index": out_idx.0,
+                           "encr": format!("{:?}", p.suite.encr), "key_bits": p.suite.key_bits, "esn": p.suite.esn,
+                           "udp_encap": p.udp_encap, "owner_worker": owner.0, "replay_window": self.plan.replay_window});
+            self.debug(now, Facility::Esp, "esp_sa_installed", nbma, v);
+        }
         for (tunnel, bytes) in pending {
             self.outputs.push_back(Output::Tunnel { tunnel, nbma, sa: Some(out_idx), protocol: GRE_NHRP, bytes });
         }
@@ -1178,7 +1416,7 @@ impl Control {
                          "rx": by_op(&n.rx), "tx": by_op(&n.tx)},
                 "ike": ike_stats,
             },
-            "events": self.events,
+            "events": self.obs.events(0, STATUS_EVENTS).iter().map(|e| &**e).collect::<Vec<_>>(),
         })
     }
 
@@ -1200,6 +1438,9 @@ fn id_str(id: &ike::message::Id) -> String {
         (_, d) => hex::encode(d),
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn flag_names(f: EntryFlags) -> Vec<&'static str> {
     let names = [

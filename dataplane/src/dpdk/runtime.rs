@@ -20,8 +20,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use super::eal::{tsc_hz, tsc_now};
 use super::lcore::{self, LcoreCounters, PollMode};
 use super::{publish_offloads, CryptoSetup, DpdkError, Eal, EthDev, Mbuf, Mempool, PortSetup, QueueCounters};
+use crate::capture::Capture;
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::ids::{PortId, SaIndex, WorkerId};
@@ -84,6 +86,8 @@ fn dpdk(context: impl Into<String>) -> impl FnOnce(DpdkError) -> RuntimeError {
 
 /// Entries in each worker's punt, inject and event rings, and in each handoff ring.
 pub const RING_SIZE: usize = 4096;
+/// Records the capture ring holds until management drains them.
+pub const CAPTURE_RING: usize = 8192;
 
 /// What the main lcore holds of one worker: its counters and rings, all readable while it runs.
 #[derive(Debug)]
@@ -109,6 +113,7 @@ pub struct Runtime {
     crypto: CryptoSetup,
     stop: Arc<AtomicBool>,
     profile: String,
+    capture: Arc<Capture>,
 }
 
 /// How the stop went: the pool's size and what was still out after the ports stopped.
@@ -176,6 +181,7 @@ impl Runtime {
             }
         };
         let handoff = Arc::new(HandoffRings::new(workers, RING_SIZE));
+        let capture = Capture::new(CAPTURE_RING);
         let mut views = Vec::new();
         for (i, &lcore_id) in profile.workers.lcores.iter().enumerate() {
             let mut ports = Vec::new();
@@ -187,6 +193,7 @@ impl Runtime {
             let (tx, rx) = mpsc::channel();
             let (reader, stop, lc, r) = (reader.clone(), stop.clone(), lcore_counters.clone(), rings.clone());
             let handoff = handoff.clone();
+            let capture = capture.clone();
             let seq_starts = seq_starts.to_vec();
             let burst = usize::from(profile.workers.burst);
             let crypto = crypto.clone();
@@ -200,7 +207,9 @@ impl Runtime {
                         return 1;
                     }
                 };
-                let mut w = Worker::new(WorkerId(i as u16), ports, reader, engine, r, burst).with_handoff(handoff);
+                let mut w = Worker::new(WorkerId(i as u16), ports, reader, engine, r, burst)
+                    .with_handoff(handoff)
+                    .with_capture(capture);
                 for (sa, seq) in seq_starts {
                     w.set_outbound_seq(sa, seq);
                 }
@@ -217,7 +226,18 @@ impl Runtime {
                 .map_err(dpdk(format!("worker {i}: its crypto engine")))?;
             views.push(WorkerView { lcore: lcore_id, counters, lcore_counters, rings });
         }
-        Ok(Runtime { eal, pool, devs, views, handoff, crypto, stop, profile: profile.name.clone() })
+        Ok(Runtime { eal, pool, devs, views, handoff, crypto, stop, profile: profile.name.clone(), capture })
+    }
+
+    /// The workers' packet capture (stopped until management starts it; see [`crate::capture`]).
+    pub fn capture(&self) -> Arc<Capture> {
+        self.capture.clone()
+    }
+
+    /// The workers' clock now, nanoseconds (the clock of [`crate::capture::Record::ts_ns`]).
+    pub fn clock_ns() -> u64 {
+        let hz = tsc_hz().max(1);
+        (u128::from(tsc_now()) * 1_000_000_000 / u128::from(hz)) as u64
     }
 
     /// One line for the log: profile, ports, workers, mbufs, crypto engine.

@@ -7,12 +7,15 @@
 //! fail (the API answers 500 naming which); it never blocks the loop.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{metrics, Action, Backend, BackendError, View};
+use crate::capture::CaptureControl;
 use crate::config::Config;
+use crate::events::Observe;
 
 /// What the API asks of the control loop.
 #[derive(Debug)]
@@ -54,6 +57,11 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct DaemonBackend {
     tx: SyncSender<Request>,
+    /// The control loop's events and debug conditions (shared, never behind the queue: recording
+    /// and reading them do not wait on each other).
+    observe: Option<Arc<Observe>>,
+    /// The data plane's capture, once the data plane runs.
+    capture: Arc<OnceLock<Arc<CaptureControl>>>,
 }
 
 /// Requests that may wait for the loop at once.
@@ -62,10 +70,21 @@ pub const QUEUE: usize = 64;
 /// A backend and the receiving end for the control loop.
 pub fn channel() -> (DaemonBackend, Receiver<Request>) {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
-    (DaemonBackend { tx }, rx)
+    (DaemonBackend { tx, observe: None, capture: Arc::default() }, rx)
 }
 
 impl DaemonBackend {
+    /// Serves the events, debug lines and debug conditions of `observe` (the control loop's).
+    pub fn with_observe(mut self, observe: Arc<Observe>) -> Self {
+        self.observe = Some(observe);
+        self
+    }
+
+    /// Serves packet capture through `capture` from now on (this backend and its clones).
+    pub fn set_capture(&self, capture: Arc<CaptureControl>) {
+        let _ = self.capture.set(capture);
+    }
+
     /// How long a request waits for the control loop.
     pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,6 +132,14 @@ impl Backend for DaemonBackend {
 
     fn metrics(&self) -> Result<String, BackendError> {
         self.status().map(|st| metrics::render(&st))
+    }
+
+    fn observe(&self) -> Option<Arc<Observe>> {
+        self.observe.clone()
+    }
+
+    fn capture(&self) -> Option<Arc<CaptureControl>> {
+        self.capture.get().cloned()
     }
 }
 

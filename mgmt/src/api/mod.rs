@@ -14,8 +14,16 @@
 //!   server answer 5xx except a failure of the box itself.
 //!
 //! The views and actions come from the [`Backend`] (the daemon's control loop); the API only routes,
-//! authorises and renders. The OpenAPI document (`openapi.rs`) is served and checked in as
-//! `mgmt/openapi.json`.
+//! authorises and renders.
+//!
+//! Observability (see [`crate::events`], [`crate::debug`], [`crate::capture`]): `GET /api/v1/events`
+//! (recent events or debug lines, JSON) and `GET /api/v1/events/stream` (Server-Sent Events: every
+//! event and conditional debug line from now on, after the ring's entries newer than `since` or
+//! `Last-Event-ID`) for read-only tokens; `GET/PUT/DELETE /api/v1/debug/conditions[/PEER]` (per-peer
+//! conditional debug) and `POST /api/v1/capture`, `GET /api/v1/capture`, `POST /api/v1/capture/stop`,
+//! `GET /api/v1/capture/pcap` (packet capture) for operators.
+//!
+//! The OpenAPI document (`openapi.rs`) is served and checked in as `mgmt/openapi.json`.
 
 pub mod daemon;
 pub mod metrics;
@@ -34,8 +42,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::capture::{CaptureControl, CaptureError, CaptureSpec};
 use crate::config::store::{ConfigStore, StoreError};
 use crate::config::{Config, ConfigError, FieldError};
+use crate::debug::Condition;
+use crate::events::{Kind, Observe};
 
 pub use openapi::document;
 
@@ -162,6 +173,15 @@ pub trait Backend: Send + Sync {
     fn act(&self, action: &Action) -> Result<String, BackendError>;
     /// Metrics in the Prometheus text exposition format.
     fn metrics(&self) -> Result<String, BackendError>;
+    /// The box's events, debug lines and debug conditions (`None`: it keeps none; the endpoints
+    /// answer 503).
+    fn observe(&self) -> Option<Arc<Observe>> {
+        None
+    }
+    /// The box's packet capture (`None`: its data plane has none; the endpoints answer 503).
+    fn capture(&self) -> Option<Arc<CaptureControl>> {
+        None
+    }
 }
 
 /// The API's state: tokens, the configuration store and the box.
@@ -273,10 +293,17 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/config", get(get_config))
         .route("/api/v1/views/:view", get(get_view))
         .route("/metrics", get(get_metrics))
+        .route("/api/v1/events", get(get_events))
+        .route("/api/v1/events/stream", get(stream_events))
         .route_layer(layer(Role::ReadOnly));
     let operate = Router::new()
         .route("/api/v1/config/validate", post(validate_config))
         .route("/api/v1/actions", post(act))
+        .route("/api/v1/debug/conditions", get(get_conditions).put(put_condition).delete(delete_conditions))
+        .route("/api/v1/debug/conditions/:peer", axum::routing::delete(delete_condition))
+        .route("/api/v1/capture", get(capture_status).post(capture_start))
+        .route("/api/v1/capture/stop", post(capture_stop))
+        .route("/api/v1/capture/pcap", get(capture_pcap))
         .route_layer(layer(Role::Operator));
     let admin = Router::new().route("/api/v1/config", axum::routing::put(put_config)).route_layer(layer(Role::Admin));
     Router::new()
@@ -403,6 +430,245 @@ async fn get_metrics(State(api): State<Arc<Api>>) -> Response {
     .await
 }
 
+fn field_errors(error: &str, fields: Vec<FieldError>) -> Response {
+    let fields = fields.into_iter().map(|FieldError { path, message }| FieldBody { path, message }).collect();
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(ErrorBody { error: error.into(), fields })).into_response()
+}
+
+fn unavailable(what: &str) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("this box has no {what}"))
+}
+
+/// 400 for a body that is not JSON, saying where it stops parsing.
+fn not_json(e: serde_json::Error) -> Response {
+    let body = ErrorBody {
+        error: "the body does not parse".into(),
+        fields: vec![FieldBody { path: String::new(), message: e.to_string() }],
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// The query string's `key=value` pairs; a number that does not parse is 422 naming the parameter.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn new(raw: Option<String>) -> Query {
+        let raw = raw.unwrap_or_default();
+        Query(
+            raw.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').unwrap_or((p, "")))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn number(&self, key: &str, default: u64, max: u64, errors: &mut Vec<FieldError>) -> u64 {
+        match self.get(key) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n <= max => n,
+                _ => {
+                    errors.push(FieldError {
+                        path: key.into(),
+                        message: format!("expected a whole number from 0 to {max}, got {v:?}"),
+                    });
+                    default
+                }
+            },
+        }
+    }
+
+    /// Unknown parameters, each a problem naming itself.
+    fn unknown(&self, known: &[&str], errors: &mut Vec<FieldError>) {
+        for (k, _) in self.0.iter().filter(|(k, _)| !known.contains(&k.as_str())) {
+            errors.push(FieldError {
+                path: k.clone(),
+                message: format!("unknown parameter (known: {})", known.join(", ")),
+            });
+        }
+    }
+}
+
+/// Entries one `GET /api/v1/events` returns at most.
+const EVENTS_PAGE: u64 = 1000;
+
+async fn get_events(State(api): State<Arc<Api>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let Some(obs) = api.backend.observe() else { return unavailable("event log") };
+    let q = Query::new(q);
+    let mut errors = Vec::new();
+    q.unknown(&["since", "limit", "kind"], &mut errors);
+    let since = q.number("since", 0, u64::MAX, &mut errors);
+    let limit = q.number("limit", EVENTS_PAGE, EVENTS_PAGE, &mut errors);
+    let kind = match q.get("kind") {
+        None | Some("event") => Kind::Event,
+        Some("debug") => Kind::Debug,
+        Some(other) => {
+            errors.push(FieldError { path: "kind".into(), message: format!("{other:?} is not event or debug") });
+            Kind::Event
+        }
+    };
+    if !errors.is_empty() {
+        return field_errors("invalid query", errors);
+    }
+    let entries = match kind {
+        Kind::Event => obs.events(since, limit as usize),
+        Kind::Debug => obs.debug_lines(since, limit as usize),
+    };
+    let (dropped_events, dropped_debug) = obs.dropped();
+    let last = entries.last().map_or(since, |e| e.seq);
+    let entries: Vec<&crate::events::Event> = entries.iter().map(|e| &**e).collect();
+    Json(serde_json::json!({
+        "events": entries, "last_seq": last,
+        "dropped": if kind == Kind::Event { dropped_events } else { dropped_debug },
+    }))
+    .into_response()
+}
+
+/// Server-Sent Events: `id:` is the entry's `seq`, `event:` its kind (`event` or `debug`), `data:` its
+/// JSON; a client that fell behind gets an `event: lost` with how many it missed.
+async fn stream_events(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let Some(obs) = api.backend.observe() else { return unavailable("event log") };
+    let q = Query::new(q);
+    let mut errors = Vec::new();
+    q.unknown(&["since"], &mut errors);
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let since = q.number("since", last_id.unwrap_or(u64::MAX), u64::MAX, &mut errors);
+    if !errors.is_empty() {
+        return field_errors("invalid query", errors);
+    }
+    // Subscribe first, then replay the rings: nothing falls between; the seq filter drops repeats.
+    let rx = obs.subscribe();
+    let mut backlog: Vec<_> = if since == u64::MAX {
+        Vec::new()
+    } else {
+        let mut b = obs.events(since, crate::events::EVENTS_KEPT);
+        b.extend(obs.debug_lines(since, crate::events::DEBUG_KEPT));
+        b.sort_by_key(|e| e.seq);
+        b
+    };
+    backlog.reverse();
+    let sent = backlog.first().map_or(0, |e| e.seq);
+    let to_sse = |e: &crate::events::Event| {
+        let kind = if e.kind == Kind::Event { "event" } else { "debug" };
+        Sse::default().id(e.seq.to_string()).event(kind).data(serde_json::to_string(e).unwrap_or_default())
+    };
+    let stream = futures_util::stream::unfold((rx, backlog, sent), move |(mut rx, mut backlog, sent)| async move {
+        if let Some(e) = backlog.pop() {
+            let item = to_sse(&e);
+            return Some((Ok::<_, std::convert::Infallible>(item), (rx, backlog, sent)));
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.seq <= sent => continue,
+                Ok(e) => return Some((Ok(to_sse(&e)), (rx, backlog, e.seq))),
+                Err(RecvError::Lagged(n)) => {
+                    let item = Sse::default().event("lost").data(format!("{{\"lost\":{n}}}"));
+                    return Some((Ok(item), (rx, backlog, sent)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn get_conditions(State(api): State<Arc<Api>>) -> Response {
+    let Some(obs) = api.backend.observe() else { return unavailable("debug conditions") };
+    Json(serde_json::json!({"conditions": obs.conditions().list()})).into_response()
+}
+
+async fn put_condition(State(api): State<Arc<Api>>, body: String) -> Response {
+    let Some(obs) = api.backend.observe() else { return unavailable("debug conditions") };
+    let v = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return not_json(e),
+    };
+    let c = match Condition::parse(&v) {
+        Ok(c) => c,
+        Err(fields) => return field_errors("invalid debug condition", fields),
+    };
+    if let Err(e) = obs.conditions().set(c) {
+        return error(StatusCode::CONFLICT, e.to_string());
+    }
+    Json(serde_json::json!({"conditions": obs.conditions().list()})).into_response()
+}
+
+async fn delete_conditions(State(api): State<Arc<Api>>) -> Response {
+    let Some(obs) = api.backend.observe() else { return unavailable("debug conditions") };
+    Json(serde_json::json!({"removed": obs.conditions().clear()})).into_response()
+}
+
+async fn delete_condition(State(api): State<Arc<Api>>, Path(peer): Path<String>) -> Response {
+    let Some(obs) = api.backend.observe() else { return unavailable("debug conditions") };
+    let Ok(addr) = peer.parse::<std::net::IpAddr>() else {
+        let f = FieldError { path: "peer".into(), message: format!("{peer:?} is not an IPv4 or IPv6 address") };
+        return field_errors("invalid peer", vec![f]);
+    };
+    if !obs.conditions().remove(addr) {
+        return error(StatusCode::NOT_FOUND, format!("no debug condition on {addr}"));
+    }
+    Json(serde_json::json!({"conditions": obs.conditions().list()})).into_response()
+}
+
+async fn capture_status(State(api): State<Arc<Api>>) -> Response {
+    let Some(c) = api.backend.capture() else { return unavailable("packet capture") };
+    Json(c.status()).into_response()
+}
+
+async fn capture_start(State(api): State<Arc<Api>>, body: String) -> Response {
+    let Some(c) = api.backend.capture() else { return unavailable("packet capture") };
+    let v = match serde_json::from_str(if body.trim().is_empty() { "{}" } else { &body }) {
+        Ok(v) => v,
+        Err(e) => return not_json(e),
+    };
+    let spec = match CaptureSpec::parse(&v, c.names()) {
+        Ok(s) => s,
+        Err(fields) => return field_errors("invalid capture", fields),
+    };
+    // The drainer thread starts off the async runtime's threads.
+    let started = tokio::task::spawn_blocking(move || c.start(spec).map(|_| c.status())).await;
+    match started {
+        Ok(Ok(status)) => (StatusCode::CREATED, Json(status)).into_response(),
+        Ok(Err(e @ CaptureError::Running(_))) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("capture start: {e}")),
+    }
+}
+
+async fn capture_stop(State(api): State<Arc<Api>>) -> Response {
+    let Some(c) = api.backend.capture() else { return unavailable("packet capture") };
+    // Stopping waits (briefly) for the drainer's last pass.
+    match tokio::task::spawn_blocking(move || (c.stop(), c.status())).await {
+        Ok((true, status)) => Json(status).into_response(),
+        Ok((false, _)) => error(StatusCode::CONFLICT, "no capture is running"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("capture stop: {e}")),
+    }
+}
+
+async fn capture_pcap(State(api): State<Arc<Api>>) -> Response {
+    let Some(c) = api.backend.capture() else { return unavailable("packet capture") };
+    let Some(pcap) = c.pcap() else { return error(StatusCode::NOT_FOUND, "no capture has run yet") };
+    let id = c.status()["id"].as_u64().unwrap_or(0);
+    let mut r = pcap.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.tcpdump.pcap"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"dmvpnd-capture-{id}.pcap\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 /// TLS material: PEM files, or a self-signed certificate made at start for `names`.
 #[derive(Debug, Clone)]
 pub enum Tls {
@@ -445,3 +711,5 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_observe;

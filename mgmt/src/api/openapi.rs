@@ -44,13 +44,56 @@ pub fn document() -> Value {
         }
         r
     };
+    let bad_query = err("a query parameter is invalid; the field names it");
+    let unavailable = err("this box has no event log, debug conditions or capture");
+    let condition = json!({
+        "type": "object", "required": ["peer"], "additionalProperties": false,
+        "properties": {
+            "peer": {"type": "string", "description": "the peer's NBMA or overlay address"},
+            "what": {"type": "array", "items": {"type": "string", "enum": ["nhrp", "ike", "esp"]},
+                     "description": "what to trace of the peer (all three when left out)"}
+        }
+    });
+    let conditions = json!({"description": "the conditions in force", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"conditions": {"type": "array", "items": condition}}}}}});
+    let event = json!({
+        "type": "object", "required": ["seq", "time", "t_ms", "kind", "event"],
+        "properties": {
+            "seq": {"type": "integer"}, "time": {"type": "string", "description": "UTC, RFC 3339, milliseconds"},
+            "t_ms": {"type": "integer"}, "kind": {"type": "string", "enum": ["event", "debug"]},
+            "event": {"type": "string"}, "facility": {"type": "string", "enum": ["nhrp", "ike", "esp"]},
+            "peer": {"type": "string"}, "nbma": {"type": "string"}, "tunnel": {"type": "string"},
+            "reason": {"type": "string"}
+        },
+        "additionalProperties": true
+    });
+    let capture_spec = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {
+            "peer": {"type": "string", "description": "the peer's NBMA address"},
+            "port": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "description": "interface name or port id"},
+            "tunnel": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "description": "tunnel name or id"},
+            "points": {"type": "array", "items": {"type": "string", "enum": ["rx", "decrypted", "pre-encrypt", "tx"]}},
+            "packets": {"type": "integer", "minimum": 1, "maximum": crate::capture::MAX_PACKETS},
+            "bytes": {"type": "integer", "minimum": 1, "maximum": crate::capture::MAX_BYTES},
+            "seconds": {"type": "integer", "minimum": 1, "maximum": crate::capture::MAX_SECONDS}
+        }
+    });
+    let capture_status = json!({"description": "the capture's state", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {
+        "state": {"type": "string", "enum": ["idle", "running", "done"]}, "id": {"type": "integer"},
+        "spec": {"type": "object", "nullable": true}, "started": {"type": "string", "nullable": true},
+        "elapsed_ms": {"type": "integer"}, "packets": {"type": "integer"}, "bytes": {"type": "integer"},
+        "lost": {"type": "integer"}, "stopped_by": {"type": "string", "nullable": true},
+        "pcap_bytes": {"type": "integer"}
+    }}}}});
     let views = ["dmvpn", "nhrp", "nhrp-nhs", "ikev2-sa", "ipsec-sa", "interfaces", "routes", "counters"];
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "DMVPN hub appliance",
             "version": "1",
-            "description": "Configuration, operational views, actions and metrics of a DMVPN hub or spoke."
+            "description": "Configuration, operational views, actions, metrics, events, per-peer debug and packet capture of a DMVPN hub or spoke."
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -114,6 +157,103 @@ pub fn document() -> Value {
                     "404": err("the action names something that does not exist (the message names the field)"),
                     "409": err("the action cannot be done now"),
                     "500": err("the box's control loop did not answer")
+                }))
+            }},
+            "/api/v1/events": {"get": {
+                "summary": "Recent events (peer, NHS, IKE SA up and down) or conditional debug lines, oldest first (read-only)",
+                "parameters": [
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "only entries with a greater seq"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}, "description": "at most this many (the newest)"},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["event", "debug"]}}
+                ],
+                "responses": with(json!({
+                    "200": {"description": "the entries", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {
+                            "events": {"type": "array", "items": event}, "last_seq": {"type": "integer"},
+                            "dropped": {"type": "integer", "description": "entries pushed out of the ring"}}}}}},
+                    "422": bad_query.clone(),
+                    "503": unavailable.clone()
+                }))
+            }},
+            "/api/v1/events/stream": {"get": {
+                "summary": "Server-Sent Events: every event and conditional debug line as it happens (read-only)",
+                "description": "Each message has `id:` (the seq), `event:` (`event`, `debug`, or `lost` with how many a slow client missed) and `data:` (the entry's JSON). `since` or `Last-Event-ID` first replays the rings' newer entries.",
+                "parameters": [
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}
+                ],
+                "responses": with(json!({
+                    "200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "422": bad_query,
+                    "503": unavailable.clone()
+                }))
+            }},
+            "/api/v1/debug/conditions": {
+                "get": {
+                    "summary": "The per-peer debug conditions (operator)",
+                    "responses": with(json!({"200": conditions.clone(), "503": unavailable.clone()}))
+                },
+                "put": {
+                    "summary": "Trace one peer's NHRP, IKE or ESP events (debug ... condition peer; operator)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": condition}}},
+                    "responses": with(json!({
+                        "200": conditions.clone(),
+                        "400": err("the body does not parse"),
+                        "409": err("too many conditions"),
+                        "422": err("the condition is invalid; each problem names its field"),
+                        "503": unavailable.clone()
+                    }))
+                },
+                "delete": {
+                    "summary": "Remove every debug condition (undebug all; operator)",
+                    "responses": with(json!({
+                        "200": {"description": "removed", "content": {"application/json": {"schema": {
+                            "type": "object", "properties": {"removed": {"type": "integer"}}}}}},
+                        "503": unavailable.clone()
+                    }))
+                }
+            },
+            "/api/v1/debug/conditions/{peer}": {"delete": {
+                "summary": "Remove the debug condition on one peer (operator)",
+                "parameters": [{"name": "peer", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(json!({
+                    "200": conditions,
+                    "404": err("no condition on that peer"),
+                    "422": err("not an address"),
+                    "503": unavailable.clone()
+                }))
+            }},
+            "/api/v1/capture": {
+                "get": {
+                    "summary": "The packet capture's state (operator)",
+                    "responses": with(json!({"200": capture_status.clone(), "503": unavailable.clone()}))
+                },
+                "post": {
+                    "summary": "Start a packet capture of a port, a tunnel or a peer, bounded by packets, bytes or seconds (operator)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": capture_spec}}},
+                    "responses": with(json!({
+                        "201": capture_status.clone(),
+                        "400": err("the body does not parse"),
+                        "409": err("a capture is running"),
+                        "422": err("the capture is invalid; each problem names its field"),
+                        "503": unavailable.clone()
+                    }))
+                }
+            },
+            "/api/v1/capture/stop": {"post": {
+                "summary": "Stop the running capture (its pcap stays; operator)",
+                "responses": with(json!({
+                    "200": capture_status,
+                    "409": err("no capture is running"),
+                    "503": unavailable.clone()
+                }))
+            }},
+            "/api/v1/capture/pcap": {"get": {
+                "summary": "The last capture's packets as a pcap file (nanosecond timestamps, Ethernet; operator)",
+                "responses": with(json!({
+                    "200": {"description": "the pcap", "content": {"application/vnd.tcpdump.pcap": {"schema": {"type": "string", "format": "binary"}}}},
+                    "404": err("no capture has run"),
+                    "503": unavailable
                 }))
             }},
             "/metrics": {"get": {

@@ -4,11 +4,13 @@
 //! dmvpnctl [--socket PATH] show dmvpn | show ip nhrp | show ip nhrp nhs [detail]
 //!        | show crypto ikev2 sa | show crypto ipsec sa | show interfaces | show ip route [vrf NAME]
 //!        | show counters [all] | json [VIEW]
+//! dmvpnctl --api https://ADDR:PORT [--cacert CERT.pem | --insecure] debug ... | undebug ... | capture ...
 //! ```
 //!
 //! Each `show` prints the view of the same name that the REST API serves (`GET /api/v1/views/VIEW`),
 //! cut from the same status by [`mgmt::show`]; `json VIEW` prints that view's JSON, `json` alone the
-//! whole status.
+//! whole status. The commands with `--api` (debug conditions, the event stream, packet capture; see
+//! [`mgmt::ctl`]) go through the REST API with the bearer token in `$DMVPN_TOKEN`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -30,6 +32,9 @@ fn main() -> Result<()> {
         }
         socket = args.remove(1);
         args.remove(0);
+    }
+    if let Some(done) = api_command(&mut args) {
+        return done;
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     if words.is_empty() {
@@ -64,4 +69,32 @@ fn main() -> Result<()> {
     };
     std::io::stdout().write_all(out.as_bytes()).context("writing to stdout")?;
     Ok(())
+}
+
+/// Runs a command through the REST API (`--api URL [--cacert PEM | --insecure] WORDS`), if that is
+/// what `args` asks for.
+fn api_command(args: &mut Vec<String>) -> Option<Result<()>> {
+    let mut target = mgmt::ctl::Target::default();
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--api") if args.len() > 1 => target.url = args.drain(..2).nth(1).unwrap_or_default(),
+            Some("--cacert") if args.len() > 1 => target.cacert = args.drain(..2).nth(1).map(Into::into),
+            Some("--insecure") => {
+                args.remove(0);
+                target.insecure = true;
+            }
+            _ => break,
+        }
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if !mgmt::ctl::handles(&words) {
+        return None;
+    }
+    Some((|| {
+        if target.url.is_empty() {
+            bail!("{words:?} goes through the REST API: give --api https://ADDR:PORT\n{USAGE}{}", mgmt::ctl::USAGE);
+        }
+        target.token = std::env::var("DMVPN_TOKEN").context("the API token goes in $DMVPN_TOKEN")?;
+        mgmt::ctl::run(&target, &words, &mut std::io::stdout())
+    })())
 }

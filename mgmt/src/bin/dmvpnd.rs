@@ -40,8 +40,10 @@ use dataplane::tables::TablesPublisher;
 use hw_profiles::Profile;
 use mgmt::api::daemon::{self, Answer, Ask, Request};
 use mgmt::api::{Api, Tls};
+use mgmt::capture::{CaptureControl, Names};
 use mgmt::config::store::{self, ConfigStore};
 use mgmt::control::{Control, InjectDrop, Output, PuntIn, Setup};
+use mgmt::events::Observe;
 use mgmt::plan::Plan;
 
 const USAGE: &str = "usage: dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]
@@ -163,13 +165,17 @@ fn main() -> Result<()> {
         }
         None => Vec::new(),
     };
+    let start = Instant::now();
+    let observe = Observe::starting_now(start);
     let (backend, requests) = daemon::channel();
-    let api = Api::new(tokens, store, Arc::new(backend));
+    let backend = backend.with_observe(observe.clone());
+    let api = Api::new(tokens, store, Arc::new(backend.clone()));
     let profile = Profile::load(&args.profile).with_context(|| format!("profile {}", args.profile.display()))?;
     let plan = Plan::new(&config).with_context(|| format!("config {}", args.config.display()))?;
     let (publisher, reader) = TablesPublisher::new();
     let prefix = args.file_prefix.clone().unwrap_or_else(|| format!("dmvpnd-{}", std::process::id()));
     let rt = Runtime::start(&profile, &plan.ports, &prefix, &reader, &[])?;
+    backend.set_capture(CaptureControl::new(rt.capture(), Runtime::clock_ns, Names::of(&plan)));
     let term = runtime::stop_signals()?;
     let macs: Vec<[u8; 6]> = (0..plan.ports.len()).map(|i| rt.mac(PortId(i as u16)).unwrap_or_default()).collect();
     let s = seed();
@@ -181,7 +187,7 @@ fn main() -> Result<()> {
     };
     let result = start_api(&args, &api, &config.hostname)
         .and_then(|()| reload_on_hup(api.clone()))
-        .and_then(|()| run(&args, &config, revision, &requests, publisher, &macs, setup, &rt, &term));
+        .and_then(|()| run(&args, &config, revision, &requests, publisher, &macs, setup, &rt, &term, observe));
     eprintln!("dmvpnd: stopping: draining the workers");
     rt.halt();
     let stop = rt.finish();
@@ -203,8 +209,10 @@ fn run(
     setup: Setup,
     rt: &Runtime,
     term: &std::sync::atomic::AtomicBool,
+    observe: Arc<Observe>,
 ) -> Result<()> {
     let mut control = Control::new(config, publisher, macs, setup, Instant::now())?;
+    control.set_observe(observe);
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket).with_context(|| format!("binding {}", args.socket.display()))?;
     listener.set_nonblocking(true).context("status socket")?;

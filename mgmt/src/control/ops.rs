@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use dataplane::ids::VrfId;
+use dataplane::ids::{TunnelId, VrfId};
 use nhrp::EntryKind;
 use serde_json::{json, Value};
 
@@ -162,6 +162,7 @@ impl Control {
                                 "address: no dynamic NHRP entry for {a} on {tunnel}"
                             )));
                         }
+                        self.down_reasons.insert((TunnelId(nid.0), *a), "cleared by the operator");
                         format!("cleared the NHRP entry of {a} on {tunnel}")
                     }
                     None => {
@@ -182,7 +183,10 @@ impl Control {
                         .map(|(a, _)| a)
                         .collect();
                     for a in of_peer {
-                        entries += usize::from(self.nhrp.clear_entry(t, a));
+                        if self.nhrp.clear_entry(t, a) {
+                            entries += 1;
+                            self.down_reasons.insert((TunnelId(t.0), a), "cleared by the operator");
+                        }
                     }
                 }
                 let sas = self.peers.get(nbma).map_or(0, |p| p.pairs.len() + p.ike_sas.len());
