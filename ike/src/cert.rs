@@ -398,7 +398,7 @@ pub enum CertError {
     #[error("certificate chain: certificate {0} is not a DER X.509 certificate")]
     BadCertificate(usize),
     /// The private key is none we can sign with.
-    #[error("private key: not a PKCS #8 RSA, ECDSA P-256 or P-384 key, nor a PKCS #1 RSA key")]
+    #[error("private key: not a PKCS #8 RSA, ECDSA P-256 or P-384 key, a PKCS #1 RSA or a SEC1 ECDSA key")]
     BadKey,
     /// The private key is not the certificate's.
     #[error("private key: does not match the public key of the certificate")]
@@ -508,6 +508,23 @@ pub enum AuthError {
     BadSignature,
 }
 
+/// A SEC1 ECPrivateKey (RFC 5915; `EC PRIVATE KEY`, as `openssl ecparam` and strongSwan's `pki`
+/// write it) wrapped as PKCS #8 (RFC 5208) for the named curve it carries; `None` if it is not one.
+fn sec1_to_pkcs8(key: &[u8]) -> Option<Vec<u8>> {
+    /// id-ecPublicKey (RFC 5480 §2.1.1), as a TLV.
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let mut input = key;
+    let seq = der::expect(&mut input, 0x30)?;
+    let mut k = seq.value;
+    if !input.is_empty() || der::expect(&mut k, 0x02)?.value != [1] {
+        return None;
+    }
+    der::expect(&mut k, 0x04)?;
+    let mut params = der::expect(&mut k, 0xa0)?.value;
+    let curve = der::expect(&mut params, 0x06)?.whole;
+    Some(tlv(0x30, &[&[0x02, 0x01, 0x00], &tlv(0x30, &[EC_PUBLIC_KEY, curve]), &tlv(0x04, &[key])]))
+}
+
 /// Our certificate chain and private key: what we send in CERT and sign AUTH with.
 #[derive(Clone)]
 pub struct LocalCert {
@@ -526,7 +543,7 @@ enum Signer {
 
 impl LocalCert {
     /// Our end-entity certificate then its intermediates (DER), and the private key (DER: PKCS #8 for
-    /// RSA, ECDSA P-256 and P-384, or PKCS #1 for RSA). RSA signs with PKCS #1 v1.5 and SHA-256 (see
+    /// RSA, ECDSA P-256 and P-384, PKCS #1 for RSA, or SEC1 for ECDSA). RSA signs with PKCS #1 v1.5 and SHA-256 (see
     /// [`LocalCert::with_rsa_pss`]), P-256 with SHA-256, P-384 with SHA-384.
     pub fn new(chain: Vec<Vec<u8>>, key_der: Vec<u8>) -> Result<LocalCert, CertError> {
         let end = chain.first().ok_or(CertError::EmptyChain)?;
@@ -534,12 +551,14 @@ impl LocalCert {
             CertInfo::parse(c).ok_or(CertError::BadCertificate(i))?;
         }
         let rng = SystemRandom::new();
+        let sec1 = sec1_to_pkcs8(&key_der);
+        let ec_der = sec1.as_deref().unwrap_or(&key_der);
         let (signer, scheme) =
             if let Ok(k) = RsaKeyPair::from_pkcs8(&key_der).or_else(|_| RsaKeyPair::from_der(&key_der)) {
                 (Signer::Rsa(k), Scheme::RsaPkcs1(Hash::Sha256))
-            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &key_der, &rng) {
+            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, ec_der, &rng) {
                 (Signer::Ecdsa(k), Scheme::Ecdsa(Hash::Sha256))
-            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, &key_der, &rng) {
+            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, ec_der, &rng) {
                 (Signer::Ecdsa(k), Scheme::Ecdsa(Hash::Sha384))
             } else {
                 return Err(CertError::BadKey);

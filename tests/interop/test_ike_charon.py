@@ -386,11 +386,17 @@ def test_crossed_ike_sa_rekeys_with_charon(lab):
 
 def test_charon_authenticates_as_its_certificate_subject_dn(lab):
     """charon with no `id` sends its certificate's subject as ID_DER_ASN1_DN; our responder matches it
-    octet for octet against the subject of the certificate it sent (ECDSA P-384 here)."""
+    octet for octet against the subject of the certificate it sent (ECDSA P-384 here). Our key is given
+    in SEC1 form."""
     from cryptography import x509
     pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-384", "DNS:spoke.example"),
                                                "hub": ("P-256", "DNS:hub.example")})
-    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    # Our key as SEC1 (`EC PRIVATE KEY`, as `openssl ec` and strongSwan's `pki` write it).
+    ikelab.sh("openssl", "ec", "-in", pki / "hub.key", "-out", pki / "hub.sec1.pem")
+    assert (pki / "hub.sec1.pem").read_text().startswith("-----BEGIN EC PRIVATE KEY-----")
+    args = cert_args(pki, "hub")
+    args[args.index("--key") + 1] = str(pki / "hub.sec1.pem")
+    peer = lab.start_peer("--listen", ikelab.US, *args)
     lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp384", "aes256gcm16-noesn", pki, "spoke", "hub",
                                "hub.example", local_id=False),
                      private_keys=[pki / "spoke.key"])
