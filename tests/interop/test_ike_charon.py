@@ -408,3 +408,23 @@ def test_charon_authenticates_as_its_certificate_subject_dn(lab):
     assert "authentication of 'O=DMVPN interop, CN=spoke' (myself) with ECDSA_WITH_SHA384_DER successful" \
         in lab.charon_log()
     assert_same_keys(lab, pair, we_initiated=False)
+
+
+def test_charon_without_rfc7427_uses_the_classic_signature_methods(lab):
+    """charon with `signature_authentication = no` sends no SIGNATURE_HASH_ALGORITHMS and signs with
+    AUTH method 1 (RSA, PKCS #1 v1.5 with SHA-1); we verify that and, for a peer without RFC 7427,
+    sign with method 9 (ECDSA P-256, RFC 4754), which charon verifies."""
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("rsa", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")})
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example"),
+                     settings="signature_authentication = no", private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    log = lab.charon_log()
+    assert not re.search(r"generating IKE_SA_INIT request 0 \[[^\]]*N\(HASH_ALG\)", log), log[-3000:]
+    assert "authentication of 'spoke.example' (myself) with RSA signature successful" in log, log[-3000:]
+    assert "authentication of 'hub.example' with ECDSA-256 signature successful" in log, log[-3000:]
+    assert_same_keys(lab, pair, we_initiated=False)
