@@ -194,8 +194,10 @@ class Lab:
 
     TOKENS = TOKENS
 
-    def __init__(self, hubs=("hub1", "hub2"), spokes=(1, 2, 3), workdir: Path | None = None, api=()):
+    def __init__(self, hubs=("hub1", "hub2"), spokes=(1, 2, 3), workdir: Path | None = None, api=(),
+                 text_log=()):
         self.pid = os.getpid()
+        self.text_log = set(text_log)  # nodes whose daemon logs text lines (`--log text`) instead of JSON
         self.hubs = list(hubs)
         self.api = list(api)
         self.api_addrs: dict[str, str] = {}
@@ -389,7 +391,8 @@ class Lab:
         self.procs[node] = subprocess.Popen(
             ["ip", "netns", "exec", self.ns(node), str(TARGET / "dmvpnd"), "--config", str(conf),
              "--profile", str(PROFILE), "--socket", str(self.sock(node)),
-             "--file-prefix", f"dmvpnlab{self.pid}{node}", *api], stdout=out, stderr=subprocess.STDOUT)
+             "--file-prefix", f"dmvpnlab{self.pid}{node}", *api,
+             "--log", "text" if node in self.text_log else "json"], stdout=out, stderr=subprocess.STDOUT)
         self.started[node] = time.monotonic()
         if wait:
             deadline = time.monotonic() + 30

@@ -4,7 +4,9 @@ and prints the time it measured (pytest -s shows them).
 
 Needs root, iproute2, nftables and the release binaries (built once here, or $DMVPND_PREBUILT=1).
 """
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +30,7 @@ def lab():
     if not os.environ.get("DMVPND_PREBUILT"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
                         "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
-    with Lab(hubs=("hub1", "hub2"), spokes=(1, 2, 3)) as lab:
+    with Lab(hubs=("hub1", "hub2"), spokes=(1, 2, 3), text_log=("hub2",)) as lab:
         yield lab
 
 
@@ -41,6 +43,20 @@ def test_spokes_register_with_both_hubs_over_ipsec(lab):
     out = lab.show("hub1", "dmvpn")
     assert "Type:Hub" in out and "203.0.113.10" in out and "10.0.0.11    UP" in out, out
     assert lab.ping("h1", "10.8.0.9", count=3) >= 2, "spoke LAN to hub LAN"
+
+
+def test_logs_are_json_or_text_lines_with_the_event_fields(lab):
+    # The daemon's log: one JSON object per event by default (hub1), tracing's text lines with --log text
+    # (hub2); both carry the event's name and the peer it concerns, with a millisecond or finer timestamp.
+    lab.wait(lambda: lab.registered("hub1") >= SPOKES and lab.registered("hub2") >= SPOKES, 60)
+    events = [json.loads(line.removeprefix("dmvpnd: ")) for line in lab.logs["hub1"].read_text().splitlines()
+              if line.startswith("dmvpnd: {")]
+    up = [e for e in events if e.get("event") == "peer_up" and e.get("peer") == "10.0.0.11"]
+    assert up and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", up[0]["time"]), events[:5]
+    text = lab.logs["hub2"].read_text()
+    line = re.search(r"^(\S+)\s+INFO dmvpnd::event: event=peer_up peer=\"?10\.0\.0\.11.*$", text, re.M)
+    assert line, text[-2000:]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3,}Z", line.group(1)), line.group(0)
 
 
 def test_phase3_shortcut_forms_and_takes_the_traffic(lab):

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]
-//!        [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]]
+//!        [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]] [--log json|text]
 //! ```
 //!
 //! Loads the configuration ([`mgmt::config::store::ConfigStore`]) and the hardware profile, maps the
@@ -19,6 +19,11 @@
 //! per iteration and never waits on. SIGHUP re-reads the configuration file and applies it through the
 //! same path as `PUT /api/v1/config` (what can change live changes; a change that needs a restart is
 //! refused, and logged, with the field that needs it).
+//!
+//! The log is standard error. `--log json` (the default) writes each event and debug line as one JSON
+//! object with all its fields ([`mgmt::events`]); `--log text` writes them through a `tracing` subscriber
+//! as text lines with a UTC timestamp, the level, the target (`dmvpnd::event`, `dmvpnd::debug`) and
+//! `key=value` fields, filtered by `RUST_LOG` (default `info,dmvpnd::debug=debug`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,7 +52,7 @@ use mgmt::events::Observe;
 use mgmt::plan::Plan;
 
 const USAGE: &str = "usage: dmvpnd --config CONFIG.toml --profile PROFILE.toml [--socket PATH] [--file-prefix P]
-              [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]]";
+              [--api ADDR:PORT --tokens TOKENS.toml [--tls-cert CERT.pem --tls-key KEY.pem]] [--log json|text]";
 
 /// API requests the control loop answers per iteration (the rest wait for the next one).
 const REQUESTS_PER_ITERATION: usize = 8;
@@ -61,11 +66,13 @@ struct Args {
     tokens: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    text_log: bool,
 }
 
 fn parse_args() -> Result<Args> {
     let (mut config, mut profile, mut socket, mut file_prefix) = (None, None, None, None);
     let (mut api, mut tokens, mut tls_cert, mut tls_key) = (None, None, None, None);
+    let mut text_log = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
@@ -81,6 +88,13 @@ fn parse_args() -> Result<Args> {
             "--tokens" => tokens = Some(PathBuf::from(value()?)),
             "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
             "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
+            "--log" => {
+                text_log = match value()?.as_str() {
+                    "json" => false,
+                    "text" => true,
+                    other => bail!("--log {other:?}: json or text\n{USAGE}"),
+                }
+            }
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),
         }
     }
@@ -95,7 +109,20 @@ fn parse_args() -> Result<Args> {
         tokens,
         tls_cert,
         tls_key,
+        text_log,
     })
+}
+
+/// `--log text`: events and debug lines through a `tracing` text subscriber on standard error.
+fn text_log() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,dmvpnd::debug=debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("--log text: {e}"))
 }
 
 /// Starts the REST API on its own threads; returns once it listens (or failed to).
@@ -155,6 +182,9 @@ fn seed() -> [u8; 16] {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.text_log {
+        text_log()?;
+    }
     let store = ConfigStore::open(&args.config).with_context(|| format!("config {}", args.config.display()))?;
     let config = store.current().clone();
     let revision = store.revision().to_string();
