@@ -109,6 +109,12 @@ impl EspProcessor {
         for (i, ((pkt, req), verdict)) in pkts.iter_mut().zip(reqs).zip(verdicts.iter_mut()).enumerate() {
             let Some(req) = req else { continue };
             if run.as_ref().is_none_or(|r| r.sa != req.sa) {
+                // Dropping the previous run publishes its SA's counters and ends its borrow of the
+                // table (an assignment, which the borrow checker understands; `take` is not).
+                #[allow(unused_assignments)]
+                {
+                    run = None;
+                }
                 run = Outbound::new(db, rts, req.sa);
             }
             let Some(out) = run.as_mut() else {

@@ -230,6 +230,17 @@ impl<F: Family> Fib<F> {
         self.chunks[idx >> CHUNK_BITS][idx & CHUNK_MASK]
     }
 
+    /// Asks the CPU to start loading the first-level entry of `dst` (the one every lookup reads, in a
+    /// table too large to stay in cache), so that a lookup a few packets later finds it there.
+    #[inline]
+    pub fn prefetch(&self, dst: F::Addr) {
+        let Some(&first) = F::STRIDES.first() else { return };
+        let idx = F::index(F::bits(dst), F::WIDTH - first, first);
+        if let Some(entry) = self.chunks.get(idx >> CHUNK_BITS).and_then(|c| c.get(idx & CHUNK_MASK)) {
+            crate::prefetch::prefetch(entry);
+        }
+    }
+
     /// The next hop of the longest prefix covering `dst`, or `None` when no prefix covers it.
     #[inline]
     pub fn lookup(&self, dst: F::Addr) -> Option<NextHopId> {

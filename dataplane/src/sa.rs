@@ -229,12 +229,12 @@ impl SaCounters {
         self.auth_failures.load(Ordering::Relaxed)
     }
 
-    /// Counts one packet of `bytes`. Only the SA's owner worker calls it, so a load and a store do
-    /// (no locked read-modify-write on the packet path); the sums survive the SA moving to another
-    /// worker, which starts a fresh [`SaRt`].
+    /// Counts `packets` packets of `bytes` bytes in all. Only the SA's owner worker calls it, so a load
+    /// and a store do (no locked read-modify-write on the packet path); the sums survive the SA moving
+    /// to another worker, which starts a fresh [`SaRt`].
     #[inline]
-    fn add(&self, bytes: u64) {
-        self.packets.store(self.packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    fn add(&self, packets: u64, bytes: u64) {
+        self.packets.store(self.packets.load(Ordering::Relaxed) + packets, Ordering::Relaxed);
         self.bytes.store(self.bytes.load(Ordering::Relaxed).saturating_add(bytes), Ordering::Relaxed);
     }
 
@@ -593,7 +593,10 @@ impl SaRtTable {
             *rt = Some(SaRt::new(sa));
         }
         let rt = rt.as_mut()?;
-        Some(SaEntry { index, sa, rt, events: &mut self.events, now_ns: self.now_ns })
+        // The clock does not move while the entry lives, so whether its traffic is due to raise `Used` is
+        // known now, once per entry (a run of packets) rather than per packet.
+        let use_due = self.now_ns >= rt.next_used_ns && sa.config.direction == Direction::Outbound;
+        Some(SaEntry { index, sa, rt, events: &mut self.events, now_ns: self.now_ns, use_due, unpublished: (0, 0) })
     }
 
     /// Makes room for every index of `db`.
@@ -626,6 +629,9 @@ impl SaRtTable {
 }
 
 /// One SA's config and runtime state, borrowed from an [`SaDb`] and an [`SaRtTable`].
+///
+/// The packets and bytes it accounts reach the SA's shared [`SaCounters`] when it is dropped: one write
+/// per run of packets instead of one per packet to a line that management reads.
 #[derive(Debug)]
 pub struct SaEntry<'t, 'd> {
     index: SaIndex,
@@ -634,6 +640,20 @@ pub struct SaEntry<'t, 'd> {
     rt: &'t mut SaRt,
     events: &'t mut Vec<SaEvent>,
     now_ns: u64,
+    /// Outbound, and [`USED_REPORT_NS`] passed since the last [`SaEventKind::Used`]: the next packet
+    /// accounted raises it.
+    use_due: bool,
+    /// Packets and bytes accounted and not yet added to the SA's [`SaCounters`].
+    unpublished: (u64, u64),
+}
+
+impl Drop for SaEntry<'_, '_> {
+    fn drop(&mut self) {
+        let (packets, bytes) = self.unpublished;
+        if packets > 0 {
+            self.sa.counters.add(packets, bytes);
+        }
+    }
 }
 
 impl SaEntry<'_, '_> {
@@ -749,14 +769,15 @@ impl SaEntry<'_, '_> {
     /// Outbound, it also raises [`SaEventKind::Used`] at most once per [`USED_REPORT_NS`].
     #[inline]
     pub fn account(&mut self, bytes: usize) {
-        if self.now_ns >= self.rt.next_used_ns && self.sa.config.direction == Direction::Outbound {
+        if self.use_due {
+            self.use_due = false;
             self.rt.next_used_ns = self.now_ns.saturating_add(USED_REPORT_NS);
             self.events.push(SaEvent { sa: self.index, kind: SaEventKind::Used });
         }
         self.rt.packets += 1;
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);
         let (packets, total) = (self.rt.packets, self.rt.bytes);
-        self.sa.counters.add(bytes as u64);
+        self.unpublished = (self.unpublished.0 + 1, self.unpublished.1.saturating_add(bytes as u64));
         let cfg = &self.sa.config;
         let (soft, hard) = (cfg.soft, cfg.hard);
         if soft.bytes.is_some_and(|l| total >= l) {

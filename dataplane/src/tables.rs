@@ -174,6 +174,17 @@ impl Tables {
         }
     }
 
+    /// Starts loading what [`Tables::route`] of `dst` in `vrf` reads first (see [`crate::fib::Fib::prefetch`]).
+    #[inline]
+    pub fn prefetch_route(&self, vrf: VrfId, dst: IpAddr) {
+        if let Some(fibs) = self.vrf(vrf) {
+            match dst {
+                IpAddr::V4(a) => fibs.v4.prefetch(a),
+                IpAddr::V6(a) => fibs.v6.prefetch(a),
+            }
+        }
+    }
+
     /// A next hop by id (ids come from this snapshot's FIBs).
     #[inline]
     pub fn next_hop(&self, id: NextHopId) -> Option<&NextHop> {

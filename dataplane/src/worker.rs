@@ -88,7 +88,7 @@ impl<P: Port> Worker<P> {
         let tables = self.tables.load();
         if let Some(mut entry) = self.sa_rt.entry(tables.sas(), sa) {
             entry.resume_after(last);
-        }
+        };
     }
 
     /// Polls every port once, the inject ring once and the handoff ring once; `now_ns` is the clock (nanoseconds, any epoch)

@@ -47,7 +47,10 @@ pub(super) struct L3 {
 
 /// Reads and checks the IP header at the front of `data`. `nic_csum` is the receiving NIC's verdict on
 /// an IPv4 header checksum, trusted when there is one.
-#[inline]
+///
+/// Always inlined: returned through memory, the header's fields were read back with other widths than
+/// they were written, a store-forwarding stall that cost more than the parsing.
+#[inline(always)]
 pub(super) fn l3_header(data: &[u8], nic_csum: Option<bool>) -> Result<L3, DropReason> {
     match data.first().map(|b| b >> 4) {
         Some(4) => {
@@ -498,6 +501,7 @@ fn is_icmp_error(data: &[u8], l3: &L3) -> bool {
 }
 
 /// Decrements the TTL (with an RFC 1624 checksum update) or the hop limit. The header was checked.
+#[inline]
 pub(super) fn decrement_hop_limit(data: &mut [u8]) {
     match data.first().map(|b| b >> 4) {
         Some(4) => {

@@ -11,6 +11,30 @@ use crate::punt::PuntKind;
 use crate::wire::arp;
 use crate::wire::ethernet::{self, Address, EtherType, VlanTag};
 
+/// How many packets ahead of the one in hand the burst loop starts loading a route.
+pub(super) const ROUTE_PREFETCH_AHEAD: usize = 4;
+
+/// The IP destination of an Ethernet frame, read without any check, to prefetch its route: a guess
+/// (a malformed frame gives a wrong address, which costs one useless prefetch), never a verdict.
+#[inline]
+pub(super) fn dst_hint(frame: &[u8]) -> Option<IpAddr> {
+    let (ethertype, l3) = match frame.get(12..14)? {
+        [0x81, 0x00] => (frame.get(16..18)?, ethernet::TAGGED_HEADER_LEN),
+        ethertype => (ethertype, ethernet::HEADER_LEN),
+    };
+    match ethertype {
+        [0x08, 0x00] => {
+            let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
+            Some(IpAddr::from(d))
+        }
+        [0x86, 0xdd] => {
+            let d: [u8; 16] = frame.get(l3 + 24..l3 + 40)?.try_into().ok()?;
+            Some(IpAddr::from(d))
+        }
+        _ => None,
+    }
+}
+
 impl<P: PacketBuf> Pipeline<P> {
     /// Ethernet input: checks the destination and the port's VLAN, then hands on by EtherType with the
     /// data starting at the layer-3 header.
@@ -159,4 +183,39 @@ pub(super) fn tag_tx<P: PacketBuf>(pkt: &mut P, tci: u16, offload: bool) -> bool
     header.copy_within(4..16, 0);
     ethernet::Packet::new_unchecked(header).set_vlan_tag(VlanTag::from_tci(tci));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dst_hint_reads_the_ip_destination_behind_an_optional_tag() {
+        // Ethernet / IPv4 dst 192.0.2.7, untagged and behind an 802.1Q tag.
+        let mut v4 = vec![0u8; 14 + 20];
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        v4[14] = 0x45;
+        v4[30..34].copy_from_slice(&[192, 0, 2, 7]);
+        assert_eq!(dst_hint(&v4), Some(IpAddr::from([192, 0, 2, 7])));
+        let mut tagged = v4[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        tagged.extend_from_slice(&v4[12..]);
+        assert_eq!(dst_hint(&tagged), Some(IpAddr::from([192, 0, 2, 7])));
+        // IPv6 dst 2001:db8::9.
+        let mut v6 = vec![0u8; 14 + 40];
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[14] = 0x60;
+        let dst: core::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
+        v6[38..54].copy_from_slice(&dst.octets());
+        assert_eq!(dst_hint(&v6), Some(IpAddr::V6(dst)));
+        // ARP, and frames cut short anywhere: no guess, no panic.
+        let mut arp = v4.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(dst_hint(&arp), None);
+        for frame in [&v4, &tagged, &v6] {
+            for len in 0..frame.len() {
+                assert_eq!(dst_hint(&frame[..len]), None, "{len} bytes");
+            }
+        }
+    }
 }

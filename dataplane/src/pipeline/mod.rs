@@ -315,7 +315,23 @@ impl<P: PacketBuf> Pipeline<P> {
         let mut metas = core::mem::take(&mut self.meta);
         metas.clear();
         let mut rx_bytes = 0;
-        for pkt in burst.iter_mut() {
+        // The first-level FIB entry of each destination is likely a miss (a table of 64 MiB for IPv4):
+        // it is requested a few packets ahead, so that the misses overlap with the work on the others.
+        let vrf = t.port(rx_port).map(|p| p.vrf);
+        if let Some(vrf) = vrf {
+            for pkt in burst.iter().take(l2::ROUTE_PREFETCH_AHEAD) {
+                if let Some(dst) = l2::dst_hint(pkt.data()) {
+                    t.prefetch_route(vrf, dst);
+                }
+            }
+        }
+        for i in 0..burst.len() {
+            if let (Some(vrf), Some(ahead)) = (vrf, burst.get(i + l2::ROUTE_PREFETCH_AHEAD)) {
+                if let Some(dst) = l2::dst_hint(ahead.data()) {
+                    t.prefetch_route(vrf, dst);
+                }
+            }
+            let Some(pkt) = burst.get_mut(i) else { break };
             rx_bytes += pkt.len() as u64;
             let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
             cx.capture(seen, pkt.data());

@@ -157,6 +157,7 @@ fn esn_infers_high_bits_across_the_wrap() {
     // ICV computed with those high bits then fails. Check without accepting.
     let e = rts.entry(&db, SaIndex(0)).unwrap();
     assert_eq!(e.check_replay(0xffff_ffc5), Some((2 << 32) - 59));
+    drop(e);
     assert_eq!(receive(&db, &mut rts, 3), Some((1 << 32) + 3));
     assert_eq!(receive(&db, &mut rts, 5), None);
     assert_eq!(receive(&db, &mut rts, 0), Some(1 << 32), "low 0 is valid with ESN once past 2^32");
@@ -190,6 +191,7 @@ fn outbound_sequence_starts_at_one_and_stops_at_2_pow_32_minus_1() {
     assert_eq!(e.next_seq(), None);
     assert_eq!(e.next_seq(), None);
     assert!(e.is_expired());
+    drop(e);
     let events: Vec<_> = rts.drain_events().map(|ev| ev.kind).collect();
     assert_eq!(events, [SaEventKind::SeqNearExhaustion, SaEventKind::SeqExhausted], "each exactly once");
 }
@@ -203,6 +205,7 @@ fn esn_sequence_runs_past_2_pow_32_and_stops_at_2_pow_64_minus_1() {
     e.set_seq(u64::MAX - 1);
     assert_eq!(e.next_seq(), Some(u64::MAX));
     assert_eq!(e.next_seq(), None);
+    drop(e);
     let events: Vec<_> = rts.drain_events().map(|ev| ev.kind).collect();
     assert_eq!(events, [SaEventKind::SeqNearExhaustion, SaEventKind::SeqExhausted]);
 }
@@ -219,6 +222,7 @@ fn lifetimes_fire_once_and_hard_expires() {
     }
     assert!(e.is_expired(), "the 5th packet reached the hard packet limit");
     assert_eq!(e.next_seq(), None);
+    drop(e);
     let events: Vec<_> = rts.drain_events().map(|ev| (ev.sa, ev.kind)).collect();
     assert_eq!(
         events,
@@ -231,6 +235,7 @@ fn lifetimes_fire_once_and_hard_expires() {
     );
     let mut e = rts.entry(&db, SaIndex(0)).unwrap();
     e.account(20_000);
+    drop(e);
     let events: Vec<_> = rts.drain_events().map(|ev| ev.kind).collect();
     assert_eq!(events, [SaEventKind::HardBytes], "the others do not fire again");
 }
