@@ -20,7 +20,7 @@ use crate::crypto::{CryptoEngine, CryptoOp, OpKind, OpStatus};
 use crate::drop::DropReason;
 use crate::ids::SaIndex;
 use crate::pkt::PacketBuf;
-use crate::sa::{Direction, SaDb, SaRtTable};
+use crate::sa::{Direction, SaDb, SaEntry, SaRtTable};
 use crate::wire::esp::{Trailer, HEADER_LEN};
 
 /// What to encrypt a packet with.
@@ -104,9 +104,18 @@ impl EspProcessor {
         verdicts: &mut [OutboundVerdict],
     ) {
         self.ops.clear();
+        // The SA is resolved once per run of packets that share it (a burst toward one peer is one run).
+        let mut run: Option<Outbound<'_, '_>> = None;
         for (i, ((pkt, req), verdict)) in pkts.iter_mut().zip(reqs).zip(verdicts.iter_mut()).enumerate() {
             let Some(req) = req else { continue };
-            *verdict = prepare_outbound(db, rts, pkt, req).map(|esn_hi| {
+            if run.as_ref().is_none_or(|r| r.sa != req.sa) {
+                run = Outbound::new(db, rts, req.sa);
+            }
+            let Some(out) = run.as_mut() else {
+                *verdict = Err(DropReason::NoOutboundSa);
+                continue;
+            };
+            *verdict = out.prepare(pkt, req.next_header).map(|esn_hi| {
                 self.ops.push(CryptoOp { pkt: i, sa: req.sa, kind: OpKind::Seal, esn_hi, status: OpStatus::Pending });
             });
         }
@@ -180,41 +189,55 @@ impl EspProcessor {
     }
 }
 
-/// Phase 1 outbound: sequence number, header, IV, padding, trailer, ICV room. Returns the ESN high bits
-/// for the op.
-fn prepare_outbound<P: PacketBuf>(
-    db: &SaDb,
-    rts: &mut SaRtTable,
-    pkt: &mut P,
-    req: &OutboundReq,
-) -> Result<Option<u32>, DropReason> {
-    let mut e = rts.entry(db, req.sa).ok_or(DropReason::NoOutboundSa)?;
-    let cfg = e.sa.config();
-    if cfg.direction != Direction::Outbound {
-        return Err(DropReason::NoOutboundSa);
+/// An outbound SA resolved for a run of packets: its runtime state and the facts each packet needs.
+struct Outbound<'t, 'd> {
+    sa: SaIndex,
+    entry: SaEntry<'t, 'd>,
+    spi: [u8; 4],
+    esn: bool,
+    iv_len: usize,
+    icv_len: usize,
+    align: usize,
+}
+
+impl<'t, 'd> Outbound<'t, 'd> {
+    /// `None` when `sa` is not an outbound SA of `db`.
+    fn new(db: &'d SaDb, rts: &'t mut SaRtTable, sa: SaIndex) -> Option<Self> {
+        let entry = rts.entry(db, sa)?;
+        let cfg = entry.sa.config();
+        if cfg.direction != Direction::Outbound {
+            return None;
+        }
+        let keys = entry.sa.keys();
+        let (spi, esn) = (cfg.spi.to_be_bytes(), cfg.esn);
+        let (iv_len, icv_len, align) = (keys.iv_len(), keys.icv_len(), keys.align());
+        Some(Self { sa, entry, spi, esn, iv_len, icv_len, align })
     }
-    let (spi, esn) = (cfg.spi, cfg.esn);
-    let keys = e.sa.keys();
-    let payload_len = pkt.len();
-    let trailer = Trailer { pad_len: Trailer::pad_for(payload_len, keys.align()), next_header: req.next_header };
-    let head = HEADER_LEN + keys.iv_len();
-    let tail = trailer.len() + keys.icv_len();
-    if pkt.headroom() < head || pkt.tailroom() < tail {
-        return Err(DropReason::NoBufferSpace);
+
+    /// Phase 1 outbound: sequence number, header, IV, padding, trailer, ICV room. Returns the ESN high
+    /// bits for the op.
+    fn prepare<P: PacketBuf>(&mut self, pkt: &mut P, next_header: u8) -> Result<Option<u32>, DropReason> {
+        let payload_len = pkt.len();
+        let trailer = Trailer { pad_len: Trailer::pad_for(payload_len, self.align), next_header };
+        let head = HEADER_LEN + self.iv_len;
+        let tail = trailer.len() + self.icv_len;
+        if pkt.headroom() < head || pkt.tailroom() < tail {
+            return Err(DropReason::NoBufferSpace);
+        }
+        // RFC 4303 §3.3.3: a new number for every packet, none once the SA is exhausted or past its hard
+        // life.
+        let seq = self.entry.next_seq().ok_or(DropReason::EspSaExpired)?;
+        self.entry.account(payload_len);
+        // The ICV's room is left as it is: sealing writes it.
+        let t = pkt.append(tail).ok_or(DropReason::NoBufferSpace)?;
+        trailer.emit(&mut t[..trailer.len()]);
+        let h = pkt.prepend(head).ok_or(DropReason::NoBufferSpace)?;
+        h[..4].copy_from_slice(&self.spi);
+        // Only the low 32 bits travel (RFC 4303 §2.2.1).
+        h[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        self.entry.sa.keys().write_iv(seq, &mut h[HEADER_LEN..]);
+        Ok(self.esn.then_some((seq >> 32) as u32))
     }
-    // RFC 4303 §3.3.3: a new number for every packet, none once the SA is exhausted or past its hard life.
-    let seq = e.next_seq().ok_or(DropReason::EspSaExpired)?;
-    e.account(payload_len);
-    let t = pkt.append(tail).ok_or(DropReason::NoBufferSpace)?;
-    let (trailer_bytes, icv) = t.split_at_mut(trailer.len());
-    trailer.emit(trailer_bytes);
-    icv.fill(0);
-    let h = pkt.prepend(head).ok_or(DropReason::NoBufferSpace)?;
-    h[..4].copy_from_slice(&spi.to_be_bytes());
-    // Only the low 32 bits travel (RFC 4303 §2.2.1).
-    h[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-    keys.write_iv(seq, &mut h[HEADER_LEN..]);
-    Ok(esn.then_some((seq >> 32) as u32))
 }
 
 /// Phase 1 inbound: SA, length, replay pre-check. Returns the SA, the full sequence number and the ESN
@@ -245,7 +268,10 @@ fn precheck_inbound(
     if text_len < keys.min_text_len() || text_len % keys.align() != 0 {
         return Err(DropReason::EspMalformed);
     }
-    let seq = e.check_replay(seq_lo).ok_or(DropReason::EspReplay)?;
+    let Some(seq) = e.check_replay(seq_lo) else {
+        e.sa.counters().count_replay_drop();
+        return Err(DropReason::EspReplay);
+    };
     Ok((index, seq, cfg.esn.then_some((seq >> 32) as u32)))
 }
 
@@ -259,13 +285,19 @@ fn finish_inbound<P: PacketBuf>(
 ) -> InboundVerdict {
     match op.status {
         OpStatus::Ok => {}
-        OpStatus::AuthFailed => return Err(DropReason::EspAuthFailed),
+        OpStatus::AuthFailed => {
+            if let Some(sa) = db.get(op.sa) {
+                sa.counters().count_auth_failure();
+            }
+            return Err(DropReason::EspAuthFailed);
+        }
         OpStatus::BadLength => return Err(DropReason::EspMalformed),
         OpStatus::NoSa => return Err(DropReason::EspUnknownSpi),
         OpStatus::Pending => return Err(DropReason::EspCryptoFailed),
     }
     let mut e = rts.entry(db, op.sa).ok_or(DropReason::EspUnknownSpi)?;
     if !e.accept(seq) {
+        e.sa.counters().count_replay_drop();
         return Err(DropReason::EspReplay);
     }
     let keys = e.sa.keys();

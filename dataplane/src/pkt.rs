@@ -143,23 +143,29 @@ impl PacketBuf for HeapPkt {
     fn new_like(&self) -> Option<Self> {
         Some(Self::with_capacity(self.buf.len()))
     }
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.buf.len() - self.end
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let start = self.start.checked_sub(n)?;
         self.start = start;
         Some(&mut self.buf[start..start + n])
     }
+    #[inline]
     fn adj(&mut self, n: usize) -> bool {
         if n > self.end - self.start {
             return false;
@@ -167,6 +173,7 @@ impl PacketBuf for HeapPkt {
         self.start += n;
         true
     }
+    #[inline]
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         if n > self.tailroom() {
             return None;
@@ -175,6 +182,7 @@ impl PacketBuf for HeapPkt {
         self.end += n;
         Some(&mut self.buf[end..end + n])
     }
+    #[inline]
     fn trim(&mut self, n: usize) -> bool {
         if n > self.end - self.start {
             return false;

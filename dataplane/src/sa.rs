@@ -193,6 +193,60 @@ pub struct Sa {
     generation: u64,
     config: SaConfig,
     keys: SaKeys,
+    counters: SaCounters,
+}
+
+/// The counters of one SA that management reads while the workers run (`show crypto ipsec sa`). The
+/// SA's owner worker writes them; on their own cache line so that the writes do not disturb readers
+/// of the config.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct SaCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    replay_drops: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+impl SaCounters {
+    /// Packets protected (outbound) or authenticated and accepted (inbound).
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    /// Their payload bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Inbound packets dropped as replays or outside the window.
+    pub fn replay_drops(&self) -> u64 {
+        self.replay_drops.load(Ordering::Relaxed)
+    }
+
+    /// Inbound packets whose integrity check failed.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts one packet of `bytes`. Only the SA's owner worker calls it, so a load and a store do
+    /// (no locked read-modify-write on the packet path); the sums survive the SA moving to another
+    /// worker, which starts a fresh [`SaRt`].
+    #[inline]
+    fn add(&self, bytes: u64) {
+        self.packets.store(self.packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.bytes.store(self.bytes.load(Ordering::Relaxed).saturating_add(bytes), Ordering::Relaxed);
+    }
+
+    /// Counts an inbound replay drop.
+    pub fn count_replay_drop(&self) {
+        self.replay_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an inbound integrity failure.
+    pub fn count_auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Sa {
@@ -202,7 +256,8 @@ impl Sa {
         config.validate()?;
         let keys = SaKeys::new(&config.cipher, backend, iv_seed)
             .map_err(|source| SaError::Crypto { spi: config.spi, source })?;
-        Ok(Self { config, keys, generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed) })
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { config, keys, generation, counters: SaCounters::default() })
     }
 
     /// The configuration.
@@ -213,6 +268,11 @@ impl Sa {
     /// The expanded keys.
     pub fn keys(&self) -> &SaKeys {
         &self.keys
+    }
+
+    /// Its traffic counters.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
     }
 
     /// Identifies this SA instance; a new [`Sa`] at the same index has a different one.
@@ -521,6 +581,7 @@ impl SaRtTable {
     /// The runtime state of `index` in `db`, (re)created if the SA there is new or changed. `None` if `db`
     /// has no SA at `index`. Growing the table (first use of a high index) allocates; call
     /// [`SaRtTable::reserve`] when a new [`SaDb`] is published to keep that off the packet path.
+    #[inline]
     pub fn entry<'t, 'd>(&'t mut self, db: &'d SaDb, index: SaIndex) -> Option<SaEntry<'t, 'd>> {
         let sa = db.get(index)?;
         let slot = index.0 as usize;
@@ -598,6 +659,7 @@ impl SaEntry<'_, '_> {
     /// with ESN), never one twice. `None` once the SA is expired or the space is used up. Raises
     /// [`SaEventKind::SeqNearExhaustion`] at 7/8 of the space and [`SaEventKind::SeqExhausted`] when the
     /// last number goes out.
+    #[inline]
     pub fn next_seq(&mut self) -> Option<u64> {
         if self.rt.expired {
             return None;
@@ -685,6 +747,7 @@ impl SaEntry<'_, '_> {
     /// Counts one packet of `bytes` payload bytes against the lifetimes (RFC 4301 §4.4.2.1), raising
     /// each soft/hard event once. Reaching a hard limit expires the SA: this packet is the last one.
     /// Outbound, it also raises [`SaEventKind::Used`] at most once per [`USED_REPORT_NS`].
+    #[inline]
     pub fn account(&mut self, bytes: usize) {
         if self.now_ns >= self.rt.next_used_ns && self.sa.config.direction == Direction::Outbound {
             self.rt.next_used_ns = self.now_ns.saturating_add(USED_REPORT_NS);
@@ -693,6 +756,7 @@ impl SaEntry<'_, '_> {
         self.rt.packets += 1;
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);
         let (packets, total) = (self.rt.packets, self.rt.bytes);
+        self.sa.counters.add(bytes as u64);
         let cfg = &self.sa.config;
         let (soft, hard) = (cfg.soft, cfg.hard);
         if soft.bytes.is_some_and(|l| total >= l) {

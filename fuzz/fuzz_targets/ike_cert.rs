@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ike::cert::{self, Scheme, TrustStore};
 use ike::config::id_fqdn;
+use ike::message::AuthMethod;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,5 +25,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((ca, rest)) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len))) else { return };
     let Ok(store) = TrustStore::new(vec![ca.to_vec()], vec![]) else { return };
     let (peer, auth) = rest.split_at(rest.len() / 2);
-    let _ = store.verify(&[peer], &id_fqdn("peer.example"), Duration::from_secs(1_780_272_000), b"octets", auth);
+    // AUTH method 14 (RFC 7427), or one of the older signature methods, by the first octet's low bits.
+    let methods = [AuthMethod::DIGITAL_SIGNATURE, AuthMethod::RSA_SIG, AuthMethod::ECDSA_SHA256_P256, AuthMethod(10)];
+    let method = methods[usize::from(len[0] & 3)];
+    let _ = store.verify(&[peer], &id_fqdn("peer.example"), Duration::from_secs(1_780_272_000), b"octets", method, auth);
 });

@@ -9,6 +9,9 @@
 //!   AlgorithmIdentifier, then the signature. Accepted: RSASSA-PKCS1-v1_5 with SHA-256/384/512,
 //!   RSASSA-PSS with SHA-256/384/512 (MGF1 with the same hash, salt as long as the hash), ECDSA on
 //!   P-256 and P-384 with SHA-256/384 (the DER `Ecdsa-Sig-Value` of RFC 3279).
+//! - Peers without RFC 7427 (no SIGNATURE_HASH_ALGORITHMS): we verify AUTH methods 1 (RSA PKCS #1
+//!   v1.5, SHA-1) and 9/10 (ECDSA P-256/P-384, RFC 4754's r | s), and an ECDSA key signs with 9 or 10
+//!   for them; an RSA key still signs with 14 (ring signs no SHA-1).
 //! - SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4): [`SIGNATURE_HASHES`], the hashes we accept.
 //! - CERTREQ (§3.7): SHA-1 hashes of our CAs' SubjectPublicKeyInfo ([`TrustStore::certreq`]).
 //! - The chain to a configured CA, validity at the injected wall-clock time and revocation from the
@@ -398,7 +401,7 @@ pub enum CertError {
     #[error("certificate chain: certificate {0} is not a DER X.509 certificate")]
     BadCertificate(usize),
     /// The private key is none we can sign with.
-    #[error("private key: not a PKCS #8 RSA, ECDSA P-256 or P-384 key, nor a PKCS #1 RSA key")]
+    #[error("private key: not a PKCS #8 RSA, ECDSA P-256 or P-384 key, a PKCS #1 RSA or a SEC1 ECDSA key")]
     BadKey,
     /// The private key is not the certificate's.
     #[error("private key: does not match the public key of the certificate")]
@@ -508,6 +511,23 @@ pub enum AuthError {
     BadSignature,
 }
 
+/// A SEC1 ECPrivateKey (RFC 5915; `EC PRIVATE KEY`, as `openssl ecparam` and strongSwan's `pki`
+/// write it) wrapped as PKCS #8 (RFC 5208) for the named curve it carries; `None` if it is not one.
+fn sec1_to_pkcs8(key: &[u8]) -> Option<Vec<u8>> {
+    /// id-ecPublicKey (RFC 5480 §2.1.1), as a TLV.
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let mut input = key;
+    let seq = der::expect(&mut input, 0x30)?;
+    let mut k = seq.value;
+    if !input.is_empty() || der::expect(&mut k, 0x02)?.value != [1] {
+        return None;
+    }
+    der::expect(&mut k, 0x04)?;
+    let mut params = der::expect(&mut k, 0xa0)?.value;
+    let curve = der::expect(&mut params, 0x06)?.whole;
+    Some(tlv(0x30, &[&[0x02, 0x01, 0x00], &tlv(0x30, &[EC_PUBLIC_KEY, curve]), &tlv(0x04, &[key])]))
+}
+
 /// Our certificate chain and private key: what we send in CERT and sign AUTH with.
 #[derive(Clone)]
 pub struct LocalCert {
@@ -521,12 +541,13 @@ pub struct LocalCert {
 
 enum Signer {
     Rsa(RsaKeyPair),
-    Ecdsa(EcdsaKeyPair),
+    /// The key for RFC 7427 (DER signatures) and for RFC 4754 (r | s, AUTH method 9 or 10).
+    Ecdsa(EcdsaKeyPair, Box<EcdsaKeyPair>, AuthMethod),
 }
 
 impl LocalCert {
     /// Our end-entity certificate then its intermediates (DER), and the private key (DER: PKCS #8 for
-    /// RSA, ECDSA P-256 and P-384, or PKCS #1 for RSA). RSA signs with PKCS #1 v1.5 and SHA-256 (see
+    /// RSA, ECDSA P-256 and P-384, PKCS #1 for RSA, or SEC1 for ECDSA). RSA signs with PKCS #1 v1.5 and SHA-256 (see
     /// [`LocalCert::with_rsa_pss`]), P-256 with SHA-256, P-384 with SHA-384.
     pub fn new(chain: Vec<Vec<u8>>, key_der: Vec<u8>) -> Result<LocalCert, CertError> {
         let end = chain.first().ok_or(CertError::EmptyChain)?;
@@ -534,19 +555,27 @@ impl LocalCert {
             CertInfo::parse(c).ok_or(CertError::BadCertificate(i))?;
         }
         let rng = SystemRandom::new();
+        let sec1 = sec1_to_pkcs8(&key_der);
+        let ec_der = sec1.as_deref().unwrap_or(&key_der);
         let (signer, scheme) =
             if let Ok(k) = RsaKeyPair::from_pkcs8(&key_der).or_else(|_| RsaKeyPair::from_der(&key_der)) {
                 (Signer::Rsa(k), Scheme::RsaPkcs1(Hash::Sha256))
-            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &key_der, &rng) {
-                (Signer::Ecdsa(k), Scheme::Ecdsa(Hash::Sha256))
-            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, &key_der, &rng) {
-                (Signer::Ecdsa(k), Scheme::Ecdsa(Hash::Sha384))
+            } else if let (Ok(k), Ok(fixed)) = (
+                EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, ec_der, &rng),
+                EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, ec_der, &rng),
+            ) {
+                (Signer::Ecdsa(k, Box::new(fixed), AuthMethod::ECDSA_SHA256_P256), Scheme::Ecdsa(Hash::Sha256))
+            } else if let (Ok(k), Ok(fixed)) = (
+                EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, ec_der, &rng),
+                EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, ec_der, &rng),
+            ) {
+                (Signer::Ecdsa(k, Box::new(fixed), AuthMethod::ECDSA_SHA384_P384), Scheme::Ecdsa(Hash::Sha384))
             } else {
                 return Err(CertError::BadKey);
             };
         let public = match &signer {
             Signer::Rsa(k) => k.public_key().as_ref(),
-            Signer::Ecdsa(k) => k.public_key().as_ref(),
+            Signer::Ecdsa(k, ..) => k.public_key().as_ref(),
         };
         let info = CertInfo::parse(end).ok_or(CertError::BadCertificate(0))?;
         if info.public_key != public {
@@ -579,9 +608,16 @@ impl LocalCert {
         self.chain.first().and_then(|c| CertInfo::parse(c)).is_some_and(|i| i.names_id(id))
     }
 
-    /// AUTH data for method 14 over `octets` (RFC 7427 §3).
-    pub(crate) fn sign(&self, octets: &[u8]) -> Result<Vec<u8>, AuthError> {
+    /// The AUTH method and data over `octets`: method 14 (RFC 7427 §3), or with an ECDSA key for a
+    /// peer that did not announce RFC 7427 (`rfc7427` false: no SIGNATURE_HASH_ALGORITHMS), method 9
+    /// or 10 (RFC 4754). An RSA key signs with method 14 regardless: method 1 means SHA-1, which ring
+    /// does not sign with.
+    pub(crate) fn sign(&self, octets: &[u8], rfc7427: bool) -> Result<(AuthMethod, Vec<u8>), AuthError> {
         let rng = SystemRandom::new();
+        if let (Signer::Ecdsa(_, fixed, method), false) = (&*self.signer, rfc7427) {
+            let signature = fixed.sign(&rng, octets).map_err(|_| AuthError::SignFailed)?;
+            return Ok((*method, signature.as_ref().to_vec()));
+        }
         let signature = match (&*self.signer, self.scheme) {
             (Signer::Rsa(k), s) => {
                 let pad: &'static dyn sig::RsaEncoding = match s {
@@ -592,14 +628,14 @@ impl LocalCert {
                 k.sign(pad, &rng, octets, &mut out).map_err(|_| AuthError::SignFailed)?;
                 out
             }
-            (Signer::Ecdsa(k), _) => k.sign(&rng, octets).map_err(|_| AuthError::SignFailed)?.as_ref().to_vec(),
+            (Signer::Ecdsa(k, ..), _) => k.sign(&rng, octets).map_err(|_| AuthError::SignFailed)?.as_ref().to_vec(),
         };
         let alg = self.scheme.algorithm_identifier();
         let mut data = Vec::with_capacity(1 + alg.len() + signature.len());
         data.push(u8::try_from(alg.len()).map_err(|_| AuthError::SignFailed)?);
         data.extend_from_slice(&alg);
         data.extend_from_slice(&signature);
-        Ok(data)
+        Ok((AuthMethod::DIGITAL_SIGNATURE, data))
     }
 }
 
@@ -690,26 +726,37 @@ impl TrustStore {
     }
 
     /// Verifies a peer (§2.15, RFC 7427 §3): `certs` are its X.509 CERT payloads (end entity first),
-    /// `id` the identity it sent, `unix` the time since the Unix epoch, `octets` what AUTH signs and
-    /// `auth` the AUTH data of method 14.
+    /// `id` the identity it sent, `unix` the time since the Unix epoch, `octets` what AUTH signs, and
+    /// `method` and `auth` the AUTH payload's: method 14 (RFC 7427), or for peers without RFC 7427, 1
+    /// (RSA PKCS #1 v1.5 with SHA-1), 9 or 10 (ECDSA P-256 / P-384, RFC 4754).
     pub fn verify(
         &self,
         certs: &[&[u8]],
         id: &Id,
         unix: Duration,
         octets: &[u8],
+        method: AuthMethod,
         auth: &[u8],
     ) -> Result<(), AuthError> {
-        let (&alg_len, rest) = auth.split_first().ok_or(AuthError::BadAuthData("empty"))?;
-        let (alg, signature) = rest
-            .split_at_checked(usize::from(alg_len))
-            .ok_or(AuthError::BadAuthData("AlgorithmIdentifier truncated"))?;
-        let scheme = Scheme::parse(alg).ok_or_else(|| {
-            AuthError::UnsupportedAlgorithm(alg.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        })?;
-        if scheme.verifiers().is_empty() {
-            return Err(AuthError::UnsupportedAlgorithm(format!("{scheme:?}")));
-        }
+        // RFC 7427 §3 for method 14; the older methods (RFC 7296 §3.8, RFC 4754) name the scheme
+        // themselves and carry the bare signature.
+        let (scheme, signature) = match method {
+            AuthMethod::DIGITAL_SIGNATURE => {
+                let (&alg_len, rest) = auth.split_first().ok_or(AuthError::BadAuthData("empty"))?;
+                let (alg, signature) = rest
+                    .split_at_checked(usize::from(alg_len))
+                    .ok_or(AuthError::BadAuthData("AlgorithmIdentifier truncated"))?;
+                let scheme = Scheme::parse(alg).ok_or_else(|| {
+                    AuthError::UnsupportedAlgorithm(alg.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                })?;
+                if scheme.verifiers().is_empty() {
+                    return Err(AuthError::UnsupportedAlgorithm(format!("{scheme:?}")));
+                }
+                (Some(scheme), signature)
+            }
+            AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (None, auth),
+            m => return Err(AuthError::UnsupportedAlgorithm(format!("AUTH method {m:?}"))),
+        };
         if self.cas.is_empty() {
             return Err(AuthError::NoTrustAnchor);
         }
@@ -750,7 +797,19 @@ impl TrustStore {
         if !info.names_id(id) {
             return Err(AuthError::IdentityMismatch(id_display(id)));
         }
-        if scheme.verifiers().iter().any(|v| ee.verify_signature(*v, octets, signature).is_ok()) {
+        let ok = match scheme {
+            Some(scheme) => scheme.verifiers().iter().any(|v| ee.verify_signature(*v, octets, signature).is_ok()),
+            None => {
+                // The subjectPublicKey's octets are what ring takes: RSAPublicKey, or the curve point.
+                let alg: &dyn sig::VerificationAlgorithm = match method {
+                    AuthMethod::RSA_SIG => &sig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                    AuthMethod::ECDSA_SHA256_P256 => &sig::ECDSA_P256_SHA256_FIXED,
+                    _ => &sig::ECDSA_P384_SHA384_FIXED,
+                };
+                sig::UnparsedPublicKey::new(alg, info.public_key).verify(octets, signature).is_ok()
+            }
+        };
+        if ok {
             Ok(())
         } else {
             Err(AuthError::BadSignature)
@@ -796,6 +855,36 @@ mod tests {
             Some(Scheme::RsaPkcs1(Hash::Sha384))
         );
         assert_eq!(Scheme::parse(&hex::decode("300d06092a864886f70d01010a3000").unwrap()), None);
+    }
+
+    #[test]
+    fn rfc4754_signatures_for_peers_without_rfc7427() {
+        // Without SIGNATURE_HASH_ALGORITHMS from the peer, an ECDSA key signs with AUTH method 9 (P-256)
+        // or 10 (P-384): r | s of fixed length (RFC 4754 §7); the trust store verifies those, and
+        // method 14 as ever. (charon, in the interop tests, checks these against another implementation.)
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let store = TrustStore::new(vec![ca.der().to_vec()], vec![]).unwrap();
+        let id = crate::config::id_fqdn("peer.example");
+        let now = Duration::from_secs(1_780_272_000);
+        for (alg, method, len) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, AuthMethod::ECDSA_SHA256_P256, 64),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, AuthMethod::ECDSA_SHA384_P384, 96),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["peer.example".into()]).unwrap();
+            let cert = cert.signed_by(&key, &ca, &ca_key).unwrap().der().to_vec();
+            let local = LocalCert::new(vec![cert.clone()], key.serialize_der()).unwrap();
+            let (m, sig) = local.sign(b"signed octets", false).unwrap();
+            assert_eq!((m, sig.len()), (method, len));
+            assert_eq!(store.verify(&[&cert], &id, now, b"signed octets", m, &sig), Ok(()));
+            assert_eq!(store.verify(&[&cert], &id, now, b"other octets", m, &sig), Err(AuthError::BadSignature));
+            let (m, sig) = local.sign(b"signed octets", true).unwrap();
+            assert_eq!(m, AuthMethod::DIGITAL_SIGNATURE);
+            assert_eq!(store.verify(&[&cert], &id, now, b"signed octets", m, &sig), Ok(()));
+        }
     }
 
     #[test]

@@ -503,6 +503,8 @@ struct IkeSa {
     filed: Option<Instant>,
     /// §2.8.2: the peer's rekey of this IKE SA crossed ours.
     crossed: Option<Crossed>,
+    /// The peer sent SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT (RFC 7427 §4): AUTH method 14 is for it.
+    peer_rfc7427: bool,
 }
 
 /// The peer's rekey of an IKE SA that crossed our own (RFC 7296 §2.8.2). The SA its exchange made
@@ -733,15 +735,15 @@ fn signed_octets(prf: Prf, message: &[u8], peer_nonce: &[u8], sk_p: &[u8], id: &
 
 /// Our CERT payloads (end entity first, §3.6) and AUTH by digital signature (RFC 7427 §3) over
 /// `octets`.
-fn sign_auth(config: &Config, octets: &[u8]) -> Result<(Vec<Payload>, Payload), AuthError> {
+fn sign_auth(config: &Config, octets: &[u8], rfc7427: bool) -> Result<(Vec<Payload>, Payload), AuthError> {
     let local = config.local_cert.as_ref().ok_or(AuthError::NoLocalCertificate)?;
-    let data = local.sign(octets)?;
+    let (method, data) = local.sign(octets, rfc7427)?;
     let certs = local
         .chain()
         .iter()
         .map(|c| PayloadBody::Cert(Cert { encoding: CertEncoding::X509_SIGNATURE, data: c.clone() }).into())
         .collect();
-    Ok((certs, PayloadBody::Auth(Auth { method: AuthMethod::DIGITAL_SIGNATURE, data }).into()))
+    Ok((certs, PayloadBody::Auth(Auth { method, data }).into()))
 }
 
 /// Checks a peer's AUTH by digital signature: its X.509 CERT payloads chain to our CAs, are not
@@ -754,7 +756,13 @@ fn verify_auth(
     auth: &Auth,
     octets: &[u8],
 ) -> Result<(), AuthError> {
-    if auth.method != AuthMethod::DIGITAL_SIGNATURE {
+    let signature_methods = [
+        AuthMethod::DIGITAL_SIGNATURE,
+        AuthMethod::RSA_SIG,
+        AuthMethod::ECDSA_SHA256_P256,
+        AuthMethod::ECDSA_SHA384_P384,
+    ];
+    if !signature_methods.contains(&auth.method) {
         return Err(AuthError::MethodNotAllowed { got: auth.method, want: AuthKind::Certificate });
     }
     let unix = ctx.unix_time(now).ok_or(AuthError::NoWallClock)?;
@@ -765,7 +773,7 @@ fn verify_auth(
             _ => None,
         })
         .collect();
-    ctx.config.trust.verify(&certs, id, unix, octets, &auth.data)
+    ctx.config.trust.verify(&certs, id, unix, octets, auth.method, &auth.data)
 }
 
 /// CERTREQ for our CAs (§3.7), if we have any.
@@ -1065,6 +1073,7 @@ impl IkeSa {
         };
         self.spi_r = msg.spi_r;
         self.nr = nr.clone();
+        self.peer_rfc7427 = find_notify(&msg.payloads, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some();
         // §2.23: behind a NAT, everything after IKE_SA_INIT goes between the 4500 ports.
         self.fragmentation = ctx.config.fragment_size.is_some()
             && find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
@@ -1128,7 +1137,8 @@ impl IkeSa {
                 (PayloadBody::Auth(Auth { method: AuthMethod::SHARED_KEY_MIC, data }).into(), psk)
             }
             AuthKind::Certificate => {
-                match sign_auth(&ctx.config, &signed_octets(c.prf, init_request, &self.nr, &c.sk_pi, &idi)) {
+                let octets = signed_octets(c.prf, init_request, &self.nr, &c.sk_pi, &idi);
+                match sign_auth(&ctx.config, &octets, self.peer_rfc7427) {
                     Ok((certs, auth)) => {
                         inner.extend(certs);
                         inner.extend(certreq(&ctx.config));
@@ -1300,7 +1310,8 @@ impl IkeSa {
             AuthKind::Certificate => {
                 verify_auth(ctx, now, inner, idi, auth, &signed_octets(c.prf, init_request, &self.nr, &c.sk_pi, idi))
                     .and_then(|()| {
-                        sign_auth(&ctx.config, &signed_octets(c.prf, init_response, &self.ni, &c.sk_pr, &idr))
+                        let octets = signed_octets(c.prf, init_response, &self.ni, &c.sk_pr, &idr);
+                        sign_auth(&ctx.config, &octets, self.peer_rfc7427)
                     })
                     .map(|(mut certs, auth)| {
                         certs.push(auth);
@@ -1727,6 +1738,7 @@ impl IkeSa {
             rekeys: self.rekeys + 1,
             filed: None,
             crossed: None,
+            peer_rfc7427: false,
         })
     }
 
@@ -2201,6 +2213,7 @@ impl Engine {
             rekeys: 0,
             filed: None,
             crossed: None,
+            peer_rfc7427: false,
         };
         let ke = KeyExchange::generate(group, self.ctx.rng.as_mut())?;
         sa.send_init(&mut self.ctx, now, ke);
@@ -2462,6 +2475,7 @@ impl Engine {
             rekeys: 0,
             filed: None,
             crossed: None,
+            peer_rfc7427: false,
         };
         if sa.set_keys(suite, &g_ir).is_err() {
             return;
@@ -2488,6 +2502,7 @@ impl Engine {
         if self.ctx.certificates() {
             response.payloads.push(notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, cert::signature_hashes_notify()));
         }
+        sa.peer_rfc7427 = find_notify(&msg.payloads, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some();
         let Ok(out) = response.to_vec() else { return };
         self.ctx.transmits.push_back(Transmit { local, remote, data: out.clone() });
         sa.state = State::HalfOpen {

@@ -373,3 +373,39 @@ fn configuration_errors_name_what_is_wrong() {
     let t = TrustStore::new(vec![ca.cert.der().to_vec()], vec![]).unwrap();
     assert_eq!(t.certreq().len(), 20, "one SHA-1 hash per CA");
 }
+
+/// Setups per second, both ends in this thread, certificates against PSK (run with `cargo test
+/// --release -p ike --test cert_auth -- --ignored --nocapture`; the README quotes it).
+#[test]
+#[ignore]
+fn setup_rate_certificates_against_psk() {
+    let ca = ca("DMVPN CA");
+    let mut psk = (Config::new(id_fqdn("spoke.example")), Config::new(id_fqdn("hub.example")));
+    psk.0.keyring = Keyring::default().with(PeerMatch::Any, "bench-secret");
+    psk.1.keyring = psk.0.keyring.clone();
+    let certs = |alg: fn() -> Alg, serial: u64| {
+        let spoke = leaf(&ca, alg(), "spoke", vec![dns("spoke.example")], serial);
+        let hub = leaf(&ca, alg(), "hub", vec![dns("hub.example")], serial + 1);
+        (node(id_fqdn("spoke.example"), spoke, &[&ca], vec![]), node(id_fqdn("hub.example"), hub, &[&ca], vec![]))
+    };
+    let configs = [
+        ("PSK", psk),
+        ("ECDSA P-256 certificates", certs(|| Alg::P256, 1)),
+        ("RSA-2048 certificates", certs(|| Alg::Rsa, 3)),
+    ];
+    for (name, (a, b)) in configs {
+        let n = 200;
+        #[allow(clippy::disallowed_methods)] // a wall-clock measurement
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let mut p = Pair::new(a.clone(), b.clone(), Some(NOW_UNIX));
+            p.run(None);
+            assert_eq!(p.pairs(0).len(), 1);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {n} setups in {secs:.2} s, {:.0} setups/s (both ends, one thread, ECP-256 DH)",
+            n as f64 / secs
+        );
+    }
+}

@@ -1326,6 +1326,14 @@ impl Control {
             })
             .collect();
         let child = |spi_in: u32| ike_sas.iter().flat_map(|s| &s.children).find(|c| c.spi_in == spi_in);
+        let db = self.tables.staged().sas();
+        let sa_counters = |i: SaIndex| {
+            db.get(i).map(|sa| {
+                let c = sa.counters();
+                json!({"packets": c.packets(), "bytes": c.bytes(), "replay_drops": c.replay_drops(),
+                       "auth_failures": c.auth_failures()})
+            })
+        };
         let mut sas: Vec<Value> = self
             .peers
             .iter()
@@ -1345,7 +1353,8 @@ impl Control {
                        "encryption": c.map(|c| format!("{:?}/{}", c.suite.encr, c.suite.key_bits)),
                        "esn": c.map(|c| c.suite.esn), "mode": c.map(|c| format!("{:?}", c.mode).to_lowercase()),
                        "lifetime_left_s": c.map(|c| c.lifetime_left.as_secs()),
-                       "age_s": now.saturating_duration_since(x.installed).as_secs()})
+                       "age_s": now.saturating_duration_since(x.installed).as_secs(),
+                       "inbound": sa_counters(x.in_idx), "outbound": sa_counters(x.out_idx)})
             })
             .collect();
         sas.sort_by_key(|v| (v["peer"].as_str().map(str::to_string), v["age_s"].as_u64()));

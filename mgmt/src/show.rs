@@ -325,6 +325,27 @@ pub fn crypto_ipsec_sa(v: &Value) -> String {
         let _ = writeln!(o, "   current_peer {addr} port {port}");
         let _ = writeln!(o, "     remote crypto endpt.: {addr}, UDP encap: {}", p["udp_encap"] == true);
         let life = p.get("lifetime_left_s").and_then(Value::as_u64).map_or("-".to_string(), |x| x.to_string());
+        let (i, out) = (&p["inbound"], &p["outbound"]);
+        let _ = writeln!(
+            o,
+            "    #pkts encaps: {}, #pkts encrypt: {}, #bytes: {}",
+            u(out, "packets"),
+            u(out, "packets"),
+            u(out, "bytes")
+        );
+        let _ = writeln!(
+            o,
+            "    #pkts decaps: {}, #pkts decrypt: {}, #bytes: {}",
+            u(i, "packets"),
+            u(i, "packets"),
+            u(i, "bytes")
+        );
+        let _ = writeln!(
+            o,
+            "    #pkts replay failed: {}, #pkts verify failed: {}",
+            u(i, "replay_drops"),
+            u(i, "auth_failures")
+        );
         for (dir, spi) in [("inbound", "in_spi"), ("outbound", "out_spi")] {
             let _ = writeln!(o, "     {dir} esp sas:");
             let _ = writeln!(o, "      spi: 0x{}", s(p, spi).to_uppercase());

@@ -70,30 +70,50 @@ impl AeadRate {
     }
 }
 
+/// One ESP packet sealed over and over: AES-GCM-128 on `backend`, `size` bytes of text (a multiple of 4,
+/// at least 4), a new sequence number and IV each time as the ESP transform would write them.
+#[derive(Debug)]
+pub struct RawSeal {
+    keys: SaKeys,
+    buf: Vec<u8>,
+    seq: u64,
+}
+
+impl RawSeal {
+    /// Expands the key and seals once, to check that the backend accepts the size.
+    pub fn new(backend: Backend, size: usize) -> Result<Self, AeadError> {
+        let keys = SaKeys::new(&sa_cipher(SaIndex(0)), backend, [0; 16])
+            .map_err(|source| AeadError::Key { backend: backend.name(), source })?;
+        let mut buf = vec![0u8; HEADER_LEN + IV_LEN + size + ICV_LEN];
+        buf[..4].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        let mut raw = Self { keys, buf, seq: 0 };
+        let status = raw.seal();
+        if status != OpStatus::Ok {
+            return Err(AeadError::Seal { backend: backend.name(), size, status });
+        }
+        Ok(raw)
+    }
+
+    /// Seals the packet once more.
+    #[inline]
+    pub fn seal(&mut self) -> OpStatus {
+        self.seq += 1;
+        self.buf[4..8].copy_from_slice(&(self.seq as u32).to_be_bytes());
+        self.keys.write_iv(self.seq, &mut self.buf[HEADER_LEN..HEADER_LEN + IV_LEN]);
+        self.keys.seal(std::hint::black_box(&mut self.buf), None)
+    }
+}
+
 /// Seals `size`-byte ESP packets with AES-GCM-128 on `backend` for about `duration`. `size` must be a
 /// multiple of 4 (ESP alignment, RFC 4303 §2.4), at least 4.
 pub fn seal_rate(backend: Backend, size: usize, duration: Duration) -> Result<AeadRate, AeadError> {
-    let keys = SaKeys::new(&sa_cipher(SaIndex(0)), backend, [0; 16])
-        .map_err(|source| AeadError::Key { backend: backend.name(), source })?;
-    let mut buf = vec![0u8; HEADER_LEN + IV_LEN + size + ICV_LEN];
-    buf[..4].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    let mut seq: u64 = 0;
-    let mut seal_one = |buf: &mut [u8]| {
-        seq += 1;
-        buf[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        keys.write_iv(seq, &mut buf[HEADER_LEN..HEADER_LEN + IV_LEN]);
-        keys.seal(buf, None)
-    };
-    let status = seal_one(&mut buf);
-    if status != OpStatus::Ok {
-        return Err(AeadError::Seal { backend: backend.name(), size, status });
-    }
+    let mut raw = RawSeal::new(backend, size)?;
     const ROUND: u64 = 256;
     let start = Instant::now();
     let mut ops = 0;
     loop {
         for _ in 0..ROUND {
-            std::hint::black_box(seal_one(std::hint::black_box(&mut buf)));
+            std::hint::black_box(raw.seal());
         }
         ops += ROUND;
         let elapsed = start.elapsed();

@@ -157,6 +157,22 @@ def test_dscp_and_ecn_are_copied_to_the_outer_header(replay):
     assert r.tx[WAN][0][IP].tos == 0xBA
 
 
+def test_one_burst_to_alternating_spokes_keeps_each_packets_peer_and_dscp(replay):
+    """Consecutive packets toward one spoke share the outer path the first one resolved; a packet toward
+    another spoke in the same burst must not: each leaves for its own spoke under its SA, with its own DSCP."""
+    hub = Hub()
+    order = [SPOKE_A, SPOKE_A, SPOKE_B, SPOKE_A, SPOKE_B, SPOKE_B]
+    sent = [IP(src=LAN_HOST_IP, dst=s.host, ttl=64, id=200 + i, tos=(8 * i) << 2) / UDP(sport=1, dport=2)
+            / (b"burst %d" % i) for i, s in enumerate(order)]
+    r = replay(hub, [(LAN, hub.from_lan(p)) for p in sent], burst=32)
+    assert len(r.tx[WAN]) == len(sent) and r.drops == {}
+    seqs = {}
+    for frame, spoke, p in zip(r.tx[WAN], order, sent):
+        seqs[spoke.name] = seqs.get(spoke.name, 0) + 1
+        assert (frame[IP].dst, frame[IP].tos) == (spoke.nbma, p.tos)
+        assert_forwarded_inner(inner_of(hub.decrypt_to(spoke, frame, seq=seqs[spoke.name])), p)
+
+
 def test_congestion_experienced_on_the_outer_header_reaches_the_inner(replay):
     """RFC 6040 §4.2: outer CE over an ECN-capable inner packet → inner CE."""
     hub = Hub()

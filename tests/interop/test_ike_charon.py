@@ -386,11 +386,17 @@ def test_crossed_ike_sa_rekeys_with_charon(lab):
 
 def test_charon_authenticates_as_its_certificate_subject_dn(lab):
     """charon with no `id` sends its certificate's subject as ID_DER_ASN1_DN; our responder matches it
-    octet for octet against the subject of the certificate it sent (ECDSA P-384 here)."""
+    octet for octet against the subject of the certificate it sent (ECDSA P-384 here). Our key is given
+    in SEC1 form."""
     from cryptography import x509
     pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("P-384", "DNS:spoke.example"),
                                                "hub": ("P-256", "DNS:hub.example")})
-    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    # Our key as SEC1 (`EC PRIVATE KEY`, as `openssl ec` and strongSwan's `pki` write it).
+    ikelab.sh("openssl", "ec", "-in", pki / "hub.key", "-out", pki / "hub.sec1.pem")
+    assert (pki / "hub.sec1.pem").read_text().startswith("-----BEGIN EC PRIVATE KEY-----")
+    args = cert_args(pki, "hub")
+    args[args.index("--key") + 1] = str(pki / "hub.sec1.pem")
+    peer = lab.start_peer("--listen", ikelab.US, *args)
     lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp384", "aes256gcm16-noesn", pki, "spoke", "hub",
                                "hub.example", local_id=False),
                      private_keys=[pki / "spoke.key"])
@@ -401,4 +407,24 @@ def test_charon_authenticates_as_its_certificate_subject_dn(lab):
     assert peer.wait_event("ike_sa_up")["peer_id"] == "ID_DER_ASN1_DN(0x09) " + subject.hex()
     assert "authentication of 'O=DMVPN interop, CN=spoke' (myself) with ECDSA_WITH_SHA384_DER successful" \
         in lab.charon_log()
+    assert_same_keys(lab, pair, we_initiated=False)
+
+
+def test_charon_without_rfc7427_uses_the_classic_signature_methods(lab):
+    """charon with `signature_authentication = no` sends no SIGNATURE_HASH_ALGORITHMS and signs with
+    AUTH method 1 (RSA, PKCS #1 v1.5 with SHA-1); we verify that and, for a peer without RFC 7427,
+    sign with method 9 (ECDSA P-256, RFC 4754), which charon verifies."""
+    pki = ikelab.openssl_pki(lab.dir / "pki", {"spoke": ("rsa", "DNS:spoke.example"),
+                                               "hub": ("P-256", "DNS:hub.example")})
+    peer = lab.start_peer("--listen", ikelab.US, *cert_args(pki, "hub"))
+    lab.start_charon(cert_conn("aes256gcm16-prfsha256-ecp256", "aes256gcm16-noesn", pki, "spoke", "hub",
+                               "hub.example"),
+                     settings="signature_authentication = no", private_keys=[pki / "spoke.key"])
+    r = lab.swanctl("--initiate", "--child", "gre", "--ike", "hub", "--timeout", "10", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.charon_log()[-3000:]
+    pair = peer.wait_event("install_sa_pair")
+    log = lab.charon_log()
+    assert not re.search(r"generating IKE_SA_INIT request 0 \[[^\]]*N\(HASH_ALG\)", log), log[-3000:]
+    assert "authentication of 'spoke.example' (myself) with RSA signature successful" in log, log[-3000:]
+    assert "authentication of 'hub.example' with ECDSA-256 signature successful" in log, log[-3000:]
     assert_same_keys(lab, pair, we_initiated=False)

@@ -198,6 +198,7 @@ def test_dmvpnctl_prints_ios_columns(lab):
     assert "203.0.113.10:" in out and "READY" in out, out
     out = lab.show("hub1", "crypto", "ipsec", "sa")
     assert "current_peer 203.0.113.10 port" in out and "inbound esp sas:" in out and "#pkts decrypt" in out, out
+    assert "#pkts replay failed: 0, #pkts verify failed: 0" in out, out
     out = lab.show("hub1", "interfaces")
     assert "Interface                  IP-Address      OK? Method Status" in out and "192.0.2.1" in out, out
     out = lab.show("hub1", "ip", "route")
@@ -216,6 +217,11 @@ def test_metrics_grow_with_traffic(lab, api):
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for f in text_string_to_metric_families(r.text) for s in f.samples}
 
+    def s1_pair():
+        pairs = [x for x in api.view("ipsec-sa")["sa_pairs"] if x["peer"] == "203.0.113.10"]
+        return max(pairs, key=lambda x: x["inbound"]["packets"] + x["outbound"]["packets"])
+
+    pair_before = s1_pair()
     before = metrics()
     assert before[("dmvpn_peers", (("state", "UP"), ("tunnel", "Tunnel1")))] >= 2
     assert before[("dmvpn_ipsec_sa_pairs", ())] >= 2
@@ -226,6 +232,13 @@ def test_metrics_grow_with_traffic(lab, api):
     print(f"\nESP decrypted by hub1 during 5 pings: {grew}")
     assert grew >= 4
     assert after[("dmvpn_dataplane_rx_packets_total", ())] > before[("dmvpn_dataplane_rx_packets_total", ())]
+    # show crypto ipsec sa: the pair of s1 counts the pings in and the replies out (its own SA's counters).
+    pair = s1_pair()
+    pings_in = pair["inbound"]["packets"] - pair_before["inbound"]["packets"]
+    replies_out = pair["outbound"]["packets"] - pair_before["outbound"]["packets"]
+    print(f"s1's SA pair during 5 pings: {pings_in} in, {replies_out} out")
+    assert pings_in >= 4 and replies_out >= 4, (pair_before, pair)
+    assert pair["inbound"]["bytes"] > pair_before["inbound"]["bytes"] and pair["inbound"]["replay_drops"] == 0
 
 
 def test_actions_take_effect_in_the_views(lab, api):

@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use crate::ids::SaIndex;
 use crate::pkt::PacketBuf;
-use crate::sa::SaDb;
+use crate::sa::{Sa, SaDb};
 use crate::wire::esp::HEADER_LEN;
 
 /// Length of the AES-GCM ICV: this implementation supports the 16-byte variant only (RFC 4106 §6 allows
@@ -317,11 +317,21 @@ pub struct SoftEngine;
 
 impl<P: PacketBuf> CryptoEngine<P> for SoftEngine {
     fn process(&mut self, sas: &SaDb, pkts: &mut [P], ops: &mut [CryptoOp]) {
-        for op in ops {
-            op.status = match (sas.get(op.sa), pkts.get_mut(op.pkt)) {
-                (Some(sa), Some(pkt)) => match op.kind {
-                    OpKind::Seal => sa.keys().seal(pkt.data_mut(), op.esn_hi),
-                    OpKind::Open => sa.keys().open(pkt.data_mut(), op.esn_hi),
+        // The keys are looked up once per run of ops on the same SA.
+        let mut run = None;
+        for op in ops.iter_mut() {
+            let keys = match run {
+                Some((sa, keys)) if sa == op.sa => Some(keys),
+                _ => {
+                    let keys = sas.get(op.sa).map(Sa::keys);
+                    run = keys.map(|k| (op.sa, k));
+                    keys
+                }
+            };
+            op.status = match (keys, pkts.get_mut(op.pkt)) {
+                (Some(keys), Some(pkt)) => match op.kind {
+                    OpKind::Seal => keys.seal(pkt.data_mut(), op.esn_hi),
+                    OpKind::Open => keys.open(pkt.data_mut(), op.esn_hi),
                 },
                 _ => OpStatus::NoSa,
             };

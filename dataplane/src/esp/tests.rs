@@ -196,6 +196,8 @@ fn every_flipped_bit_is_dropped_and_the_window_does_not_move() {
             let want = if i < 4 { DropReason::EspUnknownSpi } else { DropReason::EspAuthFailed };
             assert_eq!(v, Err(want), "byte {i}");
         }
+        let c = db.get(IN).unwrap().counters();
+        assert_eq!((c.auth_failures(), c.packets()), (esp.len() as u64 - 4, 0), "every bad ICV counted on the SA");
         assert_eq!(rts.get(IN).map_or(0, |rt| rt.seq()), 0, "failed packets did not move the window");
         assert_eq!(decrypt_one(&mut p, &db, &mut rts, &esp).0.map(|d| d.next_header), Ok(47));
     }
@@ -249,6 +251,8 @@ fn duplicate_inside_one_burst_is_a_replay() {
     assert!(v[0].is_ok());
     assert_eq!(v[1..], [Err(DropReason::EspReplay); 2]);
     assert_eq!(rts.get(IN).unwrap().packets(), 1);
+    let c = db.get(IN).unwrap().counters();
+    assert_eq!((c.packets(), c.replay_drops(), c.auth_failures()), (1, 2, 0), "show crypto ipsec sa's counters");
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub(super) struct L3 {
 
 /// Reads and checks the IP header at the front of `data`. `nic_csum` is the receiving NIC's verdict on
 /// an IPv4 header checksum, trusted when there is one.
+#[inline]
 pub(super) fn l3_header(data: &[u8], nic_csum: Option<bool>) -> Result<L3, DropReason> {
     match data.first().map(|b| b >> 4) {
         Some(4) => {

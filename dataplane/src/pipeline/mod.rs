@@ -127,6 +127,18 @@ struct Outer {
     rewrite: Option<crate::teib::Rewrite>,
 }
 
+/// The outer path the last packet of a burst took into a tunnel, toward overlay next hop `nh`: the
+/// packets that follow it to the same next hop (a burst toward one peer) reuse it instead of looking
+/// the TEIB up and working the path and tunnel MTU out again. Valid for one burst, whose tables
+/// snapshot it came from.
+#[derive(Debug, Clone, Copy)]
+struct LastOut {
+    tunnel: TunnelId,
+    nh: IpAddr,
+    out: Outer,
+    mtu: usize,
+}
+
 /// Per-packet state carried between phases.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
@@ -212,6 +224,8 @@ pub struct Pipeline<P> {
     extra: Vec<(usize, P, Step, Meta)>,
     /// Index in the burst of the packet being handled, the parent of what it gives birth to.
     at: usize,
+    /// The outer path of the burst's last packet into a tunnel.
+    last_out: Option<LastOut>,
     redirects: PerKey,
     misses: PerKey,
     icmp: TokenBucket,
@@ -245,6 +259,7 @@ impl<P: PacketBuf> Pipeline<P> {
             fragments: Vec::with_capacity(64),
             extra: Vec::with_capacity(MAX_BURST),
             at: 0,
+            last_out: None,
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
             // ICMP errors: at most 1,000 a second per worker, bursts of 100 (RFC 1812 §4.3.2.8).
@@ -265,8 +280,16 @@ impl<P: PacketBuf> Pipeline<P> {
         self
     }
 
-    /// The context of one burst: the tables, and the capture filter read once.
-    fn ctx<'a>(&self, t: &'a Tables, counters: &'a WorkerCounters, rings: &'a ControlRings<P>, now: u64) -> Ctx<'a, P> {
+    /// The context of one burst: the tables, and the capture filter read once. What the last burst
+    /// cached from its tables is forgotten.
+    fn ctx<'a>(
+        &mut self,
+        t: &'a Tables,
+        counters: &'a WorkerCounters,
+        rings: &'a ControlRings<P>,
+        now: u64,
+    ) -> Ctx<'a, P> {
+        self.last_out = None;
         let capture = self.capture.as_ref().and_then(|c| Some((c.clone(), c.filter()?)));
         Ctx { t, counters, rings, now, capture, worker: self.id }
     }
@@ -287,18 +310,24 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         let cx = self.ctx(t, counters, rings, now);
         self.step.clear();
-        self.meta.clear();
+        // Each packet's state is built in place in the array, never copied (it is large); the array is
+        // taken out of `self` so that the stages can borrow both.
+        let mut metas = core::mem::take(&mut self.meta);
+        metas.clear();
+        let mut rx_bytes = 0;
         for pkt in burst.iter_mut() {
-            counters.rx_packets.inc();
-            counters.rx_bytes.add(pkt.len() as u64);
+            rx_bytes += pkt.len() as u64;
             let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
             cx.capture(seen, pkt.data());
-            let mut meta = Meta::new(rx_port);
             self.at = self.step.len();
-            let step = self.l2_input(&cx, pkt, &mut meta);
+            metas.push(Meta::new(rx_port));
+            let Some(meta) = metas.last_mut() else { break };
+            let step = self.l2_input(&cx, pkt, meta);
             self.step.push(step);
-            self.meta.push(meta);
         }
+        self.meta = metas;
+        counters.rx_packets.add(burst.len() as u64);
+        counters.rx_bytes.add(rx_bytes);
         self.run_crypto_phases(&cx, rt, burst);
         self.finish(&cx, burst, ports);
         forward_sa_events(&cx, rt);
@@ -442,12 +471,14 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Phase 6: every packet to its port's staging, the punt ring, or the drop counters; then one
     /// transmit call per port.
     fn finish<Q: Port<Buf = P>>(&mut self, cx: &Ctx<'_, P>, burst: &mut Vec<P>, ports: &mut [Q]) {
+        let mut staged_bytes = 0;
         for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
             match *step {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
                     Some(q) => {
                         let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
                         cx.capture(seen, pkt.data());
+                        staged_bytes += pkt.len() as u64;
                         q.push(pkt);
                     }
                     None => cx.counters.drop(DropReason::TxFull),
@@ -479,19 +510,22 @@ impl<P: PacketBuf> Pipeline<P> {
                 Step::Decrypt | Step::Encrypt => cx.counters.drop(DropReason::NoBufferSpace),
             }
         }
+        // Bytes are counted as packets are staged; what a port refuses (rare) is taken off again.
+        let mut unsent_bytes = 0;
         for (port, q) in ports.iter_mut().zip(self.tx.iter_mut()) {
             if q.is_empty() {
                 continue;
             }
-            let bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
             let staged = q.len();
             let sent = port.tx_burst(q);
             cx.counters.tx_packets.add(sent as u64);
-            let unsent_bytes: u64 = q.iter().map(|p| p.len() as u64).sum();
-            cx.counters.tx_bytes.add(bytes - unsent_bytes);
-            cx.counters.drops[DropReason::TxFull as usize].add((staged - sent) as u64);
+            if sent < staged {
+                unsent_bytes += q.iter().map(|p| p.len() as u64).sum::<u64>();
+                cx.counters.drops[DropReason::TxFull as usize].add((staged - sent) as u64);
+            }
             q.clear();
         }
+        cx.counters.tx_bytes.add(staged_bytes - unsent_bytes);
     }
 
     /// Sends a trigger (a note about a packet that goes on or is dropped, with a snapshot of its

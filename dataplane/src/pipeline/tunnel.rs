@@ -6,7 +6,7 @@ use core::net::IpAddr;
 
 use super::ip::{l3_header, route, L3};
 use super::l2::tag_tx;
-use super::{Ctx, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
+use super::{Ctx, LastOut, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::capture::{Point, Seen};
 use crate::drop::DropReason;
 use crate::esp::{InboundReq, OutboundReq};
@@ -99,27 +99,44 @@ impl<P: PacketBuf> Pipeline<P> {
             let note = Note { kind: PuntKind::Redirect, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(l3.dst) };
             self.trigger(cx, meta, header, note);
         }
-        let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
-            let header = pkt.data();
-            let note = Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
-            self.trigger(cx, meta, header, note);
-            return Step::Drop(DropReason::TeibMiss);
+        // The outer path goes straight into the packet's state (built elsewhere and copied in, it would
+        // be read back before its narrow stores retired).
+        let mtu = match &self.last_out {
+            Some(last) if last.tunnel == tunnel_id && last.nh == nh => {
+                meta.out = Some(last.out);
+                last.mtu
+            }
+            _ => {
+                let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
+                    let header = pkt.data();
+                    let note =
+                        Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
+                    self.trigger(cx, meta, header, note);
+                    return Step::Drop(DropReason::TeibMiss);
+                };
+                let entry = &adjacency.entry;
+                let sa = match (tunnel.protection, entry.sa_out) {
+                    (true, None) => return Step::Drop(DropReason::NoOutboundSa),
+                    (true, Some(sa)) => Some(sa),
+                    (false, _) => None,
+                };
+                let path = match adjacency.rewrite {
+                    Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
+                    None => outer_route(cx, tunnel, entry.nbma),
+                };
+                let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
+                    Ok(out) => out,
+                    Err(reason) => return Step::Drop(reason),
+                };
+                let mtu = self.tunnel_mtu(cx, tunnel, &out);
+                self.last_out = Some(LastOut { tunnel: tunnel_id, nh, out, mtu });
+                meta.out = Some(out);
+                mtu
+            }
         };
-        let entry = &adjacency.entry;
-        let sa = match (tunnel.protection, entry.sa_out) {
-            (true, None) => return Step::Drop(DropReason::NoOutboundSa),
-            (true, Some(sa)) => Some(sa),
-            (false, _) => None,
-        };
-        let path = match adjacency.rewrite {
-            Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
-            None => outer_route(cx, tunnel, entry.nbma),
-        };
-        let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
-            Ok(out) => out,
-            Err(reason) => return Step::Drop(reason),
-        };
-        let mtu = self.tunnel_mtu(cx, tunnel, &out);
+        if let Some(out) = &mut meta.out {
+            out.tos = l3.tos;
+        }
         let protocol = if l3.src.is_ipv4() { Protocol::IPV4 } else { Protocol::IPV6 };
         if pkt.len() > mtu {
             if l3.dont_frag || !l3.src.is_ipv4() {
@@ -134,12 +151,12 @@ impl<P: PacketBuf> Pipeline<P> {
             let mut fragments = core::mem::take(&mut self.fragments);
             for mut f in fragments.drain(..) {
                 let mut m = *meta;
-                let step = self.gre_encap(cx, &mut f, &mut m, tunnel, protocol, out);
+                let step = self.gre_encap(cx, &mut f, &mut m, tunnel, protocol);
                 self.extra.push((self.at, f, step, m));
             }
             self.fragments = fragments;
         }
-        self.gre_encap(cx, pkt, meta, tunnel, protocol, out)
+        self.gre_encap(cx, pkt, meta, tunnel, protocol)
     }
 
     /// A packet the control plane sends through a tunnel (an NHRP message) to an NBMA address.
@@ -165,7 +182,8 @@ impl<P: PacketBuf> Pipeline<P> {
             Ok(out) => out,
             Err(reason) => return Step::Drop(reason),
         };
-        self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol), out)
+        meta.out = Some(out);
+        self.gre_encap(cx, pkt, meta, tunnel, Protocol(protocol))
     }
 
     /// The largest overlay packet that fits: the tunnel's `ip mtu`, and what the egress port's MTU leaves
@@ -203,21 +221,21 @@ impl<P: PacketBuf> Pipeline<P> {
         meta: &mut Meta,
         tunnel: &TunnelConfig,
         protocol: Protocol,
-        out: Outer,
     ) -> Step {
         let repr = gre::Repr { protocol, checksum: false, key: tunnel.key, sequence: None };
         let Some(header) = pkt.prepend(repr.buffer_len()) else {
             return Step::Drop(DropReason::NoBufferSpace);
         };
         repr.emit(&mut gre::Packet::new_unchecked(header));
-        meta.out = Some(out);
-        if out.sa.is_none() {
-            return self.outer_output(cx, pkt, meta, out);
+        let Some(out) = &meta.out else { return Step::Drop(DropReason::NoOutboundSa) };
+        let (sa, next_header, src, dst, tos) = (out.sa, out.next_header, out.src, out.dst, out.tos);
+        if sa.is_none() {
+            return self.outer_output(cx, pkt, meta);
         }
-        if out.next_header != IpProtocol::GRE.0 {
+        if next_header != IpProtocol::GRE.0 {
             // Tunnel mode: the ESP payload is the whole GRE packet with its own IP header.
             let ident = self.next_ip_id();
-            if !push_ip_header(pkt, out.src, out.dst, IpProtocol::GRE, out.tos, ident) {
+            if !push_ip_header(pkt, src, dst, IpProtocol::GRE, tos, ident) {
                 return Step::Drop(DropReason::NoBufferSpace);
             }
         }
@@ -281,14 +299,21 @@ impl<P: PacketBuf> Pipeline<P> {
     #[allow(clippy::needless_range_loop)]
     pub(super) fn encrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
         self.esp_out.clear();
-        self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, m.out) {
-            (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => Some(OutboundReq { sa, next_header }),
+        self.esp_out.extend(self.step.iter().zip(&self.meta).map(|(s, m)| match (s, &m.out) {
+            (Step::Encrypt, Some(Outer { sa: Some(sa), next_header, .. })) => {
+                Some(OutboundReq { sa: *sa, next_header: *next_header })
+            }
             _ => None,
         }));
-        // Start loading every SA of the batch (keys, sequence counter) before the first is used.
+        // Start loading every SA of the batch (keys, sequence counter) before the first is used, once
+        // per run of packets on the same SA.
+        let mut last = None;
         for req in self.esp_out.iter().flatten() {
-            cx.t.sas().prefetch(req.sa);
-            rt.prefetch(req.sa);
+            if last != Some(req.sa) {
+                cx.t.sas().prefetch(req.sa);
+                rt.prefetch(req.sa);
+                last = Some(req.sa);
+            }
         }
         if cx.capture.is_some() {
             for ((pkt, req), meta) in burst.iter().zip(&self.esp_out).zip(&self.meta) {
@@ -304,6 +329,8 @@ impl<P: PacketBuf> Pipeline<P> {
         self.out_verdicts.clear();
         self.out_verdicts.resize(burst.len(), Err(DropReason::NoOutboundSa));
         self.esp.encrypt(&mut *self.engine, cx.t.sas(), rt, burst, &self.esp_out, &mut self.out_verdicts);
+        let mut metas = core::mem::take(&mut self.meta);
+        let mut encrypted = 0;
         for i in 0..burst.len() {
             if self.step[i] != Step::Encrypt {
                 continue;
@@ -312,17 +339,19 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.step[i] = Step::Drop(reason);
                 continue;
             }
-            cx.counters.esp_encrypted.inc();
-            let mut meta = self.meta[i];
-            self.step[i] = match meta.out {
-                Some(out) => self.outer_output(cx, &mut burst[i], &mut meta, out),
+            encrypted += 1;
+            self.step[i] = match metas.get_mut(i) {
+                Some(meta) => self.outer_output(cx, &mut burst[i], meta),
                 None => Step::Drop(DropReason::NoOutboundSa),
             };
         }
+        self.meta = metas;
+        cx.counters.esp_encrypted.add(encrypted);
     }
 
     /// Outer headers (UDP for NAT-T, IP) and L2 toward the front-door next hop.
-    fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, out: Outer) -> Step {
+    fn outer_output(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta) -> Step {
+        let Some(out) = &meta.out else { return Step::Drop(DropReason::NoOutboundSa) };
         let protocol = match (out.sa, out.natt) {
             (Some(_), Some((src_port, dst_port))) => {
                 let payload_len = pkt.len();
@@ -343,11 +372,12 @@ impl<P: PacketBuf> Pipeline<P> {
             (None, _) => IpProtocol::GRE,
         };
         let ident = self.next_ip_id();
-        let Some(rewrite) = out.rewrite else {
+        let Some(rewrite) = &out.rewrite else {
             if !push_ip_header(pkt, out.src, out.dst, protocol, out.tos, ident) {
                 return Step::Drop(DropReason::NoBufferSpace);
             }
-            return self.l2_output(cx, pkt, meta, out.port, out.gateway);
+            let (port, gateway) = (out.port, out.gateway);
+            return self.l2_output(cx, pkt, meta, port, gateway);
         };
         let payload_len = pkt.len();
         let l2 = rewrite.l2();
@@ -358,7 +388,7 @@ impl<P: PacketBuf> Pipeline<P> {
             return Step::Drop(DropReason::NoBufferSpace);
         };
         let (eth, ip) = headers.split_at_mut(l2.len());
-        eth.copy_from_slice(l2);
+        copy_l2(eth, l2);
         rewrite.ip.with_protocol(protocol).emit(ip, out.tos, ident, payload_len);
         // TX VLAN offload where the port has it: the header is untagged and the NIC inserts the tag.
         if let Some(tci) = rewrite.tx_vlan {
@@ -376,6 +406,17 @@ impl<P: PacketBuf> Pipeline<P> {
             }
         }
         Step::Tx(rewrite.port)
+    }
+}
+
+/// Copies a rewrite's Ethernet header: a fixed-size copy for the untagged header (a copy of a length
+/// known only at run time is a call to `memcpy`).
+#[inline]
+fn copy_l2(dst: &mut [u8], src: &[u8]) {
+    const LEN: usize = crate::wire::ethernet::HEADER_LEN;
+    match (<&mut [u8; LEN]>::try_from(&mut *dst), <&[u8; LEN]>::try_from(src)) {
+        (Ok(dst), Ok(src)) => *dst = *src,
+        _ => dst.copy_from_slice(src),
     }
 }
 

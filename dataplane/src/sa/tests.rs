@@ -294,3 +294,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sa_counters_follow_the_traffic_and_outlive_a_fresh_runtime() {
+    let (db, mut rts) = outbound(false, Limits::default(), Limits::default());
+    for _ in 0..3 {
+        rts.entry(&db, SaIndex(0)).unwrap().account(100);
+    }
+    let c = db.get(SaIndex(0)).unwrap().counters();
+    assert_eq!((c.packets(), c.bytes()), (3, 300));
+    // Another worker takes the SA over with a runtime of its own: the counters go on.
+    let mut other = SaRtTable::default();
+    other.entry(&db, SaIndex(0)).unwrap().account(50);
+    assert_eq!((c.packets(), c.bytes()), (4, 350));
+}

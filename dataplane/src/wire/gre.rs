@@ -295,6 +295,7 @@ impl Repr {
 
     /// Writes the header. With a checksum, the buffer must be exactly the GRE packet with its payload
     /// already in place: the checksum is computed over it.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         packet.set_flags(self.checksum, self.key.is_some(), self.sequence.is_some());
         packet.set_protocol_type(self.protocol);
