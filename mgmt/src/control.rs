@@ -990,12 +990,15 @@ impl Control {
                     }
                 }
                 self.counters.sa_pairs_deleted += gone.len() as u64;
-                self.log(
-                    now,
-                    "sa_pair_deleted",
-                    json!({"peer": nbma.map(|a| a.to_string()), "nbma": nbma.map(|a| a.to_string()),
-                           "in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}),
-                );
+                // A pair already withdrawn with its dead peer is not deleted twice.
+                if let Some(nbma) = nbma {
+                    self.log(
+                        now,
+                        "sa_pair_deleted",
+                        json!({"peer": nbma.to_string(), "nbma": nbma.to_string(),
+                               "in_spi": format!("{inbound_spi:08x}"), "out_spi": format!("{outbound_spi:08x}")}),
+                    );
+                }
             }
             ikeng::Event::IkeSaDown { sa, remote, reason } => {
                 let ip = remote.ip().to_string();
