@@ -115,6 +115,8 @@ struct Pair {
     remote: SocketAddr,
     udp_encap: bool,
     installed: Instant,
+    /// The inbound SA's replay drops and integrity failures already traced (`debug esp`).
+    drops_traced: (u64, u64),
 }
 
 /// What we know of one NBMA address's crypto.
@@ -519,6 +521,36 @@ impl Control {
             let v = json!({"spi": format!("{spi:08x}"), "direction": direction, "sa": event.sa.0,
                            "reason": event.kind.name()});
             self.debug(now, Facility::Esp, "esp_sa_lifetime", nbma, v);
+        }
+    }
+
+    /// `debug esp` for the peers a condition names: a debug line for each inbound SA whose replay drops
+    /// or integrity failures grew since the last call (the data plane counts them per SA). The daemon
+    /// calls it about once a second; without a condition it costs one atomic load.
+    pub fn trace_esp_drops(&mut self, now: Instant) {
+        if !self.obs.conditions().any() {
+            return;
+        }
+        let nbmas: Vec<IpAddr> =
+            self.peers.keys().copied().filter(|n| self.debugging(Facility::Esp, *n, &[])).collect();
+        let db = self.tables.staged().sas().clone();
+        for nbma in nbmas {
+            let Some(peer) = self.peers.get_mut(&nbma) else { continue };
+            let mut lines = Vec::new();
+            for x in &mut peer.pairs {
+                let Some(sa) = db.get(x.in_idx) else { continue };
+                let now_seen = (sa.counters().replay_drops(), sa.counters().auth_failures());
+                if now_seen != x.drops_traced {
+                    lines.push(json!({"spi": format!("{:08x}", x.inbound_spi), "direction": "inbound",
+                                      "replay_drops": now_seen.0 - x.drops_traced.0,
+                                      "auth_failures": now_seen.1 - x.drops_traced.1,
+                                      "reason": if now_seen.0 > x.drops_traced.0 { "replay" } else { "integrity" }}));
+                    x.drops_traced = now_seen;
+                }
+            }
+            for v in lines {
+                self.debug(now, Facility::Esp, "esp_drops", nbma, v);
+            }
         }
     }
 
@@ -1166,6 +1198,7 @@ impl Control {
             remote: p.remote,
             udp_encap: p.udp_encap,
             installed: now,
+            drops_traced: (0, 0),
         });
         peer.initiated = None;
         let pending = std::mem::take(&mut peer.pending);

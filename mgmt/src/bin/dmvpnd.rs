@@ -254,6 +254,7 @@ fn run(
         rt.describe(),
         args.socket.display()
     );
+    let mut esp_traced = Instant::now();
     while !term.load(Ordering::Relaxed) {
         let mut work = 0;
         for w in rt.workers() {
@@ -275,6 +276,10 @@ fn run(
         let now = Instant::now();
         if control.poll_timeout().is_some_and(|t| t <= now) {
             control.handle_timeout(now);
+        }
+        if now.duration_since(esp_traced) >= Duration::from_secs(1) {
+            esp_traced = now;
+            control.trace_esp_drops(now);
         }
         let status = |control: &Control, revision: &str| {
             let mut status = control.status(Instant::now());

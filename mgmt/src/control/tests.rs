@@ -137,3 +137,69 @@ fn an_nhrp_entry_that_expires_raises_peer_down() {
     assert_eq!((down[0].field("peer"), down[0].field("nbma")), (Some("10.0.0.11".into()), Some("203.0.113.10".into())));
     assert!(down[0].field("reason").is_some());
 }
+
+/// An SA pair as IKE would hand it over, between the hub and the spoke at `nbma`.
+fn sa_pair(nbma: &str, spi: u32) -> ikeng::SaPair {
+    let keys = |spi: u32| ikeng::SaKeys {
+        spi,
+        keys: ike::keys::DirKeys { encr: vec![spi as u8; 16], salt: vec![1; 4], integ: Vec::new() },
+    };
+    ikeng::SaPair {
+        ike_sa: IkeSaId(u64::from(spi)),
+        local: SocketAddr::new(HUB_NBMA.parse().unwrap(), IKE_PORT),
+        remote: SocketAddr::new(nbma.parse().unwrap(), IKE_PORT),
+        udp_encap: false,
+        suite: ike::config::EspSuite {
+            encr: ike::message::EncrId::ENCR_AES_GCM_16,
+            key_bits: 128,
+            integ: ike::message::IntegId::NONE,
+            esn: false,
+        },
+        mode: ikeng::Mode::Transport,
+        inbound: keys(spi),
+        outbound: keys(spi + 1),
+        ts_local: Vec::new(),
+        ts_remote: Vec::new(),
+    }
+}
+
+#[test]
+fn debug_esp_traces_the_replay_and_integrity_drops_of_the_debugged_peer_only() {
+    let t0 = Instant::now();
+    let mut hub = hub(t0);
+    let obs = hub.observe().clone();
+    obs.conditions().set(Condition { peer: "203.0.113.10".parse().unwrap(), what: vec![Facility::Esp] }).unwrap();
+    hub.install_pair(t0, &sa_pair("203.0.113.10", 0x1000));
+    hub.install_pair(t0, &sa_pair("203.0.113.20", 0x2000));
+    let db = hub.tables.staged().sas().clone();
+    let inbound = |nbma: &str| db.get(hub.peers[&nbma.parse::<IpAddr>().unwrap()].pairs[0].in_idx).unwrap();
+    // What the data plane counts on each peer's inbound SA.
+    let (s1, s2) = (inbound("203.0.113.10"), inbound("203.0.113.20"));
+    for _ in 0..3 {
+        s1.counters().count_replay_drop();
+        s2.counters().count_replay_drop();
+    }
+    s1.counters().count_auth_failure();
+    let drops = |obs: &Observe| -> Vec<Arc<crate::events::Event>> {
+        obs.debug_lines(0, 100).into_iter().filter(|d| d.event == "esp_drops").collect()
+    };
+    hub.trace_esp_drops(t0 + Duration::from_secs(1));
+    let lines = drops(&obs);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = serde_json::to_value(&*lines[0]).unwrap();
+    assert_eq!((v["nbma"].clone(), v["spi"].clone()), (json!("203.0.113.10"), json!("00001000")));
+    assert_eq!(
+        (v["replay_drops"].clone(), v["auth_failures"].clone(), v["reason"].clone()),
+        (json!(3), json!(1), json!("replay"))
+    );
+    // Nothing new, nothing traced; one more drop, one more line with just that one.
+    hub.trace_esp_drops(t0 + Duration::from_secs(2));
+    assert_eq!(drops(&obs).len(), 1);
+    s1.counters().count_auth_failure();
+    hub.trace_esp_drops(t0 + Duration::from_secs(3));
+    let v = serde_json::to_value(&*drops(&obs)[1]).unwrap();
+    assert_eq!(
+        (v["replay_drops"].clone(), v["auth_failures"].clone(), v["reason"].clone()),
+        (json!(0), json!(1), json!("integrity"))
+    );
+}
