@@ -64,6 +64,13 @@ fn start() -> Server {
         Token::new("automation", Role::Admin, "admin-secret"),
     ];
     let api = Api::new(tokens, store, fake.clone());
+    let (runtime, client, base) = serve_https(api);
+    Server { base, client, fake, dir, _runtime: runtime }
+}
+
+/// Serves `api` over HTTPS on a free loopback port with a fresh self-signed certificate; returns the
+/// runtime it runs on, a client that trusts the certificate, and the base URL.
+pub(super) fn serve_https(api: Arc<Api>) -> (tokio::runtime::Runtime, reqwest::Client, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let tls = Tls::Pem { cert: cert.cert.pem().into_bytes(), key: cert.key_pair.serialize_pem().into_bytes() };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -75,7 +82,7 @@ fn start() -> Server {
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    Server { base: format!("https://localhost:{}", addr.port()), client, fake, dir, _runtime: runtime }
+    (runtime, client, format!("https://localhost:{}", addr.port()))
 }
 
 impl Server {

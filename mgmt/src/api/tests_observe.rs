@@ -62,18 +62,8 @@ fn start() -> Server {
     let tokens =
         vec![Token::new("monitoring", Role::ReadOnly, "read-secret"), Token::new("noc", Role::Operator, "op-secret")];
     let api = Api::new(tokens, ConfigStore::open(&path).unwrap(), backend);
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = Tls::Pem { cert: cert.cert.pem().into_bytes(), key: cert.key_pair.serialize_pem().into_bytes() };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    runtime.spawn(serve(api, "127.0.0.1:0".parse().unwrap(), tls, Some(tx)));
-    let addr = runtime.block_on(rx).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .build()
-        .unwrap();
-    Server { base: format!("https://localhost:{}", addr.port()), client, obs, t0, runtime, _dir: dir }
+    let (runtime, client, base) = tests::serve_https(api);
+    Server { base, client, obs, t0, runtime, _dir: dir }
 }
 
 impl Server {
