@@ -44,6 +44,9 @@ use crate::frames;
 use crate::plan::{self, Plan, PlanError};
 
 mod ops;
+mod teib;
+
+use teib::Teib;
 
 /// GRE protocol type of NHRP (RFC 2332 §5; Cisco).
 pub const GRE_NHRP: u16 = 0x2001;
@@ -174,8 +177,8 @@ pub struct Control {
     peers: HashMap<IpAddr, Peer>,
     /// The peer of each installed outbound SA, for [`SaEventKind::Used`].
     out_sa_peer: HashMap<SaIndex, IpAddr>,
-    /// TEIB entries we set: (tunnel, overlay) → (NBMA, static).
-    teib: HashMap<(TunnelId, IpAddr), (IpAddr, bool)>,
+    /// TEIB entries we set: (tunnel, overlay) → (NBMA, static), indexed by NBMA address.
+    teib: Teib,
     /// Shortcut routes we installed: (tunnel, prefix, len) → (VRF, next hop).
     shortcuts: HashMap<(TunnelId, IpAddr, u8), (VrfId, IpAddr)>,
     /// Current next hop of each NHS-following route, by index in `plan.nhs_routes`.
@@ -245,13 +248,13 @@ impl Control {
         plan.install(&mut tables, macs)?;
         let sas = plan.manual_sas(setup.backend, setup.iv_seed)?.build().map_err(ControlError::Sas)?;
         tables.set_sas(sas);
-        let mut teib = HashMap::new();
+        let mut teib = Teib::default();
         for (tunnel, overlay, entry) in plan.static_teib() {
             tables.set_teib(tunnel, overlay, entry).map_err(|error| PlanError::Tables {
                 path: format!("tunnel {} static NHRP entries", tunnel.0),
                 error,
             })?;
-            teib.insert((tunnel, overlay), (entry.nbma, true));
+            teib.insert((tunnel, overlay), entry.nbma, true);
         }
         let mut nhrp = nhrp::Engine::new(setup.nhrp_seed);
         let t0 = Time(0);
@@ -489,8 +492,7 @@ impl Control {
             return;
         }
         let Some(&nbma) = self.out_sa_peer.get(&event.sa) else { return };
-        let overlays: Vec<(TunnelId, IpAddr)> =
-            self.teib.iter().filter(|(_, (n, stat))| *n == nbma && !*stat).map(|(k, _)| *k).collect();
+        let overlays = self.teib.dynamic_of(nbma);
         for &(tunnel, overlay) in &overlays {
             self.nhrp.mark_used(nhrp::TunnelId(tunnel.0), overlay);
         }
@@ -816,7 +818,7 @@ impl Control {
                 );
                 // The entry expired, was purged or replaced: its SAs go too, unless something else
                 // still maps to that NBMA address.
-                if !self.teib.values().any(|(n, _)| *n == nbma) {
+                if !self.teib.has_nbma(nbma) {
                     self.tear_down_peer(now, nbma, "nhrp entry gone");
                 }
             }
@@ -910,7 +912,7 @@ impl Control {
         let stat = self.teib.get(&(tunnel, overlay)).is_some_and(|(n, s)| *s && *n == nbma);
         let entry = TeibEntry { nbma, sa_out: self.sa_out(tunnel, nbma), dynamic: dynamic && !stat };
         if self.tables.set_teib(tunnel, overlay, entry).is_ok() {
-            self.teib.insert((tunnel, overlay), (nbma, stat));
+            self.teib.insert((tunnel, overlay), nbma, stat);
             self.dirty = true;
         }
     }
@@ -1090,8 +1092,7 @@ impl Control {
         if !last {
             return;
         }
-        let dynamic: Vec<(TunnelId, IpAddr)> =
-            self.teib.iter().filter(|(_, (n, stat))| *n == nbma && !*stat).map(|(k, _)| *k).collect();
+        let dynamic = self.teib.dynamic_of(nbma);
         for (tunnel, overlay) in &dynamic {
             self.teib.remove(&(*tunnel, *overlay));
             self.tables.remove_teib(*tunnel, *overlay);
@@ -1252,8 +1253,7 @@ impl Control {
 
     /// Gives every TEIB entry of `nbma` the peer's current outbound SA (or none).
     fn refresh_teib(&mut self, nbma: IpAddr) {
-        let keys: Vec<(TunnelId, IpAddr, bool)> =
-            self.teib.iter().filter(|(_, (n, _))| *n == nbma).map(|((t, o), (_, s))| (*t, *o, *s)).collect();
+        let keys: Vec<(TunnelId, IpAddr, bool)> = self.teib.of_nbma(nbma).map(|((t, o), s)| (t, o, s)).collect();
         for (tunnel, overlay, stat) in keys {
             let entry = TeibEntry { nbma, sa_out: self.sa_out(tunnel, nbma), dynamic: !stat };
             if self.tables.set_teib(tunnel, overlay, entry).is_ok() {
@@ -1373,11 +1373,7 @@ impl Control {
             .flat_map(|(nbma, p)| p.pairs.iter().map(move |x| (nbma, x)))
             .map(|(nbma, x)| {
                 let c = child(x.inbound_spi);
-                let tunnel = self
-                    .plan
-                    .tunnels
-                    .iter()
-                    .find(|t| self.teib.iter().any(|((id, _), (n, _))| *id == t.id && n == nbma));
+                let tunnel = self.plan.tunnels.iter().find(|t| self.teib.of_nbma(*nbma).any(|((id, _), _)| id == t.id));
                 json!({"peer": nbma.to_string(), "remote": x.remote.to_string(), "udp_encap": x.udp_encap,
                        "tunnel": tunnel.map(|t| t.name.clone()),
                        "in_spi": format!("{:08x}", x.inbound_spi), "out_spi": format!("{:08x}", x.outbound_spi),

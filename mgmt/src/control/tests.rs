@@ -203,3 +203,71 @@ fn debug_esp_traces_the_replay_and_integrity_drops_of_the_debugged_peer_only() {
         (json!(0), json!(1), json!("integrity"))
     );
 }
+
+#[test]
+fn sa_used_marks_the_entries_of_that_nbma_only_as_the_teib_changes() {
+    let t0 = Instant::now();
+    let mut hub = hub(t0);
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (n1, n2, n3) = (ip("203.0.113.10"), ip("203.0.113.20"), ip("203.0.113.30"));
+    let (o1, o2) = (ip("10.0.0.11"), ip("10.0.0.12"));
+    let mut spokes = [(n1, spoke("203.0.113.10", "10.0.0.11", 11)), (n2, spoke("203.0.113.20", "10.0.0.12", 12))];
+    exchange(&mut hub, &mut spokes, t0 + Duration::from_millis(10), Time(10));
+    assert_eq!(
+        (hub.teib.get(&(TunnelId(1), o1)), hub.teib.get(&(TunnelId(1), o2))),
+        (Some(&(n1, false)), Some(&(n2, false)))
+    );
+    hub.teib.assert_consistent();
+    for (n, spi) in [(n1, 0x1000), (n2, 0x2000), (n3, 0x3000)] {
+        hub.install_pair(t0, &sa_pair(&n.to_string(), spi));
+    }
+    let out_sa = |hub: &Control, n: IpAddr| hub.peers[&n].pairs[0].out_idx;
+    let used = |hub: &mut Control, n: IpAddr| {
+        let sa = out_sa(hub, n);
+        hub.handle_sa_event(t0, SaEvent { sa, kind: SaEventKind::Used });
+        hub.teib.assert_consistent();
+    };
+    let marked = |hub: &Control, o: IpAddr| {
+        let e = hub.nhrp().cache().get(nhrp::TunnelId(1), &o).expect("registered");
+        e.flags.0 & EntryFlags::USED != 0
+    };
+    assert!(!marked(&hub, o1) && !marked(&hub, o2));
+
+    // 10.0.0.11 now maps to another NBMA address: its old SA no longer marks it.
+    hub.set_teib(TunnelId(1), o1, n3, true);
+    hub.teib.assert_consistent();
+    assert!(!hub.teib.has_nbma(n1));
+    used(&mut hub, n1);
+    assert!(!marked(&hub, o1) && !marked(&hub, o2));
+
+    // 10.0.0.12's adjacency goes while another entry keeps its NBMA address (and SA): the SA's traffic
+    // no longer marks it.
+    hub.set_teib(TunnelId(2), ip("10.0.1.12"), n2, true);
+    hub.on_nhrp_event(t0, nhrp::Event::AdjacencyRemoved { tunnel: nhrp::TunnelId(1), proto: o2, nbma: n2 });
+    assert_eq!(hub.teib.get(&(TunnelId(1), o2)), None);
+    hub.teib.assert_consistent();
+    used(&mut hub, n2);
+    assert!(!marked(&hub, o1) && !marked(&hub, o2));
+
+    // The new NBMA address's SA marks the moved entry, and only that.
+    used(&mut hub, n3);
+    assert!(marked(&hub, o1) && !marked(&hub, o2));
+    // Back on its NBMA address, 10.0.0.12 is marked by its SA again.
+    hub.set_teib(TunnelId(1), o2, n2, true);
+    used(&mut hub, n2);
+    assert!(marked(&hub, o2));
+
+    // The last IKE SA of 203.0.113.30 goes: its dynamic entries go with it, from the index too.
+    hub.ike_sa_gone(t0, IkeSaId(0x3000), n3, "test");
+    assert_eq!(hub.teib.get(&(TunnelId(1), o1)), None);
+    assert!(!hub.teib.has_nbma(n3));
+    hub.teib.assert_consistent();
+    assert_eq!(hub.teib.len(), 2);
+
+    // The static entries of a spoke's NHSs are indexed from the start.
+    let setup = Setup { workers: 1, backend: dataplane::crypto::default_backend(), iv_seed: [7; 16], nhrp_seed: 1 };
+    let spoke =
+        Control::new(&unprotected(SPOKE), TablesPublisher::new().0, &[[2, 0, 0, 0, 0, 1]; 3], setup, t0).unwrap();
+    spoke.teib.assert_consistent();
+    assert_eq!(spoke.teib.of_nbma(ip(HUB_NBMA)).collect::<Vec<_>>(), [((TunnelId(1), ip("10.0.0.1")), true)]);
+}
