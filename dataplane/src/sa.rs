@@ -378,6 +378,17 @@ impl SaDb {
         }
     }
 
+    /// Asks the CPU to start loading what leads to the SA at `index`: its per-packet facts ([`Self::hot`])
+    /// and the pointer to it, the step before [`Self::prefetch`] can follow that pointer.
+    #[inline]
+    pub fn prefetch_slot(&self, index: SaIndex) {
+        let i = index.0 as usize;
+        if let (Some(hot), Some(slot)) = (self.inner.hot.get(i), self.inner.sas.get(i)) {
+            crate::prefetch::prefetch(hot);
+            crate::prefetch::prefetch(slot);
+        }
+    }
+
     /// The inbound SA with this SPI (RFC 4301 §4.1: for unicast, the SPI alone selects the SA).
     #[inline]
     pub fn lookup_inbound(&self, spi: u32) -> Option<SaIndex> {

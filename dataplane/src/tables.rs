@@ -33,7 +33,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::fib::{Family, Fib4, Fib6, FibBuilder4, FibBuilder6, FibError, NextHopId, V4, V6};
 use crate::ids::{PortId, TunnelId, VrfId};
 use crate::sa::SaDb;
-use crate::teib::{Adjacency, FastMap, Rewrite, Sharded, Teib, TeibEntry, TUNNEL_TTL};
+use crate::teib::{Adjacency, Chunked, FastMap, Rewrite, Sharded, Teib, TeibEntry, TUNNEL_TTL};
 use crate::wire::ethernet::{self, Address, EtherType, VlanTag};
 use crate::wire::{ipv4, IpProtocol};
 
@@ -117,6 +117,10 @@ pub struct Tables {
     tunnels: Arc<Tunnels>,
     vrfs: Vec<Option<VrfFibs>>,
     next_hops: Arc<Vec<NextHop>>,
+    /// The TEIB entry of each `Tunnel { peer: Some(..) }` next hop, by next-hop id, copied in at
+    /// publication (VPP's midchain adjacency): the route's next hop leads straight to the outer path,
+    /// with no TEIB hash lookup per packet, and the workers can prefetch it from the FIB's answer.
+    nh_adjacency: Chunked<Option<Adjacency>>,
     teib: Teib,
     neighbours: Sharded<(PortId, IpAddr), [u8; 6]>,
     sas: SaDb,
@@ -189,6 +193,24 @@ impl Tables {
     #[inline]
     pub fn next_hop(&self, id: NextHopId) -> Option<&NextHop> {
         self.next_hops.get(id.0 as usize)
+    }
+
+    /// The TEIB entry that next hop `id`, a `Tunnel { peer: Some(..) }`, leads to; `None` for other next
+    /// hops and for a peer the TEIB does not know.
+    #[inline]
+    pub fn next_hop_adjacency(&self, id: NextHopId) -> Option<&Adjacency> {
+        self.nh_adjacency.get(id.0 as usize)?.as_ref()
+    }
+
+    /// Starts loading next hop `id` and its TEIB entry, for a packet a few stages later.
+    #[inline]
+    pub fn prefetch_next_hop(&self, id: NextHopId) {
+        if let Some(nh) = self.next_hop(id) {
+            crate::prefetch::prefetch(nh);
+        }
+        if let Some(adjacency) = self.nh_adjacency.get(id.0 as usize) {
+            crate::prefetch::prefetch(adjacency);
+        }
     }
 
     /// Longest-prefix match of `dst` in `vrf`, resolved to its next hop.
@@ -301,8 +323,11 @@ pub struct TablesPublisher {
     nh_free: Vec<NextHopId>,
     /// Connected and local routes and their owners.
     connected: HashMap<RouteKey, Owner>,
-    /// TEIB entries set since the last publication, whose rewrites to resolve.
+    /// TEIB entries set or removed since the last publication, whose rewrites to resolve and whose
+    /// next hops to point at them.
     teib_changed: Vec<(TunnelId, IpAddr)>,
+    /// Next hops added or freed since the last publication, whose TEIB entry to look up.
+    nh_changed: Vec<NextHopId>,
     /// Something every rewrite may depend on changed: resolve them all at the next publication.
     rewrites_stale: bool,
 }
@@ -320,6 +345,7 @@ impl TablesPublisher {
             nh_free: Vec::new(),
             connected: HashMap::new(),
             teib_changed: Vec::new(),
+            nh_changed: Vec::new(),
             rewrites_stale: false,
         };
         (publisher, TablesReader { shared })
@@ -350,6 +376,9 @@ impl TablesPublisher {
             .map(|f| f.as_ref().map(|(v4, v6)| VrfFibs { v4: v4.snapshot(), v6: v6.snapshot() }))
             .collect();
         self.resolve_rewrites();
+        self.resolve_next_hops();
+        self.teib_changed.clear();
+        self.rewrites_stale = false;
         self.shared.store(Arc::new(self.staged.clone()));
         self.staged.generation
     }
@@ -364,8 +393,33 @@ impl TablesPublisher {
         let mut teib = std::mem::take(&mut self.staged.teib);
         teib.resolve(keys, |tunnel, entry| self.staged.rewrite(tunnel, entry));
         self.staged.teib = teib;
-        self.teib_changed.clear();
-        self.rewrites_stale = false;
+    }
+
+    /// Copies into each tunnel next hop the TEIB entry it leads to: for the next hops added or freed and
+    /// those of the changed TEIB entries, or for all of them when every rewrite was resolved again.
+    fn resolve_next_hops(&mut self) {
+        let mut ids = std::mem::take(&mut self.nh_changed);
+        if self.rewrites_stale {
+            ids.clear();
+            ids.extend((0..self.staged.next_hops.len() as u32).map(NextHopId));
+        } else {
+            ids.extend(
+                self.teib_changed.iter().filter_map(|&(tunnel, peer)| {
+                    self.nh_ids.get(&NextHop::Tunnel { tunnel, peer: Some(peer) }).copied()
+                }),
+            );
+        }
+        for &id in &ids {
+            let adjacency = match self.staged.next_hop(id) {
+                Some(&NextHop::Tunnel { tunnel, peer: Some(peer) }) if self.nh_refs[id.0 as usize] > 0 => {
+                    self.staged.teib.get(tunnel, peer).copied()
+                }
+                _ => None,
+            };
+            self.staged.nh_adjacency.set(id.0 as usize, adjacency);
+        }
+        ids.clear();
+        self.nh_changed = ids;
     }
 
     /// True when `vrf` is some tunnel's front-door VRF.
@@ -437,6 +491,7 @@ impl TablesPublisher {
         };
         Arc::make_mut(&mut self.staged.next_hops)[id.0 as usize] = nh;
         self.nh_refs[id.0 as usize] = 1;
+        self.nh_changed.push(id);
         self.nh_ids.insert(nh, id);
         Ok(id)
     }
@@ -448,6 +503,7 @@ impl TablesPublisher {
             let nh = self.staged.next_hops[id.0 as usize];
             self.nh_ids.remove(&nh);
             self.nh_free.push(id);
+            self.nh_changed.push(id);
         }
     }
 
@@ -706,6 +762,7 @@ impl TablesPublisher {
 
     /// Removes a TEIB entry; returns it.
     pub fn remove_teib(&mut self, tunnel: TunnelId, overlay: IpAddr) -> Option<TeibEntry> {
+        self.teib_changed.push((tunnel, overlay));
         self.staged.teib.remove(tunnel, overlay)
     }
 
@@ -803,6 +860,69 @@ mod tests {
         assert_eq!(t2.resolve(VrfId(0), ip("2001:db8::9")), None);
         // The old snapshot is unchanged.
         assert!(t.is_local(VrfId(0), ip("192.0.2.1")));
+    }
+
+    /// A route via an overlay peer leads to the peer's TEIB entry, rewrite included, in every snapshot:
+    /// whether the route or the entry came first, when the entry changes or goes, and when the route goes
+    /// and its next-hop id is reused.
+    #[test]
+    fn tunnel_next_hops_lead_to_the_teib_entry_of_their_peer() {
+        let (mut p, reader) = TablesPublisher::new();
+        p.set_port(port(0, 0, &[("192.0.2.1", 24)])).unwrap();
+        p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)))).unwrap();
+        p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Port { port: PortId(0), gateway: Some(ip("192.0.2.254")) })
+            .unwrap();
+        p.set_neighbour(PortId(0), ip("192.0.2.254"), [0x52, 0x54, 0, 0, 0, 0xfe]).unwrap();
+        let via = |peer: &str| NextHop::Tunnel { tunnel: TunnelId(1), peer: Some(ip(peer)) };
+        // Route first, entry later.
+        p.add_route(VrfId(1), ip("20.0.2.0"), 24, via("10.0.0.2")).unwrap();
+        p.publish();
+        let adjacency_of = |dst: &str| {
+            let t = reader.load();
+            let id = t.route(VrfId(1), ip(dst)).expect("routed");
+            (t.next_hop_adjacency(id).copied(), t.adjacency(TunnelId(1), ip("10.0.0.2")).copied())
+        };
+        assert_eq!(adjacency_of("20.0.2.9"), (None, None));
+        p.set_teib(TunnelId(1), ip("10.0.0.2"), teib("198.51.100.2")).unwrap();
+        p.publish();
+        let (by_route, by_peer) = adjacency_of("20.0.2.9");
+        assert!(by_route.is_some_and(|a| a.rewrite.is_some()), "resolved with its rewrite: {by_route:?}");
+        assert_eq!(by_route, by_peer);
+        // The entry changes (a new SA), then the port changes (every rewrite again).
+        let mut rekeyed = teib("198.51.100.2");
+        rekeyed.sa_out = Some(SaIndex(9));
+        p.set_teib(TunnelId(1), ip("10.0.0.2"), rekeyed).unwrap();
+        p.publish();
+        let (by_route, by_peer) = adjacency_of("20.0.2.9");
+        assert_eq!(by_route.map(|a| a.entry.sa_out), Some(Some(SaIndex(9))));
+        assert_eq!(by_route, by_peer);
+        let mut tagged = port(0, 0, &[("192.0.2.1", 24)]);
+        tagged.vlan = Some(100);
+        p.set_port(tagged).unwrap();
+        p.publish();
+        let (by_route, by_peer) = adjacency_of("20.0.2.9");
+        assert_eq!(by_route, by_peer);
+        assert_eq!(by_route.and_then(|a| a.rewrite).map(|r| r.l2().len()), Some(18), "tagged header");
+        // Entry first, route later; then the entry goes.
+        p.set_teib(TunnelId(1), ip("10.0.0.3"), teib("198.51.100.3")).unwrap();
+        p.publish();
+        p.add_route(VrfId(1), ip("20.0.3.0"), 24, via("10.0.0.3")).unwrap();
+        p.publish();
+        let t = reader.load();
+        let id3 = t.route(VrfId(1), ip("20.0.3.9")).unwrap();
+        assert_eq!(t.next_hop_adjacency(id3).map(|a| a.entry.nbma), Some(ip("198.51.100.3")));
+        p.remove_teib(TunnelId(1), ip("10.0.0.2"));
+        p.publish();
+        assert_eq!(adjacency_of("20.0.2.9"), (None, None));
+        assert!(t.next_hop_adjacency(id3).is_some(), "an older snapshot keeps what it had");
+        // The route goes; its id, reused by a next hop to a peer without an entry, leads nowhere.
+        assert!(p.remove_route(VrfId(1), ip("20.0.3.0"), 24).unwrap());
+        p.add_route(VrfId(1), ip("20.0.4.0"), 24, via("10.0.0.4")).unwrap();
+        p.publish();
+        let t = reader.load();
+        let id4 = t.route(VrfId(1), ip("20.0.4.9")).unwrap();
+        assert_eq!(id4, id3, "the freed id is reused");
+        assert_eq!(t.next_hop_adjacency(id4), None);
     }
 
     #[test]

@@ -181,6 +181,53 @@ impl<K: ShardKey + Clone, V: Clone> Sharded<K, V> {
     }
 }
 
+/// Values per [`Chunked`] chunk.
+const CHUNK: usize = 64;
+
+/// A vector indexed by a dense id, cut into copy-on-write chunks of [`CHUNK`] values: clone copies the
+/// chunk pointers, a write copies the one chunk it touches if a published clone shares it. A read is two
+/// loads, the first from a pointer array small enough to stay in cache.
+#[derive(Debug, Clone, Default)]
+pub struct Chunked<T> {
+    chunks: Vec<Arc<[T]>>,
+}
+
+impl<T: Clone + Default + PartialEq> Chunked<T> {
+    /// The value at `index`.
+    #[inline]
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
+    /// Sets the value at `index`, growing the vector with default values up to it. Copies nothing when
+    /// the value is already there.
+    pub fn set(&mut self, index: usize, value: T) {
+        while self.chunks.len() <= index / CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| T::default()).collect());
+        }
+        let Some(chunk) = self.chunks.get_mut(index / CHUNK) else { return };
+        if chunk.get(index % CHUNK) == Some(&value) {
+            return;
+        }
+        if Arc::get_mut(chunk).is_none() {
+            *chunk = Arc::from(&chunk[..]);
+        }
+        if let Some(slot) = Arc::get_mut(chunk).and_then(|c| c.get_mut(index % CHUNK)) {
+            *slot = value;
+        }
+    }
+
+    /// One past the highest index with a chunk.
+    pub fn len(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    /// True when no chunk was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
 /// The TEIB of all tunnels: (tunnel, overlay address) → [`Adjacency`].
 #[derive(Debug, Clone, Default)]
 pub struct Teib {

@@ -3,8 +3,10 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::tunnel::Via;
 use super::{Ctx, Meta, Note, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::drop::DropReason;
+use crate::fib::NextHopId;
 use crate::ids::{TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
@@ -91,11 +93,6 @@ pub(super) fn l3_header(data: &[u8], nic_csum: Option<bool>) -> Result<L3, DropR
     }
 }
 
-/// The FIB: the next hop for `dst` in `vrf`.
-pub(super) fn route(t: &Tables, vrf: VrfId, dst: IpAddr) -> Option<&NextHop> {
-    t.resolve(vrf, dst)
-}
-
 /// An ICMP error the box sends about a packet it could not forward.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum IcmpError {
@@ -124,11 +121,12 @@ impl<P: PacketBuf> Pipeline<P> {
         if matches!(l3.dst, IpAddr::V6(d) if d.segments()[0] == 0xff02) {
             return self.local_input(cx, pkt, meta, vrf, &l3);
         }
-        match route(cx.t, vrf, l3.dst) {
+        let Some(id) = self.route(cx, vrf, l3.dst) else { return Step::Drop(DropReason::NoRoute) };
+        match cx.t.next_hop(id) {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Drop) => Step::Drop(DropReason::RouteDrop),
             Some(NextHop::Local) => self.local_input(cx, pkt, meta, vrf, &l3),
-            Some(&nh) => self.forward(cx, pkt, meta, vrf, &l3, nh),
+            Some(&nh) => self.forward(cx, pkt, meta, vrf, &l3, id, nh),
         }
     }
 
@@ -296,7 +294,17 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Forwarding: hop limit, MSS clamping, then out of a port or into a tunnel.
-    fn forward(&mut self, cx: &Ctx<'_, P>, pkt: &mut P, meta: &mut Meta, vrf: VrfId, l3: &L3, nh: NextHop) -> Step {
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        pkt: &mut P,
+        meta: &mut Meta,
+        vrf: VrfId,
+        l3: &L3,
+        id: NextHopId,
+        nh: NextHop,
+    ) -> Step {
         if l3.hop_limit <= 1 {
             cx.counters.drop(DropReason::TtlExpired);
             return self.icmp_error(cx, pkt, meta, vrf, l3, IcmpError::TimeExceeded);
@@ -334,7 +342,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.l2_output(cx, pkt, meta, port, next_hop)
             }
             NextHop::Tunnel { tunnel, peer } => {
-                self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer.unwrap_or(l3.dst))
+                self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, Via::of(id, peer, l3.dst))
             }
             NextHop::Drop | NextHop::Local => Step::Drop(DropReason::RouteDrop),
         }
@@ -463,11 +471,12 @@ impl<P: PacketBuf> Pipeline<P> {
             Ok(l3) => l3,
             Err(reason) => return Step::Drop(reason),
         };
-        match route(cx.t, vrf, l3.dst) {
+        let Some(id) = cx.t.route(vrf, l3.dst) else { return Step::Drop(DropReason::NoRoute) };
+        match cx.t.next_hop(id) {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Port { port, gateway }) => self.l2_output(cx, pkt, meta, *port, gateway.unwrap_or(l3.dst)),
             Some(&NextHop::Tunnel { tunnel, peer }) => {
-                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, peer.unwrap_or(l3.dst))
+                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, Via::of(id, peer, l3.dst))
             }
             Some(NextHop::Drop | NextHop::Local) => Step::Drop(DropReason::RouteDrop),
         }

@@ -11,11 +11,8 @@ use crate::punt::PuntKind;
 use crate::wire::arp;
 use crate::wire::ethernet::{self, Address, EtherType, VlanTag};
 
-/// How many packets ahead of the one in hand the burst loop starts loading a route.
-pub(super) const ROUTE_PREFETCH_AHEAD: usize = 4;
-
-/// The IP destination of an Ethernet frame, read without any check, to prefetch its route: a guess
-/// (a malformed frame gives a wrong address, which costs one useless prefetch), never a verdict.
+/// The IP destination of an Ethernet frame, read without any check, to look its route up ahead: a guess
+/// (a malformed frame gives a wrong address, whose route IP input does not use), never a verdict.
 #[inline]
 pub(super) fn dst_hint(frame: &[u8]) -> Option<IpAddr> {
     let (ethertype, l3) = match frame.get(12..14)? {

@@ -4,12 +4,13 @@
 
 use core::net::IpAddr;
 
-use super::ip::{l3_header, route, L3};
+use super::ip::{l3_header, L3};
 use super::l2::tag_tx;
 use super::{Ctx, LastOut, Meta, Note, Outer, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::capture::{Point, Seen};
 use crate::drop::DropReason;
 use crate::esp::{InboundReq, OutboundReq};
+use crate::fib::NextHopId;
 use crate::ids::{PortId, SaIndex, TunnelId, VrfId};
 use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
@@ -21,6 +22,33 @@ use crate::wire::gre::{self, Protocol};
 use crate::wire::udp;
 use crate::wire::IpProtocol;
 use crate::wire::{ipv4, ipv6};
+
+/// The overlay next hop of a packet routed into a tunnel.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Via {
+    /// The peer a route names (`ip route … <overlay address>`, NHRP's shortcut routes), by the next
+    /// hop whose TEIB entry the tables resolved at publication.
+    Peer(NextHopId, IpAddr),
+    /// The tunnel's connected subnet: the destination itself, looked up in the TEIB.
+    Destination(IpAddr),
+}
+
+impl Via {
+    /// The next hop `id`, `Tunnel { peer, .. }`, for a packet to `dst`.
+    pub(super) fn of(id: NextHopId, peer: Option<IpAddr>, dst: IpAddr) -> Via {
+        match peer {
+            Some(peer) => Via::Peer(id, peer),
+            None => Via::Destination(dst),
+        }
+    }
+
+    /// The overlay address the packet goes to next.
+    fn peer(self) -> IpAddr {
+        match self {
+            Via::Peer(_, peer) | Via::Destination(peer) => peer,
+        }
+    }
+}
 
 impl<P: PacketBuf> Pipeline<P> {
     /// GRE input with the data at the GRE header. `sa` is the inbound SA that decrypted the packet, or
@@ -77,7 +105,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Tunnel output of an overlay packet (data at its IP header, hop limit already decremented) toward
-    /// the overlay next hop `nh`.
+    /// the overlay next hop `via` names.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn tunnel_output(
         &mut self,
@@ -87,8 +115,9 @@ impl<P: PacketBuf> Pipeline<P> {
         vrf: VrfId,
         l3: &L3,
         tunnel_id: TunnelId,
-        nh: IpAddr,
+        via: Via,
     ) -> Step {
+        let nh = via.peer();
         let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
             return Step::Drop(DropReason::NoRoute);
         };
@@ -107,7 +136,11 @@ impl<P: PacketBuf> Pipeline<P> {
                 last.mtu
             }
             _ => {
-                let Some(adjacency) = cx.t.adjacency(tunnel_id, nh) else {
+                let adjacency = match via {
+                    Via::Peer(id, _) => cx.t.next_hop_adjacency(id),
+                    Via::Destination(dst) => cx.t.adjacency(tunnel_id, dst),
+                };
+                let Some(adjacency) = adjacency else {
                     let header = pkt.data();
                     let note =
                         Note { kind: PuntKind::TeibMiss, tunnel: Some(tunnel_id), src: Some(l3.src), dst: Some(nh) };
@@ -428,7 +461,7 @@ fn rewrite_path(entry: &TeibEntry, rewrite: Rewrite) -> OuterPath {
 /// The outer path to `nbma` looked up now: the front-door route (the slow path, for entries without a
 /// rewrite and for control-plane packets).
 fn outer_route<P: PacketBuf>(cx: &Ctx<'_, P>, tunnel: &TunnelConfig, nbma: IpAddr) -> Result<OuterPath, DropReason> {
-    match route(cx.t, tunnel.fvrf, nbma) {
+    match cx.t.resolve(tunnel.fvrf, nbma) {
         Some(NextHop::Port { port, gateway }) => {
             Ok(OuterPath { port: *port, gateway: gateway.unwrap_or(nbma), rewrite: None })
         }
