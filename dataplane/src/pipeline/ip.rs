@@ -3,7 +3,6 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::tunnel::Via;
 use super::{Ctx, Meta, Note, Pipeline, Step, NETWORK_CONTROL_DSCP};
 use crate::drop::DropReason;
 use crate::fib::NextHopId;
@@ -341,9 +340,10 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 self.l2_output(cx, pkt, meta, port, next_hop)
             }
-            NextHop::Tunnel { tunnel, peer } => {
-                self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, Via::of(id, peer, l3.dst))
+            NextHop::Tunnel { tunnel, peer: Some(peer) } => {
+                self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, peer, Some(id))
             }
+            NextHop::Tunnel { tunnel, peer: None } => self.tunnel_output(cx, pkt, meta, vrf, l3, tunnel, l3.dst, None),
             NextHop::Drop | NextHop::Local => Step::Drop(DropReason::RouteDrop),
         }
     }
@@ -475,8 +475,11 @@ impl<P: PacketBuf> Pipeline<P> {
         match cx.t.next_hop(id) {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Port { port, gateway }) => self.l2_output(cx, pkt, meta, *port, gateway.unwrap_or(l3.dst)),
-            Some(&NextHop::Tunnel { tunnel, peer }) => {
-                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, Via::of(id, peer, l3.dst))
+            Some(&NextHop::Tunnel { tunnel, peer: Some(peer) }) => {
+                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, peer, Some(id))
+            }
+            Some(&NextHop::Tunnel { tunnel, peer: None }) => {
+                self.tunnel_output(cx, pkt, meta, vrf, &l3, tunnel, l3.dst, None)
             }
             Some(NextHop::Drop | NextHop::Local) => Step::Drop(DropReason::RouteDrop),
         }

@@ -357,22 +357,34 @@ impl<P: PacketBuf> Pipeline<P> {
     fn route_burst(&mut self, cx: &Ctx<'_, P>, rx_port: PortId, burst: &[P]) {
         let Some(vrf) = cx.t.port(rx_port).map(|p| p.vrf) else { return };
         let Some(fibs) = cx.t.vrf(vrf) else { return };
-        self.routes.extend(burst.iter().map(|pkt| {
-            let dst = l2::dst_hint(pkt.data())?;
-            cx.t.prefetch_route(vrf, dst);
-            Some(RouteHint { vrf, dst, nh: None })
-        }));
+        for pkt in burst {
+            let hint = l2::dst_hint(pkt.data()).map(|dst| RouteHint { vrf, dst, nh: None });
+            if let Some(hint) = &hint {
+                cx.t.prefetch_route(vrf, hint.dst);
+            }
+            self.routes.push(hint);
+        }
+        // Packets to one next hop follow one another: each run's next hop is loaded once.
+        let mut last = None;
         for hint in self.routes.iter_mut().flatten() {
             hint.nh = match hint.dst {
                 IpAddr::V4(a) => fibs.v4.lookup(a),
                 IpAddr::V6(a) => fibs.v6.lookup(a),
             };
-            if let Some(id) = hint.nh {
-                cx.t.prefetch_next_hop(id);
+            if hint.nh != last {
+                last = hint.nh;
+                if let Some(id) = hint.nh {
+                    cx.t.prefetch_next_hop(id);
+                }
             }
         }
         // By now the first TEIB entries have arrived: their outbound SAs are next.
+        let mut last = None;
         for hint in self.routes.iter().flatten() {
+            if hint.nh == last {
+                continue;
+            }
+            last = hint.nh;
             if let Some(sa) = hint.nh.and_then(|id| cx.t.next_hop_adjacency(id)).and_then(|a| a.entry.sa_out) {
                 cx.t.sas().prefetch_slot(sa);
             }

@@ -23,33 +23,6 @@ use crate::wire::udp;
 use crate::wire::IpProtocol;
 use crate::wire::{ipv4, ipv6};
 
-/// The overlay next hop of a packet routed into a tunnel.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Via {
-    /// The peer a route names (`ip route … <overlay address>`, NHRP's shortcut routes), by the next
-    /// hop whose TEIB entry the tables resolved at publication.
-    Peer(NextHopId, IpAddr),
-    /// The tunnel's connected subnet: the destination itself, looked up in the TEIB.
-    Destination(IpAddr),
-}
-
-impl Via {
-    /// The next hop `id`, `Tunnel { peer, .. }`, for a packet to `dst`.
-    pub(super) fn of(id: NextHopId, peer: Option<IpAddr>, dst: IpAddr) -> Via {
-        match peer {
-            Some(peer) => Via::Peer(id, peer),
-            None => Via::Destination(dst),
-        }
-    }
-
-    /// The overlay address the packet goes to next.
-    fn peer(self) -> IpAddr {
-        match self {
-            Via::Peer(_, peer) | Via::Destination(peer) => peer,
-        }
-    }
-}
-
 impl<P: PacketBuf> Pipeline<P> {
     /// GRE input with the data at the GRE header. `sa` is the inbound SA that decrypted the packet, or
     /// `None` for cleartext GRE. The tunnel is found by (our NBMA address, GRE key); a packet from a
@@ -105,7 +78,9 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Tunnel output of an overlay packet (data at its IP header, hop limit already decremented) toward
-    /// the overlay next hop `via` names.
+    /// the overlay next hop `nh`. `resolved` is the route's next hop when it names `nh` (a route via an
+    /// overlay peer, whose TEIB entry the tables resolved at publication); without it, `nh` is the
+    /// destination in the tunnel's connected subnet, looked up in the TEIB.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn tunnel_output(
         &mut self,
@@ -115,9 +90,9 @@ impl<P: PacketBuf> Pipeline<P> {
         vrf: VrfId,
         l3: &L3,
         tunnel_id: TunnelId,
-        via: Via,
+        nh: IpAddr,
+        resolved: Option<NextHopId>,
     ) -> Step {
-        let nh = via.peer();
         let Some(tunnel) = cx.t.tunnel(tunnel_id) else {
             return Step::Drop(DropReason::NoRoute);
         };
@@ -136,9 +111,9 @@ impl<P: PacketBuf> Pipeline<P> {
                 last.mtu
             }
             _ => {
-                let adjacency = match via {
-                    Via::Peer(id, _) => cx.t.next_hop_adjacency(id),
-                    Via::Destination(dst) => cx.t.adjacency(tunnel_id, dst),
+                let adjacency = match resolved {
+                    Some(id) => cx.t.next_hop_adjacency(id),
+                    None => cx.t.adjacency(tunnel_id, nh),
                 };
                 let Some(adjacency) = adjacency else {
                     let header = pkt.data();

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p perf --bin perf-report [-- --quick]
 //! cargo run --release -p perf --bin perf-report -- --case lan-to-tunnel 64 1000 --seconds 10   (for a profiler)
+//! cargo run --release -p perf --bin perf-report -- --side-by-side 1 --seconds 5   (the 1400 B ratio alone)
 //! ```
 //!
 //! 1. References at the same sizes, side by side: `openssl speed -evp aes-128-gcm -bytes S`, and the raw
@@ -44,6 +45,18 @@ enum Mode {
     Report(Timing),
     /// One case for a profiler: path, size, peers, seconds of hub time.
     Case(Path, FrameSize, u32, Duration),
+    /// LAN→tunnel at 1400 B beside the raw AEAD only: peers, seconds.
+    SideBySide(u32, Duration),
+}
+
+/// `[--seconds N]` at the end of a mode's arguments, 5 s when absent.
+fn seconds(rest: &[String]) -> Result<Duration> {
+    let seconds = match rest {
+        [] => 5.0,
+        [flag, s] if flag == "--seconds" => s.parse().with_context(|| format!("--seconds {s:?} is not a number"))?,
+        _ => bail!("unexpected arguments {rest:?}; usage: perf-report --help"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_args() -> Result<Mode> {
@@ -68,18 +81,16 @@ fn parse_args() -> Result<Mode> {
                 ),
             };
             let peers = peers.parse().with_context(|| format!("--case: peers {peers:?} is not a number"))?;
-            let seconds = match rest {
-                [] => 5.0,
-                [flag, s] if flag == "--seconds" => {
-                    s.parse().with_context(|| format!("--seconds {s:?} is not a number"))?
-                }
-                _ => bail!("--case PATH SIZE PEERS [--seconds N]"),
-            };
-            Ok(Mode::Case(path, size, peers, Duration::from_secs_f64(seconds)))
+            Ok(Mode::Case(path, size, peers, seconds(rest)?))
         }
-        Some(other) => {
-            bail!("unknown argument {other:?}; usage: perf-report [--quick | --case PATH SIZE PEERS [--seconds N]]")
+        Some("--side-by-side") => {
+            let [_, peers, rest @ ..] = args.as_slice() else { bail!("--side-by-side needs PEERS") };
+            let peers = peers.parse().with_context(|| format!("--side-by-side: peers {peers:?} is not a number"))?;
+            Ok(Mode::SideBySide(peers, seconds(rest)?))
         }
+        _ => bail!(
+            "usage: perf-report [--quick | --case PATH SIZE PEERS [--seconds N] | --side-by-side PEERS [--seconds N]]"
+        ),
     }
 }
 
@@ -90,6 +101,19 @@ fn main() -> Result<()> {
             let mut bench = build(peers)?;
             let m = bench.run_for(path, size, budget)?;
             println!("{} {} {peers} spokes: {}", path.name(), size.name(), describe(&m));
+            Ok(())
+        }
+        Mode::SideBySide(peers, budget) => {
+            let mut bench = build(peers)?;
+            let p = side_by_side(&mut bench, default_backend(), budget)?;
+            println!(
+                "lan-to-tunnel 1400B {peers} spokes: {:.2}× raw AEAD side by side ({:.0} vs {:.0} ns/packet, {} bursts each, {} not delivered)",
+                p.aead_ns / p.path_ns,
+                p.path_ns,
+                p.aead_ns,
+                p.bursts,
+                p.wrong
+            );
             Ok(())
         }
     }
