@@ -125,7 +125,7 @@ impl<P: PacketBuf> Pipeline<P> {
             None => Step::Drop(DropReason::NoRoute),
             Some(NextHop::Drop) => Step::Drop(DropReason::RouteDrop),
             Some(NextHop::Local) => self.local_input(cx, pkt, meta, vrf, &l3),
-            Some(&nh) => self.forward(cx, pkt, meta, vrf, &l3, id, nh),
+            Some(nh) => self.forward(cx, pkt, meta, vrf, &l3, id, nh),
         }
     }
 
@@ -302,7 +302,7 @@ impl<P: PacketBuf> Pipeline<P> {
         vrf: VrfId,
         l3: &L3,
         id: NextHopId,
-        nh: NextHop,
+        nh: &NextHop,
     ) -> Step {
         if l3.hop_limit <= 1 {
             cx.counters.drop(DropReason::TtlExpired);
@@ -310,7 +310,7 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         decrement_hop_limit(pkt.data_mut());
         if l3.proto == IpProtocol::TCP && l3.first_fragment {
-            let egress = match nh {
+            let egress = match *nh {
                 NextHop::Tunnel { tunnel, .. } => Some(tunnel),
                 _ => None,
             };
@@ -320,7 +320,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
             }
         }
-        match nh {
+        match *nh {
             NextHop::Port { port, gateway } => {
                 let mtu = cx.t.port(port).map_or(0, |p| usize::from(p.mtu));
                 let next_hop = gateway.unwrap_or(l3.dst);
