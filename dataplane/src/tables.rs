@@ -1163,4 +1163,77 @@ mod tests {
         let (snapshots, seen_routes) = checker.join().unwrap();
         assert!(snapshots > 0 && seen_routes > 0, "checker saw {snapshots} snapshots, {seen_routes} routes");
     }
+
+    /// One change of the property test below: peers and prefixes are drawn from small sets so that
+    /// changes hit the same entries, next hops and ids again.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Teib(u8, u8),
+        RemoveTeib(u8),
+        Route(u8, u8),
+        RemoveRoute(u8),
+        Neighbour(bool),
+        Publish,
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u8..6, 0u8..3).prop_map(|(p, n)| Change::Teib(p, n)),
+            1 => (0u8..6).prop_map(Change::RemoveTeib),
+            3 => (0u8..8, 0u8..6).prop_map(|(r, p)| Change::Route(r, p)),
+            1 => (0u8..8).prop_map(Change::RemoveRoute),
+            1 => any::<bool>().prop_map(Change::Neighbour),
+            2 => Just(Change::Publish),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// Whatever the order of TEIB, route and neighbour changes, every published snapshot leads each
+        /// route via an overlay peer to exactly what a TEIB lookup of that peer finds, rewrite included.
+        #[test]
+        fn next_hops_always_agree_with_the_teib(changes in proptest::collection::vec(change(), 1..60)) {
+            let (mut p, reader) = TablesPublisher::new();
+            p.set_port(port(0, 0, &[("192.0.2.1", 24)])).unwrap();
+            p.set_tunnel(tunnel(1, "192.0.2.1", Some(42), Some(("10.0.0.1", 24)))).unwrap();
+            p.add_route(VrfId(0), ip("0.0.0.0"), 0, NextHop::Port { port: PortId(0), gateway: Some(ip("192.0.2.254")) })
+                .unwrap();
+            let peer = |i: u8| IpAddr::from([10, 0, 0, 10 + i]);
+            let prefix = |i: u8| IpAddr::from([20, 0, i, 0]);
+            for change in changes.iter().cloned().chain([Change::Publish]) {
+                match change {
+                    Change::Teib(i, n) => {
+                        let mut entry = teib(&format!("198.51.100.{n}"));
+                        entry.sa_out = Some(SaIndex(u32::from(n)));
+                        p.set_teib(TunnelId(1), peer(i), entry).unwrap();
+                    }
+                    Change::RemoveTeib(i) => {
+                        p.remove_teib(TunnelId(1), peer(i));
+                    }
+                    Change::Route(r, i) => {
+                        p.add_route(VrfId(1), prefix(r), 24, NextHop::Tunnel { tunnel: TunnelId(1), peer: Some(peer(i)) })
+                            .unwrap();
+                    }
+                    Change::RemoveRoute(r) => {
+                        p.remove_route(VrfId(1), prefix(r), 24).unwrap();
+                    }
+                    Change::Neighbour(true) => p.set_neighbour(PortId(0), ip("192.0.2.254"), [2, 0, 0, 0, 0, 0xfe]).unwrap(),
+                    Change::Neighbour(false) => {
+                        p.remove_neighbour(PortId(0), ip("192.0.2.254"));
+                    }
+                    Change::Publish => {
+                        p.publish();
+                        let t = reader.load();
+                        for r in 0..8 {
+                            let Some(id) = t.route(VrfId(1), IpAddr::from([20, 0, r, 9])) else { continue };
+                            let Some(&NextHop::Tunnel { tunnel, peer: Some(peer) }) = t.next_hop(id) else { continue };
+                            proptest::prop_assert_eq!(t.next_hop_adjacency(id), t.adjacency(tunnel, peer), "route {}", r);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
