@@ -27,7 +27,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use dataplane::crypto::{AesKey, Backend, CipherConfig, SoftEngine};
+use dataplane::crypto::{AesKey, Backend, CipherConfig, CryptoEngine, CryptoOp, OpKind, OpStatus, SoftEngine};
 use dataplane::ids::{PortId, SaIndex, TunnelId, VrfId, WorkerId};
 use dataplane::pkt::HeapPkt;
 use dataplane::port::MemPort;
@@ -176,12 +176,16 @@ pub struct ScenarioOptions {
     /// Phase 3 `ip nhrp redirect` on the tunnel: spoke→hub→spoke packets then raise (rate-limited)
     /// redirect triggers.
     pub redirect: bool,
+    /// The hub skips the AEAD of its seals (everything else of ESP still runs, opens included): what is
+    /// left is the pipeline's own cost, for profiling it. The output is not ciphertext; never for a
+    /// figure that counts the crypto.
+    pub skip_seal: bool,
 }
 
 impl ScenarioOptions {
     /// `spokes` spokes, the default backend, bursts of 32, no redirect.
     pub fn new(spokes: u32) -> Self {
-        Self { spokes, backend: dataplane::crypto::default_backend(), burst: 32, redirect: false }
+        Self { spokes, backend: dataplane::crypto::default_backend(), burst: 32, redirect: false, skip_seal: false }
     }
 }
 
@@ -292,8 +296,26 @@ impl Scenario {
 
         let rings = Arc::new(ControlRings::new(1024));
         let ports = vec![MemPort::new(MAX_TX), MemPort::new(MAX_TX)];
-        let worker = Worker::new(WorkerId(0), ports, reader, Box::new(SoftEngine), Arc::clone(&rings), options.burst);
+        let engine: Box<dyn CryptoEngine<HeapPkt>> =
+            if options.skip_seal { Box::new(SkipSeal) } else { Box::new(SoftEngine) };
+        let worker = Worker::new(WorkerId(0), ports, reader, engine, Arc::clone(&rings), options.burst);
         Ok(Self { options, worker, rings, publisher, spoke_sas: spoke_sas.build()? })
+    }
+}
+
+/// The software engine but for its seals, which succeed without touching the packet
+/// ([`ScenarioOptions::skip_seal`]).
+#[derive(Debug)]
+struct SkipSeal;
+
+impl CryptoEngine<HeapPkt> for SkipSeal {
+    fn process(&mut self, sas: &SaDb, pkts: &mut [HeapPkt], ops: &mut [CryptoOp]) {
+        for op in ops {
+            match op.kind {
+                OpKind::Seal => op.status = OpStatus::Ok,
+                OpKind::Open => SoftEngine.process(sas, pkts, core::slice::from_mut(op)),
+            }
+        }
     }
 }
 

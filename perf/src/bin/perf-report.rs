@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p perf --bin perf-report [-- --quick]
 //! cargo run --release -p perf --bin perf-report -- --case lan-to-tunnel 64 1000 --seconds 10   (for a profiler)
+//! cargo run --release -p perf --bin perf-report -- --case lan-to-tunnel 1400 1 --skip-seal   (the pipeline alone)
 //! cargo run --release -p perf --bin perf-report -- --side-by-side 1 --seconds 5   (the 1400 B ratio alone)
 //! ```
 //!
@@ -43,8 +44,8 @@ const QUICK: Timing = Timing { openssl_seconds: 1, aead: Duration::from_millis(3
 
 enum Mode {
     Report(Timing),
-    /// One case for a profiler: path, size, peers, seconds of hub time.
-    Case(Path, FrameSize, u32, Duration),
+    /// One case for a profiler: path, size, peers, seconds of hub time, seals skipped.
+    Case(Path, FrameSize, u32, Duration, bool),
     /// LAN→tunnel at 1400 B beside the raw AEAD only: peers, seconds.
     SideBySide(u32, Duration),
 }
@@ -81,7 +82,11 @@ fn parse_args() -> Result<Mode> {
                 ),
             };
             let peers = peers.parse().with_context(|| format!("--case: peers {peers:?} is not a number"))?;
-            Ok(Mode::Case(path, size, peers, seconds(rest)?))
+            let (skip_seal, rest) = match rest {
+                [flag, rest @ ..] if flag == "--skip-seal" => (true, rest),
+                _ => (false, rest),
+            };
+            Ok(Mode::Case(path, size, peers, seconds(rest)?, skip_seal))
         }
         Some("--side-by-side") => {
             let [_, peers, rest @ ..] = args.as_slice() else { bail!("--side-by-side needs PEERS") };
@@ -89,7 +94,7 @@ fn parse_args() -> Result<Mode> {
             Ok(Mode::SideBySide(peers, seconds(rest)?))
         }
         _ => bail!(
-            "usage: perf-report [--quick | --case PATH SIZE PEERS [--seconds N] | --side-by-side PEERS [--seconds N]]"
+            "usage: perf-report [--quick | --case PATH SIZE PEERS [--skip-seal] [--seconds N] | --side-by-side PEERS [--seconds N]]"
         ),
     }
 }
@@ -97,14 +102,15 @@ fn parse_args() -> Result<Mode> {
 fn main() -> Result<()> {
     match parse_args()? {
         Mode::Report(timing) => report(&timing),
-        Mode::Case(path, size, peers, budget) => {
-            let mut bench = build(peers)?;
+        Mode::Case(path, size, peers, budget, skip_seal) => {
+            let mut bench = build(ScenarioOptions { skip_seal, ..ScenarioOptions::new(peers) })?;
             let m = bench.run_for(path, size, budget)?;
-            println!("{} {} {peers} spokes: {}", path.name(), size.name(), describe(&m));
+            let skipped = if skip_seal { " (seals skipped)" } else { "" };
+            println!("{} {} {peers} spokes{skipped}: {}", path.name(), size.name(), describe(&m));
             Ok(())
         }
         Mode::SideBySide(peers, budget) => {
-            let mut bench = build(peers)?;
+            let mut bench = build(ScenarioOptions::new(peers))?;
             let p = side_by_side(&mut bench, default_backend(), budget)?;
             println!(
                 "lan-to-tunnel 1400B {peers} spokes: {:.2}× raw AEAD side by side ({:.0} vs {:.0} ns/packet, {} bursts each, {} not delivered)",
@@ -119,9 +125,9 @@ fn main() -> Result<()> {
     }
 }
 
-fn build(peers: u32) -> Result<Bench> {
-    let scenario =
-        Scenario::build(ScenarioOptions::new(peers)).with_context(|| format!("building the {peers}-spoke hub"))?;
+fn build(options: ScenarioOptions) -> Result<Bench> {
+    let peers = options.spokes;
+    let scenario = Scenario::build(options).with_context(|| format!("building the {peers}-spoke hub"))?;
     let mut bench = Bench::new(scenario);
     let warm = bench.prewarm().with_context(|| format!("warming the {peers}-spoke hub"))?;
     if warm.wrong != 0 {
@@ -179,7 +185,7 @@ fn report(timing: &Timing) -> Result<()> {
     let mut builds = Vec::new();
     for peers in PEERS {
         let t = Instant::now();
-        let mut bench = build(peers)?;
+        let mut bench = build(ScenarioOptions::new(peers))?;
         builds.push((peers, t.elapsed()));
         for path in Path::ALL {
             for size in FrameSize::ALL {
