@@ -357,22 +357,32 @@ impl<P: PacketBuf> Pipeline<P> {
     fn route_burst(&mut self, cx: &Ctx<'_, P>, rx_port: PortId, burst: &[P]) {
         let Some(vrf) = cx.t.port(rx_port).map(|p| p.vrf) else { return };
         let Some(fibs) = cx.t.vrf(vrf) else { return };
-        for pkt in burst {
-            let hint = l2::dst_hint(pkt.data()).map(|dst| RouteHint { vrf, dst, nh: None });
-            if let Some(hint) = &hint {
-                cx.t.prefetch_route(vrf, hint.dst);
-            }
-            self.routes.push(hint);
-        }
-        // Packets to one next hop follow one another: each run's next hop is loaded once.
+        // Packets to one destination, and to one next hop, follow one another: each run's route and
+        // next hop are looked up and loaded once.
         let mut last = None;
+        for pkt in burst {
+            let dst = l2::dst_hint(pkt.data());
+            if dst != last {
+                last = dst;
+                if let Some(dst) = dst {
+                    cx.t.prefetch_route(vrf, dst);
+                }
+            }
+            self.routes.push(dst.map(|dst| RouteHint { vrf, dst, nh: None }));
+        }
+        let (mut last_dst, mut last_nh) = (None, None);
         for hint in self.routes.iter_mut().flatten() {
+            if last_dst == Some(hint.dst) {
+                hint.nh = last_nh;
+                continue;
+            }
+            last_dst = Some(hint.dst);
             hint.nh = match hint.dst {
                 IpAddr::V4(a) => fibs.v4.lookup(a),
                 IpAddr::V6(a) => fibs.v6.lookup(a),
             };
-            if hint.nh != last {
-                last = hint.nh;
+            if hint.nh != last_nh {
+                last_nh = hint.nh;
                 if let Some(id) = hint.nh {
                     cx.t.prefetch_next_hop(id);
                 }
