@@ -254,19 +254,23 @@ impl<P: PacketBuf> Pipeline<P> {
     // The loop walks parallel arrays (packets, steps, metadata, verdicts) and its body needs `&mut self`.
     #[allow(clippy::needless_range_loop)]
     pub(super) fn decrypt_all(&mut self, cx: &Ctx<'_, P>, rt: &mut SaRtTable, burst: &mut [P]) {
+        // Every SA of the batch is found by its SPI first, then loaded (keys, replay window) before
+        // the first is used; the batch takes the SAs found rather than looking them up again.
         self.esp_in.clear();
-        self.esp_in
-            .extend(self.step.iter().map(|s| if *s == Step::Decrypt { InboundReq::Spi } else { InboundReq::Skip }));
-        // Start loading every SA of the batch (keys, replay window) before the first is used.
         for (pkt, step) in burst.iter().zip(&self.step) {
-            if *step != Step::Decrypt {
-                continue;
-            }
-            if let Ok(esp) = esp::Packet::new_checked(pkt.data()) {
-                if let Some(sa) = cx.t.sas().lookup_inbound(esp.spi()) {
-                    cx.t.sas().prefetch(sa);
-                    rt.prefetch(sa);
-                }
+            let req = match step {
+                Step::Decrypt => esp::Packet::new_checked(pkt.data())
+                    .ok()
+                    .and_then(|esp| cx.t.sas().lookup_inbound(esp.spi()))
+                    .map_or(InboundReq::Spi, InboundReq::Sa),
+                _ => InboundReq::Skip,
+            };
+            self.esp_in.push(req);
+        }
+        for req in &self.esp_in {
+            if let InboundReq::Sa(sa) = *req {
+                cx.t.sas().prefetch(sa);
+                rt.prefetch(sa);
             }
         }
         self.in_verdicts.clear();
