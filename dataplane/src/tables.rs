@@ -16,6 +16,10 @@
 //!   IPv4 header): the new and changed entries, or every entry when a port, a tunnel, a neighbour or a
 //!   route of a front-door VRF changed (about 10 ms at 100,000 peers; only the shards whose rewrites
 //!   changed are copied).
+//! - Publishing also copies into each `Tunnel { peer: Some(..) }` next hop the TEIB entry of its peer
+//!   ([`Tables::next_hop_adjacency`], VPP's midchain adjacency), so that a route leads to its outer path
+//!   with no hash lookup and a worker can prefetch it from the FIB's answer: for the next hops of the
+//!   changed TEIB entries and the next hops added, or all of them when every rewrite was resolved again.
 //!
 //! Connected and local routes are derived as IOS derives them: an address `A/len` on a port installs
 //! `A/32` (or `/128`) → [`NextHop::Local`] and `network(A)/len` → `Port { gateway: None }` (on-link: the

@@ -184,7 +184,7 @@ impl<K: ShardKey + Clone, V: Clone> Sharded<K, V> {
 /// Values per [`Chunked`] chunk.
 const CHUNK: usize = 64;
 
-/// A vector indexed by a dense id, cut into copy-on-write chunks of [`CHUNK`] values: clone copies the
+/// A vector indexed by a dense id, cut into copy-on-write chunks of 64 values: clone copies the
 /// chunk pointers, a write copies the one chunk it touches if a published clone shares it. A read is two
 /// loads, the first from a pointer array small enough to stay in cache.
 #[derive(Debug, Clone, Default)]
