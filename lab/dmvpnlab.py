@@ -182,6 +182,13 @@ API_PORT = 8443
 TOKENS = {"read-only": "lab-read-secret", "operator": "lab-operator-secret", "admin": "lab-admin-secret"}
 
 
+def build_binaries() -> None:
+    """Builds the release dmvpnd and dmvpnctl the lab runs, unless $DMVPND_PREBUILT says they are built."""
+    if not os.environ.get("DMVPND_PREBUILT"):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
+                        "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
+
+
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     r = subprocess.run(args, capture_output=True, text=True)
     if check and r.returncode != 0:

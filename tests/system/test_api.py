@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
-from dmvpnlab import Lab, TOKENS  # noqa: E402
+from dmvpnlab import Lab, TOKENS, build_binaries  # noqa: E402
 
 requests = pytest.importorskip("requests")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("openssl") is None,
@@ -32,9 +32,7 @@ VIEWS = ["dmvpn", "nhrp", "nhrp-nhs", "ikev2-sa", "ipsec-sa", "interfaces", "rou
 
 @pytest.fixture(scope="module")
 def lab():
-    if not os.environ.get("DMVPND_PREBUILT"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
-                        "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
+    build_binaries()
     with Lab(hubs=("hub1",), spokes=(1, 2), api=("hub1",)) as lab:
         lab.wait(lambda: lab.registered("hub1") >= SPOKES, 90)
         yield lab

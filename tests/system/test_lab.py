@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
-from dmvpnlab import HOLDTIME, Lab  # noqa: E402
+from dmvpnlab import HOLDTIME, Lab, build_binaries  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ping") is None,
                                 reason="needs root, iproute2 and ping for network namespaces")
@@ -27,9 +26,7 @@ SPOKES = {"10.0.0.11", "10.0.0.12"}
 
 @pytest.fixture(scope="module")
 def lab():
-    if not os.environ.get("DMVPND_PREBUILT"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
-                        "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
+    build_binaries()
     with Lab(hubs=("hub1", "hub2"), spokes=(1, 2, 3), text_log=("hub2",)) as lab:
         yield lab
 

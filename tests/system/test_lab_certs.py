@@ -10,7 +10,6 @@ $DMVPND_PREBUILT=1).
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
 sys.path.insert(0, str(ROOT / "tests/interop"))
-from dmvpnlab import Lab  # noqa: E402
+from dmvpnlab import Lab, build_binaries  # noqa: E402
 from ikelab import openssl_pki  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -53,9 +52,7 @@ class CertLab(Lab):
 
 @pytest.fixture(scope="module")
 def lab():
-    if not os.environ.get("DMVPND_PREBUILT"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
-                        "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
+    build_binaries()
     with CertLab(hubs=("hub1", "hub2"), spokes=(1, 2)) as lab:
         yield lab
 

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
-from dmvpnlab import SPOKES, TARGET, Lab  # noqa: E402
+from dmvpnlab import Lab, SPOKES, TARGET, build_binaries  # noqa: E402
 
 requests = pytest.importorskip("requests")
 pytestmark = pytest.mark.skipif(
@@ -36,9 +36,7 @@ MS_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def lab():
-    if not os.environ.get("DMVPND_PREBUILT"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mgmt", "--features", "dpdk",
-                        "--bin", "dmvpnd", "--bin", "dmvpnctl"], cwd=ROOT, check=True)
+    build_binaries()
     with Lab(hubs=("hub1",), spokes=(1, 2), api=("hub1",)) as lab:
         lab.wait(lambda: lab.registered("hub1") >= {"10.0.0.11", "10.0.0.12"}, 90)
         yield lab
