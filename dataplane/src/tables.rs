@@ -18,8 +18,8 @@
 //!   changed are copied).
 //! - Publishing also copies into each `Tunnel { peer: Some(..) }` next hop the TEIB entry of its peer
 //!   ([`Tables::next_hop_adjacency`], VPP's midchain adjacency), so that a route leads to its outer path
-//!   with no hash lookup and a worker can prefetch it from the FIB's answer: for the next hops of the
-//!   changed TEIB entries and the next hops added, or all of them when every rewrite was resolved again.
+//!   with no hash lookup and a worker can prefetch it from the FIB's answer: for the next hops added and
+//!   those of the TEIB entries set, removed or given another rewrite.
 //!
 //! Connected and local routes are derived as IOS derives them: an address `A/len` on a port installs
 //! `A/32` (or `/128`) → [`NextHop::Local`] and `network(A)/len` → `Port { gateway: None }` (on-link: the
@@ -388,31 +388,29 @@ impl TablesPublisher {
     }
 
     /// Gives the changed TEIB entries (all of them, when their dependencies changed) the rewrite the
-    /// staged tables resolve.
+    /// staged tables resolve; the entries whose rewrite changed join `teib_changed`.
     fn resolve_rewrites(&mut self) {
         let keys = (!self.rewrites_stale).then_some(&self.teib_changed[..]);
         if keys.is_some_and(|k| k.is_empty()) {
             return;
         }
         let mut teib = std::mem::take(&mut self.staged.teib);
-        teib.resolve(keys, |tunnel, entry| self.staged.rewrite(tunnel, entry));
+        let mut changed = Vec::new();
+        teib.resolve(keys, |tunnel, entry| self.staged.rewrite(tunnel, entry), &mut changed);
         self.staged.teib = teib;
+        self.teib_changed.append(&mut changed);
     }
 
     /// Copies into each tunnel next hop the TEIB entry it leads to: for the next hops added or freed and
-    /// those of the changed TEIB entries, or for all of them when every rewrite was resolved again.
+    /// those of the TEIB entries set, removed or given another rewrite. (A tunnel's entries also go with
+    /// the tunnel, but only once no route uses it: its next hops were freed.)
     fn resolve_next_hops(&mut self) {
         let mut ids = std::mem::take(&mut self.nh_changed);
-        if self.rewrites_stale {
-            ids.clear();
-            ids.extend((0..self.staged.next_hops.len() as u32).map(NextHopId));
-        } else {
-            ids.extend(
-                self.teib_changed.iter().filter_map(|&(tunnel, peer)| {
-                    self.nh_ids.get(&NextHop::Tunnel { tunnel, peer: Some(peer) }).copied()
-                }),
-            );
-        }
+        ids.extend(
+            self.teib_changed
+                .iter()
+                .filter_map(|&(tunnel, peer)| self.nh_ids.get(&NextHop::Tunnel { tunnel, peer: Some(peer) }).copied()),
+        );
         for &id in &ids {
             let adjacency = match self.staged.next_hop(id) {
                 Some(&NextHop::Tunnel { tunnel, peer: Some(peer) }) if self.nh_refs[id.0 as usize] > 0 => {
@@ -1177,6 +1175,7 @@ mod tests {
         Route(u8, u8),
         RemoveRoute(u8),
         Neighbour(bool),
+        Vlan(Option<u16>),
         Publish,
     }
 
@@ -1188,6 +1187,7 @@ mod tests {
             3 => (0u8..8, 0u8..6).prop_map(|(r, p)| Change::Route(r, p)),
             1 => (0u8..8).prop_map(Change::RemoveRoute),
             1 => any::<bool>().prop_map(Change::Neighbour),
+            1 => proptest::option::of(1u16..3).prop_map(Change::Vlan),
             2 => Just(Change::Publish),
         ]
     }
@@ -1195,7 +1195,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
 
-        /// Whatever the order of TEIB, route and neighbour changes, every published snapshot leads each
+        /// Whatever the order of TEIB, route, neighbour and port changes, every published snapshot leads each
         /// route via an overlay peer to exactly what a TEIB lookup of that peer finds, rewrite included.
         #[test]
         fn next_hops_always_agree_with_the_teib(changes in proptest::collection::vec(change(), 1..60)) {
@@ -1226,6 +1226,11 @@ mod tests {
                     Change::Neighbour(true) => p.set_neighbour(PortId(0), ip("192.0.2.254"), [2, 0, 0, 0, 0, 0xfe]).unwrap(),
                     Change::Neighbour(false) => {
                         p.remove_neighbour(PortId(0), ip("192.0.2.254"));
+                    }
+                    Change::Vlan(vlan) => {
+                        let mut config = port(0, 0, &[("192.0.2.1", 24)]);
+                        config.vlan = vlan;
+                        p.set_port(config).unwrap();
                     }
                     Change::Publish => {
                         p.publish();

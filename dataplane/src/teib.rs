@@ -259,11 +259,13 @@ impl Teib {
     }
 
     /// Sets the rewrite of the entries named in `keys` (of every entry when `keys` is `None`) to what
-    /// `resolve` says. A shard is copied only when one of its rewrites changes.
+    /// `resolve` says; adds the keys whose rewrite changed to `changed`. A shard is copied only when one
+    /// of its rewrites changes.
     pub fn resolve(
         &mut self,
         keys: Option<&[(TunnelId, IpAddr)]>,
         mut resolve: impl FnMut(TunnelId, &TeibEntry) -> Option<Rewrite>,
+        changed: &mut Vec<(TunnelId, IpAddr)>,
     ) {
         let Some(keys) = keys else {
             for shard in &mut self.map.shards {
@@ -279,6 +281,7 @@ impl Teib {
                     for (k, rewrite) in fresh {
                         if let Some(a) = map.get_mut(&k) {
                             a.rewrite = rewrite;
+                            changed.push(k);
                         }
                     }
                 }
@@ -292,6 +295,7 @@ impl Teib {
             if rewrite != a.rewrite {
                 if let Some(a) = Arc::make_mut(shard).get_mut(key) {
                     a.rewrite = rewrite;
+                    changed.push(*key);
                 }
             }
         }
