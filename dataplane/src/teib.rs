@@ -216,16 +216,6 @@ impl<T: Clone + Default + PartialEq> Chunked<T> {
             *slot = value;
         }
     }
-
-    /// One past the highest index with a chunk.
-    pub fn len(&self) -> usize {
-        self.chunks.len() * CHUNK
-    }
-
-    /// True when no chunk was ever written.
-    pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
 }
 
 /// The TEIB of all tunnels: (tunnel, overlay address) → [`Adjacency`].
