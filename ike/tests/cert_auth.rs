@@ -4,6 +4,8 @@
 //! check out, and each refusal must name its reason (`Failure::Auth`) while the peer gets
 //! AUTHENTICATION_FAILED.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -146,23 +148,11 @@ impl Pair {
     }
 
     fn pairs(&self, i: usize) -> Vec<&SaPair> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::InstallSaPair(p) => Some(p.as_ref()),
-                _ => None,
-            })
-            .collect()
+        common::pairs(&self.events[i])
     }
 
     fn failures(&self, i: usize) -> Vec<&Failure> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Failed { failure, .. } => Some(failure),
-                _ => None,
-            })
-            .collect()
+        common::failures(&self.events[i])
     }
 
     fn peer_ids(&self, i: usize) -> Vec<&Id> {

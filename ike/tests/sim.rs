@@ -3,6 +3,8 @@
 //! timer. Checks that both sides end with the same CHILD SA keys (the initiator's outbound SA is the
 //! responder's inbound SA and back), whatever the link does, and the protocol's failure paths.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -150,23 +152,11 @@ impl Sim {
     }
 
     fn pairs(&self, i: usize) -> Vec<&SaPair> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::InstallSaPair(p) => Some(p.as_ref()),
-                _ => None,
-            })
-            .collect()
+        common::pairs(&self.events[i])
     }
 
     fn failures(&self, i: usize) -> Vec<&Failure> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Failed { failure, .. } => Some(failure),
-                _ => None,
-            })
-            .collect()
+        common::failures(&self.events[i])
     }
 
     fn ups(&self, i: usize) -> usize {
