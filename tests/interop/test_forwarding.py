@@ -1,7 +1,7 @@
 """Traffic through the hub, judged by Scapy (decryption, checksums) and tshark (dissection):
 spoke → LAN (decrypt + decap), LAN → spoke (encap + encrypt), spoke → hub → spoke."""
 import pytest
-from scapy.all import ICMP, IP, UDP
+from scapy.all import ICMP, IP, UDP, Ether, IPOption_NOP, Padding
 
 import dmvpn
 from dmvpn import (HUB_LAN_MAC, LAN, LAN_HOST_IP, LAN_HOST_MAC, PARAMS, PARAMS_SMALL, SPOKE_A, SPOKE_B,
@@ -148,6 +148,32 @@ def test_burst_size_does_not_change_the_result(replay, burst):
     r = replay(hub, rx, burst=burst)
     assert [f[IP].id for f in r.tx[LAN]] == list(range(40))
     assert [dmvpn.ESP(bytes(f[IP].payload)).seq for f in r.tx[WAN]] == list(range(1, 41))
+
+
+def test_lan_frames_with_padding_options_or_bad_headers_share_a_burst(replay):
+    """One burst from the LAN mixes plain packets with frames the common case does not cover as they
+    are: Ethernet padding behind a short packet, IPv4 options, a wrong header checksum, another host's
+    MAC. Padding and options reach the spoke as sent (the padding not encrypted along), the bad frames
+    are dropped with their reasons, and the packets around them are not disturbed."""
+    hub = Hub()
+    plain = lan_packets(2)
+    short = IP(src=LAN_HOST_IP, dst=SPOKE_B.host, ttl=64, id=300) / UDP(sport=5, dport=6) / b"x"
+    with_options = (IP(src=LAN_HOST_IP, dst=SPOKE_B.host, ttl=64, id=301, options=[IPOption_NOP()] * 4)
+                    / UDP(sport=7, dport=8) / b"options")
+    bad_checksum = IP(src=LAN_HOST_IP, dst=SPOKE_B.host, ttl=64, id=302, chksum=0x1234) / UDP() / b"bad"
+    rx = [hub.from_lan(plain[0]), hub.from_lan(bad_checksum),
+          hub.from_lan(short) / Padding(b"\xee" * (60 - 14 - len(short))),
+          Ether(src=LAN_HOST_MAC, dst="02:00:00:00:99:99") / lan_packets(1)[0],
+          hub.from_lan(with_options), hub.from_lan(plain[1])]
+    r = replay(hub, [(LAN, f) for f in rx], burst=32)
+    expected = [plain[0], short, with_options, plain[1]]
+    assert len(r.tx[WAN]) == len(expected)
+    for seq, (frame, p) in enumerate(zip(r.tx[WAN], expected), start=1):
+        got = inner_of(hub.decrypt_to(SPOKE_B, frame, seq=seq))
+        assert_forwarded_inner(got, p)
+        sent = IP(bytes(p))  # with the lengths Scapy fills in
+        assert (got.len, bytes(got)[20:got.ihl * 4]) == (sent.len, bytes(sent)[20:sent.ihl * 4])
+    assert r.drops == {"ipv4_bad_checksum": 1, "l2_not_for_us": 1}
 
 
 def test_dscp_and_ecn_are_copied_to_the_outer_header(replay):

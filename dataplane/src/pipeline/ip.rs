@@ -412,7 +412,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// The smallest `ip tcp adjust-mss` of the tunnels the packet crosses.
-    fn mss_limit(&self, t: &Tables, ingress: Option<TunnelId>, egress: Option<TunnelId>) -> Option<u16> {
+    pub(super) fn mss_limit(&self, t: &Tables, ingress: Option<TunnelId>, egress: Option<TunnelId>) -> Option<u16> {
         [ingress, egress].into_iter().flatten().filter_map(|id| t.tunnel(id).and_then(|tun| tun.tcp_mss)).min()
     }
 
@@ -547,7 +547,7 @@ fn increment_hop_limit(data: &mut [u8]) {
 
 /// Lowers a TCP SYN's MSS option to `mss` (RFC 6691, Cisco's `ip tcp adjust-mss`), updating the TCP
 /// checksum incrementally. Returns whether the option was changed.
-fn clamp_mss(segment: &mut [u8], mss: u16) -> bool {
+pub(super) fn clamp_mss(segment: &mut [u8], mss: u16) -> bool {
     let Ok(mut tcp) = tcp::Packet::new_checked(segment) else { return false };
     tcp.flags().contains(tcp::Flags::SYN) && tcp.clamp_mss(mss)
 }

@@ -27,6 +27,7 @@
 //! or a [`DropReason`]). Packets the pipeline answers itself (ARP replies, ICMP errors and echo replies, ND
 //! advertisements) are rewritten in place in the buffer that carried the question.
 
+mod fast;
 mod ip;
 mod l2;
 pub mod ratelimit;
@@ -239,6 +240,8 @@ pub struct Pipeline<P> {
     at: usize,
     /// The outer path of the burst's last packet into a tunnel.
     last_out: Option<LastOut>,
+    /// The fast path's run toward the burst's last next hop.
+    fast: Option<fast::FastRun>,
     /// The route of each packet of the burst as looked up before the first was handled.
     routes: Vec<Option<RouteHint>>,
     redirects: PerKey,
@@ -275,6 +278,7 @@ impl<P: PacketBuf> Pipeline<P> {
             extra: Vec::with_capacity(MAX_BURST),
             at: 0,
             last_out: None,
+            fast: None,
             routes: Vec::with_capacity(MAX_BURST),
             redirects: PerKey::new(TRIGGER_INTERVAL_NS),
             misses: PerKey::new(TRIGGER_INTERVAL_NS),
@@ -306,6 +310,7 @@ impl<P: PacketBuf> Pipeline<P> {
         now: u64,
     ) -> Ctx<'a, P> {
         self.last_out = None;
+        self.fast = None;
         self.routes.clear();
         let capture = self.capture.as_ref().and_then(|c| Some((c.clone(), c.filter()?)));
         Ctx { t, counters, rings, now, capture, worker: self.id }
@@ -333,6 +338,7 @@ impl<P: PacketBuf> Pipeline<P> {
         metas.clear();
         let mut rx_bytes = 0;
         self.route_burst(&cx, rx_port, burst);
+        let port = cx.t.port(rx_port);
         for i in 0..burst.len() {
             let Some(pkt) = burst.get_mut(i) else { break };
             rx_bytes += pkt.len() as u64;
@@ -341,7 +347,11 @@ impl<P: PacketBuf> Pipeline<P> {
             self.at = self.step.len();
             metas.push(Meta::new(rx_port));
             let Some(meta) = metas.last_mut() else { break };
-            let step = self.l2_input(&cx, pkt, meta);
+            let fast = port.and_then(|port| self.fast_input(&cx, port, pkt, meta));
+            let step = match fast {
+                Some(step) => step,
+                None => self.l2_input(&cx, pkt, meta),
+            };
             self.step.push(step);
         }
         self.meta = metas;

@@ -16,7 +16,7 @@ use crate::pkt::PacketBuf;
 use crate::punt::PuntKind;
 use crate::sa::{Mode, SaRtTable};
 use crate::tables::{NextHop, TunnelConfig};
-use crate::teib::{Rewrite, TeibEntry, TUNNEL_TTL};
+use crate::teib::{Adjacency, Rewrite, TeibEntry, TUNNEL_TTL};
 use crate::wire::esp::{self, NEXT_HEADER_NONE};
 use crate::wire::gre::{self, Protocol};
 use crate::wire::udp;
@@ -122,21 +122,10 @@ impl<P: PacketBuf> Pipeline<P> {
                     self.trigger(cx, meta, header, note);
                     return Step::Drop(DropReason::TeibMiss);
                 };
-                let entry = &adjacency.entry;
-                let sa = match (tunnel.protection, entry.sa_out) {
-                    (true, None) => return Step::Drop(DropReason::NoOutboundSa),
-                    (true, Some(sa)) => Some(sa),
-                    (false, _) => None,
-                };
-                let path = match adjacency.rewrite {
-                    Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
-                    None => outer_route(cx, tunnel, entry.nbma),
-                };
-                let out = match path.and_then(|path| outer(cx, tunnel, entry.nbma, sa, l3.tos, path)) {
-                    Ok(out) => out,
+                let (out, mtu) = match self.path_to(cx, tunnel, adjacency) {
+                    Ok(path) => path,
                     Err(reason) => return Step::Drop(reason),
                 };
-                let mtu = self.tunnel_mtu(cx, tunnel, &out);
                 self.last_out = Some(LastOut { tunnel: tunnel_id, nh, out, mtu });
                 meta.out = Some(out);
                 mtu
@@ -165,6 +154,28 @@ impl<P: PacketBuf> Pipeline<P> {
             self.fragments = fragments;
         }
         self.gre_encap(cx, pkt, meta, tunnel, protocol)
+    }
+
+    /// The outer path through `tunnel` to a TEIB entry, and the tunnel MTU along it; the outer TOS is
+    /// left for each packet to set.
+    pub(super) fn path_to(
+        &self,
+        cx: &Ctx<'_, P>,
+        tunnel: &TunnelConfig,
+        adjacency: &Adjacency,
+    ) -> Result<(Outer, usize), DropReason> {
+        let entry = &adjacency.entry;
+        let sa = match (tunnel.protection, entry.sa_out) {
+            (true, None) => return Err(DropReason::NoOutboundSa),
+            (true, Some(sa)) => Some(sa),
+            (false, _) => None,
+        };
+        let path = match adjacency.rewrite {
+            Some(rewrite) => Ok(rewrite_path(entry, rewrite)),
+            None => outer_route(cx, tunnel, entry.nbma),
+        };
+        let out = outer(cx, tunnel, entry.nbma, sa, 0, path?)?;
+        Ok((out, self.tunnel_mtu(cx, tunnel, &out)))
     }
 
     /// A packet the control plane sends through a tunnel (an NHRP message) to an NBMA address.
@@ -222,7 +233,7 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
     /// unprotected tunnel, the outer header at once.
-    fn gre_encap(
+    pub(super) fn gre_encap(
         &mut self,
         cx: &Ctx<'_, P>,
         pkt: &mut P,

@@ -284,19 +284,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Decrements a non-zero TTL and updates the checksum incrementally (RFC 1812 §5.3.1, RFC 1624);
-    /// leaves a zero TTL alone. Returns the new TTL.
+    /// leaves a zero TTL, and a buffer shorter than a header, alone. Returns the new TTL.
     #[inline]
     pub fn decrement_ttl(&mut self) -> u8 {
-        let b = self.buffer.as_mut();
-        let ttl = b[field::TTL];
+        // A fixed-size header: one length check instead of one per field.
+        let Some(h) = self.buffer.as_mut().first_chunk_mut::<HEADER_LEN>() else { return 0 };
+        let (ttl, protocol) = (h[field::TTL], h[field::PROTOCOL]);
         if ttl == 0 {
             return 0;
         }
-        let old = get_u16(b, field::TTL);
-        b[field::TTL] = ttl - 1;
-        let new = get_u16(b, field::TTL);
-        let c = checksum::update_u16(get_u16(b, field::CHECKSUM.start), old, new);
-        set_u16(b, field::CHECKSUM.start, c);
+        h[field::TTL] = ttl - 1;
+        let c = u16::from_be_bytes([h[field::CHECKSUM.start], h[field::CHECKSUM.start + 1]]);
+        let c = checksum::update_u16(c, u16::from_be_bytes([ttl, protocol]), u16::from_be_bytes([ttl - 1, protocol]));
+        h[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         ttl - 1
     }
 
