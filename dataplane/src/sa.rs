@@ -511,10 +511,23 @@ pub struct SaRt {
     window_size: u64,
     packets: u64,
     bytes: u64,
+    /// The next packet and byte counts at which a soft or hard lifetime is reached: one comparison per
+    /// packet instead of four.
+    next_limit: (u64, u64),
     fired: u8,
     expired: bool,
     /// Outbound: when the next [`SaEventKind::Used`] may be raised.
     next_used_ns: u64,
+}
+
+/// The smallest soft or hard (packet, byte) limits of `cfg` above `packets` and `bytes` (`u64::MAX`:
+/// none left).
+fn next_limits(cfg: &SaConfig, packets: u64, bytes: u64) -> (u64, u64) {
+    let above = |count: u64, limits: [Option<u64>; 2]| limits.into_iter().flatten().filter(|&l| l > count).min();
+    (
+        above(packets, [cfg.soft.packets, cfg.hard.packets]).unwrap_or(u64::MAX),
+        above(bytes, [cfg.soft.bytes, cfg.hard.bytes]).unwrap_or(u64::MAX),
+    )
 }
 
 impl SaRt {
@@ -531,6 +544,8 @@ impl SaRt {
             window_size: u64::from(cfg.replay_window),
             packets: 0,
             bytes: 0,
+            // The first packet finds the limits.
+            next_limit: (0, 0),
             fired: 0,
             expired: false,
             next_used_ns: 0,
@@ -789,6 +804,14 @@ impl SaEntry<'_, '_> {
         self.rt.bytes = self.rt.bytes.saturating_add(bytes as u64);
         let (packets, total) = (self.rt.packets, self.rt.bytes);
         self.unpublished = (self.unpublished.0 + 1, self.unpublished.1.saturating_add(bytes as u64));
+        if packets >= self.rt.next_limit.0 || total >= self.rt.next_limit.1 {
+            self.reach_limits(packets, total);
+        }
+    }
+
+    /// Raises the lifetime events that `packets` and `total` bytes reach, and moves the next limits on.
+    #[cold]
+    fn reach_limits(&mut self, packets: u64, total: u64) {
         let cfg = &self.sa.config;
         let (soft, hard) = (cfg.soft, cfg.hard);
         if soft.bytes.is_some_and(|l| total >= l) {
@@ -805,6 +828,7 @@ impl SaEntry<'_, '_> {
             self.raise(SaEventKind::HardPackets);
             self.rt.expired = true;
         }
+        self.rt.next_limit = next_limits(&self.sa.config, packets, total);
     }
 
     /// Whether the SA may no longer be used.

@@ -23,10 +23,11 @@ use crate::wire::{checksum, ipv4, IpProtocol};
 /// Ethernet and the option-less IPv4 header the fast path reads.
 const HEADERS_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
 
-/// What the packets of a run toward one next hop share. Valid for one burst, whose tables snapshot it
-/// came from.
+/// What the packets of a run toward one next hop share. Valid while the tables it came from are the
+/// ones published (their generation).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FastRun {
+    generation: u64,
     nh: NextHopId,
     /// `None`: the next hop is not one the fast path takes.
     path: Option<FastPath>,
@@ -111,8 +112,9 @@ impl<P: PacketBuf> Pipeline<P> {
     /// The shared facts of the run toward next hop `nh`, worked out for its first packet.
     #[inline]
     fn fast_path(&mut self, cx: &Ctx<'_, P>, nh: NextHopId) -> Option<&FastPath> {
-        if self.fast.is_none_or(|run| run.nh != nh) {
-            self.fast = Some(FastRun { nh, path: self.resolve_fast_path(cx, nh) });
+        let generation = cx.t.generation();
+        if self.fast.is_none_or(|run| run.nh != nh || run.generation != generation) {
+            self.fast = Some(FastRun { generation, nh, path: self.resolve_fast_path(cx, nh) });
         }
         self.fast.as_ref()?.path.as_ref()
     }

@@ -187,12 +187,12 @@ struct Ctx<'a, P> {
     worker: WorkerId,
 }
 
-impl<P> Ctx<'_, P> {
-    /// Offers a packet to the running capture, if any.
+impl<P: PacketBuf> Ctx<'_, P> {
+    /// Offers a packet to the running capture, if any. (Its data is looked at only then.)
     #[inline]
-    fn capture(&self, seen: Seen, data: &[u8]) {
+    fn capture(&self, seen: Seen, pkt: &P) {
         if let Some((capture, filter)) = &self.capture {
-            capture.offer(filter, self.worker, self.now, seen, data);
+            capture.offer(filter, self.worker, self.now, seen, pkt.data());
         }
     }
 }
@@ -240,7 +240,7 @@ pub struct Pipeline<P> {
     at: usize,
     /// The outer path of the burst's last packet into a tunnel.
     last_out: Option<LastOut>,
-    /// The fast path's run toward the burst's last next hop.
+    /// The fast path's run toward the last next hop it took.
     fast: Option<fast::FastRun>,
     /// The route of each packet of the burst as looked up before the first was handled.
     routes: Vec<Option<RouteHint>>,
@@ -310,7 +310,6 @@ impl<P: PacketBuf> Pipeline<P> {
         now: u64,
     ) -> Ctx<'a, P> {
         self.last_out = None;
-        self.fast = None;
         self.routes.clear();
         let capture = self.capture.as_ref().and_then(|c| Some((c.clone(), c.filter()?)));
         Ctx { t, counters, rings, now, capture, worker: self.id }
@@ -343,7 +342,7 @@ impl<P: PacketBuf> Pipeline<P> {
             let Some(pkt) = burst.get_mut(i) else { break };
             rx_bytes += pkt.len() as u64;
             let seen = Seen { point: Point::Rx, port: Some(rx_port), tunnel: None, peer: None, outer: None };
-            cx.capture(seen, pkt.data());
+            cx.capture(seen, pkt);
             self.at = self.step.len();
             metas.push(Meta::new(rx_port));
             let Some(meta) = metas.last_mut() else { break };
@@ -567,7 +566,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
                     Some(q) => {
                         let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
-                        cx.capture(seen, pkt.data());
+                        cx.capture(seen, &pkt);
                         staged_bytes += pkt.len() as u64;
                         q.push(pkt);
                     }

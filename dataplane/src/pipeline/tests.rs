@@ -230,6 +230,35 @@ fn full_tx_ring_and_full_punt_ring_are_counted() {
     let _ = PortId(0);
 }
 
+#[test]
+fn a_teib_change_between_bursts_takes_the_next_packet_to_the_new_address() {
+    let (hub, _) = config(1000);
+    let config = StaticConfig::from_json(&hub).unwrap();
+    let (mut publisher, reader) = config.publish(config.sa_db(default_backend(), [7; 16]).unwrap()).unwrap();
+    let ports = (0..2).map(|_| MemPort::new(64)).collect();
+    let mut w = Worker::new(WorkerId(0), ports, reader, Box::new(SoftEngine), Arc::new(ControlRings::new(64)), 32);
+    let outer_dst = |frame: &HeapPkt| {
+        let eth = ethernet::Packet::new_checked(frame.data()).unwrap();
+        ipv4::Packet::new_checked(eth.payload()).unwrap().dst_addr()
+    };
+    w.ports[LAN].rx.push_back(lan_ping([10, 2, 0, 7]));
+    w.poll(1);
+    let sent = w.ports[WAN].tx.pop().expect("sent to the spoke");
+    assert_eq!(outer_dst(&sent), core::net::Ipv4Addr::new(198, 51, 100, 12));
+
+    // The spoke comes back from another NBMA address (a new registration).
+    let overlay = "10.0.0.12".parse().unwrap();
+    let entry =
+        crate::teib::TeibEntry { nbma: "198.51.100.99".parse().unwrap(), sa_out: Some(SaIndex(2)), dynamic: true };
+    publisher.set_teib(TunnelId(1), overlay, entry).unwrap();
+    publisher.publish();
+    w.ports[LAN].rx.push_back(lan_ping([10, 2, 0, 7]));
+    w.poll(2);
+    let sent = w.ports[WAN].tx.pop().expect("sent to the spoke");
+    assert_eq!(outer_dst(&sent), core::net::Ipv4Addr::new(198, 51, 100, 99));
+    assert_eq!(drops(&w.counters), vec![]);
+}
+
 /// A hub config whose SAs (1 in, 2 out) belong to worker 1.
 fn owned_by_worker_1(hub: &str) -> String {
     hub.replace(r#""direction": "in""#, r#""direction": "in", "owner": 1"#)

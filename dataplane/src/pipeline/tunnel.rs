@@ -62,7 +62,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 peer: Some(meta.outer_src),
                 outer,
             };
-            cx.capture(seen, pkt.data());
+            cx.capture(seen, pkt);
         }
         pkt.adj(header_len);
         meta.sa_in = sa;
@@ -345,7 +345,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     let outer = (req.next_header == IpProtocol::GRE.0).then_some((out.src, out.dst));
                     let tunnel = cx.t.sas().get(req.sa).map(|sa| sa.config().tunnel);
                     let seen = Seen { point: Point::PreEncrypt, port: None, tunnel, peer: Some(out.dst), outer };
-                    cx.capture(seen, pkt.data());
+                    cx.capture(seen, pkt);
                 }
             }
         }

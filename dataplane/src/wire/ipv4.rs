@@ -496,7 +496,7 @@ pub struct Template {
     src: Ipv4Addr,
     dst: Ipv4Addr,
     ttl_protocol: u16,
-    /// One's-complement sum of the fixed words.
+    /// One's-complement sum of the addresses.
     sum: u16,
 }
 
@@ -508,7 +508,6 @@ impl Template {
         let [s0, s1, s2, s3] = src.octets();
         let [d0, d1, d2, d3] = dst.octets();
         let sum = checksum::combine(&[
-            ttl_protocol,
             u16::from_be_bytes([s0, s1]),
             u16::from_be_bytes([s2, s3]),
             u16::from_be_bytes([d0, d1]),
@@ -518,9 +517,9 @@ impl Template {
     }
 
     /// The same header with another protocol (ESP, UDP for NAT-T or GRE, chosen per packet by the SA).
+    #[inline]
     pub fn with_protocol(&self, protocol: IpProtocol) -> Template {
-        let ttl = (self.ttl_protocol >> 8) as u8;
-        Template::new(self.src, self.dst, protocol, ttl)
+        Template { ttl_protocol: (self.ttl_protocol & 0xff00) | u16::from(protocol.0), ..*self }
     }
 
     /// Writes the header into the first [`HEADER_LEN`] bytes of `header` (which must hold them) for a
@@ -529,7 +528,7 @@ impl Template {
     pub fn emit(&self, header: &mut [u8], tos: u8, ident: u16, payload_len: usize) {
         let total_len = (HEADER_LEN + payload_len) as u16;
         let ver_ihl_tos = 0x4500 | u16::from(tos);
-        let sum = checksum::combine(&[self.sum, ver_ihl_tos, total_len, ident]);
+        let sum = checksum::combine(&[self.sum, self.ttl_protocol, ver_ihl_tos, total_len, ident]);
         let h = &mut header[..HEADER_LEN];
         h[0] = 0x45;
         h[field::DSCP_ECN] = tos;
