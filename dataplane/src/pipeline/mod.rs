@@ -561,6 +561,18 @@ impl<P: PacketBuf> Pipeline<P> {
     /// transmit call per port.
     fn finish<Q: Port<Buf = P>>(&mut self, cx: &Ctx<'_, P>, burst: &mut Vec<P>, ports: &mut [Q]) {
         let mut staged_bytes = 0;
+        // The common burst leaves whole by one port: it becomes that port's staging as it is.
+        if let Some(&Step::Tx(port)) = self.step.first() {
+            let staging = self.tx.get_mut(usize::from(port.0)).filter(|q| q.is_empty());
+            if let Some(q) = staging.filter(|_| self.step.iter().all(|s| *s == Step::Tx(port))) {
+                core::mem::swap(q, burst);
+                for pkt in q.iter() {
+                    let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
+                    cx.capture(seen, pkt);
+                    staged_bytes += pkt.len() as u64;
+                }
+            }
+        }
         for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
             match *step {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
