@@ -2,9 +2,10 @@
 //! tunnel peer, goes from Ethernet input to GRE encapsulation in one step.
 //!
 //! It is the path of nearly every packet toward the spokes. It does to such a packet exactly what the
-//! general stages do (`l2_input`, `ip_input`, `forward`, `tunnel_output`), but the facts that a run of
-//! packets to one next hop shares (tunnel, TEIB entry, SA, outer path, tunnel MTU) are worked out once
-//! per run, and the headers are read in place. Whatever it does not take — another EtherType, a VLAN,
+//! general stages do (`l2_input`, `ip_input`, `forward`, `tunnel_output`), but what the packets toward one
+//! next hop share (tunnel, TEIB entry, SA, outer path, tunnel MTU, GRE header) is worked out for the
+//! first of them and kept while the next hop and the published tables stay the same, and the headers
+//! are read in place. Whatever it does not take — another EtherType, a VLAN,
 //! IPv4 options, a frame not for the port, a hop limit about to expire, a packet over the tunnel MTU, a
 //! next hop that is not a resolved tunnel peer — it leaves as it found it, for the general stages and
 //! their drop reasons, ICMP errors and triggers.
@@ -33,6 +34,7 @@ pub(super) struct FastRun {
     path: Option<FastPath>,
 }
 
+/// What the fast path needs of a next hop.
 #[derive(Debug, Clone, Copy)]
 struct FastPath {
     /// The tunnel's `ip tcp adjust-mss`.
@@ -109,7 +111,8 @@ impl<P: PacketBuf> Pipeline<P> {
         Some(Step::Encrypt)
     }
 
-    /// The shared facts of the run toward next hop `nh`, worked out for its first packet.
+    /// The fast path toward next hop `nh`: the last one worked out while it is still valid, else
+    /// worked out now.
     #[inline]
     fn fast_path(&mut self, cx: &Ctx<'_, P>, nh: NextHopId) -> Option<&FastPath> {
         let generation = cx.t.generation();
