@@ -194,6 +194,7 @@ class Hub:
     teib: tuple[Spoke, ...] = (SPOKE_A, SPOKE_B)
     neighbors: bool = True  # the LAN host's and the gateway's MACs are known
     lan_mtu: int = 1500
+    gre_key: int | None = GRE_KEY  # `tunnel key`; None: GRE without a key
     sas: dict[int, Sa] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -223,7 +224,7 @@ class Hub:
             ],
             "neighbors": neighbors,
             "routes": routes,
-            "tunnels": [{"id": TUNNEL, "source": HUB_WAN_IP, "key": GRE_KEY, "fvrf": 0, "vrf": 1,
+            "tunnels": [{"id": TUNNEL, "source": HUB_WAN_IP, "key": self.gre_key, "fvrf": 0, "vrf": 1,
                          "address": f"{HUB_TUNNEL_IP}/24", "mtu": self.tunnel_mtu, "tcp_mss": self.tcp_mss,
                          "protection": True, "redirect": True}],
             "teib": [{"tunnel": TUNNEL, "overlay": s.overlay, "nbma": s.nbma, "sa_out": s.sa_out}
@@ -233,11 +234,14 @@ class Hub:
 
     # --- what arrives at the hub ---
 
-    def esp_from(self, spoke: Spoke, inner: Packet, seq: int = 1, key: int = GRE_KEY, proto: int = 0x0800,
+    def esp_from(self, spoke: Spoke, inner: Packet, seq: int = 1, key: int | None = None, proto: int = 0x0800,
                  sa: Sa | None = None, tos: int = 0) -> Ether:
-        """A frame on the WAN port: `inner` in GRE (key, protocol) in ESP from `spoke`, sequence `seq`."""
+        """A frame on the WAN port: `inner` in GRE (key, protocol) in ESP from `spoke`, sequence `seq`.
+        The key is the tunnel's unless given."""
         sa = sa or self.sa_in(spoke)
-        outer = IP(src=spoke.nbma, dst=HUB_WAN_IP, tos=tos) / GRE(key_present=1, key=key, proto=proto) / inner
+        key = self.gre_key if key is None else key
+        gre = GRE(key_present=1, key=key, proto=proto) if key is not None else GRE(proto=proto)
+        outer = IP(src=spoke.nbma, dst=HUB_WAN_IP, tos=tos) / gre / inner
         esp = sa.scapy(esn_high=seq >> 32).encrypt(outer, seq_num=seq & 0xFFFFFFFF)
         if sa.params.mode == "tunnel":
             esp[IP].tos = tos
@@ -277,7 +281,11 @@ class Hub:
         plain = sa.scapy(esn_high=high).decrypt(ip.copy())
         if sa.params.mode == "tunnel":
             assert (plain[IP].src, plain[IP].dst) == (HUB_WAN_IP, spoke.nbma), plain.summary()
-        assert GRE in plain and plain[GRE].key_present and plain[GRE].key == GRE_KEY, plain.summary()
+        assert GRE in plain, plain.summary()
+        if self.gre_key is None:
+            assert not plain[GRE].key_present, plain.summary()
+        else:
+            assert plain[GRE].key_present and plain[GRE].key == self.gre_key, plain.summary()
         return plain
 
 

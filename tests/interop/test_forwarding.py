@@ -150,6 +150,20 @@ def test_burst_size_does_not_change_the_result(replay, burst):
     assert [dmvpn.ESP(bytes(f[IP].payload)).seq for f in r.tx[WAN]] == list(range(1, 41))
 
 
+def test_a_tunnel_without_a_key_carries_gre_without_one(replay):
+    """`tunnel key` is optional (RFC 2890 §2.1): without it, GRE goes out with no Key field and comes in
+    without one."""
+    hub = Hub(gre_key=None)
+    sent = lan_packets(2)
+    back = IP(src=SPOKE_A.host, dst=LAN_HOST_IP, ttl=64, id=9) / ICMP(id=1, seq=1) / b"keyless"
+    r = replay(hub, [(LAN, hub.from_lan(p)) for p in sent] + [(WAN, hub.esp_from(SPOKE_A, back, seq=1))])
+    for seq, (frame, p) in enumerate(zip(r.tx[WAN], sent), start=1):
+        assert_forwarded_inner(inner_of(hub.decrypt_to(SPOKE_B, frame, seq=seq)), p)
+    assert len(r.tx[WAN]) == 2 and len(r.tx[LAN]) == 1
+    assert_forwarded_to_lan(r.tx[LAN][0], back)
+    assert r.drops == {}
+
+
 def test_lan_frames_with_padding_options_or_bad_headers_share_a_burst(replay):
     """One burst from the LAN mixes plain packets with frames the common case does not cover as they
     are: Ethernet padding behind a short packet, IPv4 options, a wrong header checksum, another host's

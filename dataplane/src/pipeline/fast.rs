@@ -41,13 +41,9 @@ struct FastPath {
     tcp_mss: Option<u16>,
     out: Outer,
     mtu: usize,
-    /// The tunnel's GRE header for IPv4, [`GRE_LEN`] or [`GRE_KEYED_LEN`] bytes of it.
-    gre: [u8; GRE_KEYED_LEN],
-    gre_len: usize,
+    /// The tunnel's GRE key.
+    key: Option<u32>,
 }
-
-const GRE_LEN: usize = gre::BASE_HEADER_LEN;
-const GRE_KEYED_LEN: usize = gre::BASE_HEADER_LEN + 4;
 
 impl<P: PacketBuf> Pipeline<P> {
     /// Takes the packet being handled (a frame received on `port`) to the encrypt batch, or to its
@@ -97,12 +93,13 @@ impl<P: PacketBuf> Pipeline<P> {
                 cx.counters.mss_clamped.inc();
             }
         }
-        let Some(header) = pkt.prepend(path.gre_len) else { return Some(Step::Drop(DropReason::NoBufferSpace)) };
-        // Fixed-size copies (one of a length known only at run time is a call to `memcpy`).
-        if let Ok(keyed) = <&mut [u8; GRE_KEYED_LEN]>::try_from(&mut *header) {
-            *keyed = path.gre;
-        } else if let (Ok(plain), Some(gre)) = (<&mut [u8; GRE_LEN]>::try_from(header), path.gre.first_chunk()) {
-            *plain = *gre;
+        let gre_len = gre::BASE_HEADER_LEN + if path.key.is_some() { 4 } else { 0 };
+        let Some(header) = pkt.prepend(gre_len) else { return Some(Step::Drop(DropReason::NoBufferSpace)) };
+        let mut gre = gre::Packet::new_unchecked(header);
+        gre.set_flags(false, path.key.is_some(), false);
+        gre.set_protocol_type(Protocol::IPV4);
+        if let Some(key) = path.key {
+            gre.set_key(key);
         }
         meta.out = Some(path.out);
         if let Some(out) = &mut meta.out {
@@ -134,10 +131,6 @@ impl<P: PacketBuf> Pipeline<P> {
         if out.sa.is_none() || out.next_header != IpProtocol::GRE.0 {
             return None;
         }
-        let repr = gre::Repr { protocol: Protocol::IPV4, checksum: false, key: tunnel.key, sequence: None };
-        let mut gre = [0; GRE_KEYED_LEN];
-        let gre_len = repr.buffer_len();
-        repr.emit(&mut gre::Packet::new_unchecked(gre.get_mut(..gre_len)?));
-        Some(FastPath { tcp_mss: self.mss_limit(cx.t, None, Some(id)), out, mtu, gre, gre_len })
+        Some(FastPath { tcp_mss: tunnel.tcp_mss, out, mtu, key: tunnel.key })
     }
 }

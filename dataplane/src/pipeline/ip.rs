@@ -412,7 +412,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// The smallest `ip tcp adjust-mss` of the tunnels the packet crosses.
-    pub(super) fn mss_limit(&self, t: &Tables, ingress: Option<TunnelId>, egress: Option<TunnelId>) -> Option<u16> {
+    fn mss_limit(&self, t: &Tables, ingress: Option<TunnelId>, egress: Option<TunnelId>) -> Option<u16> {
         [ingress, egress].into_iter().flatten().filter_map(|id| t.tunnel(id).and_then(|tun| tun.tcp_mss)).min()
     }
 

@@ -157,7 +157,9 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// The outer path through `tunnel` to a TEIB entry, and the tunnel MTU along it; the outer TOS is
-    /// left for each packet to set.
+    /// left for each packet to set. (Inlined: returned through memory, the path was read back before
+    /// its stores retired.)
+    #[inline(always)]
     pub(super) fn path_to(
         &self,
         cx: &Ctx<'_, P>,
