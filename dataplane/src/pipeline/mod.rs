@@ -16,9 +16,10 @@
 //! outbound SA slot are prefetched, in passes over the burst so that at 100,000 peers the cache misses
 //! of a burst overlap; (1) every packet goes through input until it is done or waits for decryption or
 //! encryption (an untagged IPv4 frame routed to a tunnel peer takes the fast path of `fast.rs` to the
-//! encrypt batch, the general stages the rest); (2) one decrypt batch; (3) decrypted packets continue through GRE input and the overlay
-//! FIB, possibly back into a tunnel; (4) one encrypt batch; (5) outer headers and L2; (6) packets go to
-//! their port's transmit staging, to the punt ring, or are dropped with their reason counted.
+//! encrypt batch, the general stages take the rest); (2) one decrypt batch; (3) decrypted packets
+//! continue through GRE input and the overlay FIB, possibly back into a tunnel; (4) one encrypt batch;
+//! (5) outer headers and L2; (6) packets go to their port's transmit staging, to the punt ring, or are
+//! dropped with their reason counted.
 //!
 //! Each SA has one owner worker, the only writer of its sequence number and replay window (VPP binds
 //! SAs to threads the same way). Before each batch, a packet whose SA another worker owns is parked on

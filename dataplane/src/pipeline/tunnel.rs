@@ -235,7 +235,7 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// GRE encapsulation (RFC 2784, key per RFC 2890), then either the encrypt batch or, for an
     /// unprotected tunnel, the outer header at once.
-    pub(super) fn gre_encap(
+    fn gre_encap(
         &mut self,
         cx: &Ctx<'_, P>,
         pkt: &mut P,
