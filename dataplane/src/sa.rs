@@ -607,22 +607,31 @@ impl SaRtTable {
     /// The runtime state of `index` in `db`, (re)created if the SA there is new or changed. `None` if `db`
     /// has no SA at `index`. Growing the table (first use of a high index) allocates; call
     /// [`SaRtTable::reserve`] when a new [`SaDb`] is published to keep that off the packet path.
+    // Small (the rare part is `renew`) so that it inlines: returned through memory, the entry was read
+    // back before its stores retired, a stall on every run of packets.
     #[inline]
     pub fn entry<'t, 'd>(&'t mut self, db: &'d SaDb, index: SaIndex) -> Option<SaEntry<'t, 'd>> {
         let sa = db.get(index)?;
         let slot = index.0 as usize;
-        if slot >= self.rts.len() {
-            self.rts.resize_with(slot + 1, || None);
+        if self.rts.get(slot).and_then(Option::as_ref).map(|r| r.generation) != Some(sa.generation) {
+            self.renew(slot, sa);
         }
-        let rt = &mut self.rts[slot];
-        if rt.as_ref().map(|r| r.generation) != Some(sa.generation) {
-            *rt = Some(SaRt::new(sa));
-        }
-        let rt = rt.as_mut()?;
+        let rt = self.rts.get_mut(slot)?.as_mut()?;
         // The clock does not move while the entry lives, so whether its traffic is due to raise `Used` is
         // known now, once per entry (a run of packets) rather than per packet.
         let use_due = self.now_ns >= rt.next_used_ns && sa.config.direction == Direction::Outbound;
         Some(SaEntry { index, sa, rt, events: &mut self.events, now_ns: self.now_ns, use_due, unpublished: (0, 0) })
+    }
+
+    /// Fresh state for `sa` in `slot`: its first use, or the SA there changed.
+    #[cold]
+    fn renew(&mut self, slot: usize, sa: &Sa) {
+        if slot >= self.rts.len() {
+            self.rts.resize_with(slot + 1, || None);
+        }
+        if let Some(rt) = self.rts.get_mut(slot) {
+            *rt = Some(SaRt::new(sa));
+        }
     }
 
     /// Makes room for every index of `db`.
