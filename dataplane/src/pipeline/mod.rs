@@ -197,6 +197,14 @@ impl<P: PacketBuf> Ctx<'_, P> {
             capture.offer(filter, self.worker, self.now, seen, pkt.data());
         }
     }
+
+    /// A packet staged for transmission on `port`: offered to the capture; returns its bytes.
+    #[inline]
+    fn staged(&self, port: PortId, pkt: &P) -> u64 {
+        let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
+        self.capture(seen, pkt);
+        pkt.len() as u64
+    }
 }
 
 /// What a trigger says about a packet (see [`Punt`] for the meaning of each field per kind).
@@ -568,20 +576,14 @@ impl<P: PacketBuf> Pipeline<P> {
             let staging = self.tx.get_mut(usize::from(port.0)).filter(|q| q.is_empty());
             if let Some(q) = staging.filter(|_| self.step.iter().all(|s| *s == Step::Tx(port))) {
                 core::mem::swap(q, burst);
-                for pkt in q.iter() {
-                    let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
-                    cx.capture(seen, pkt);
-                    staged_bytes += pkt.len() as u64;
-                }
+                staged_bytes = q.iter().map(|pkt| cx.staged(port, pkt)).sum();
             }
         }
         for ((pkt, step), meta) in burst.drain(..).zip(self.step.iter()).zip(self.meta.iter()) {
             match *step {
                 Step::Tx(port) => match self.tx.get_mut(usize::from(port.0)) {
                     Some(q) => {
-                        let seen = Seen { point: Point::Tx, port: Some(port), tunnel: None, peer: None, outer: None };
-                        cx.capture(seen, &pkt);
-                        staged_bytes += pkt.len() as u64;
+                        staged_bytes += cx.staged(port, &pkt);
                         q.push(pkt);
                     }
                     None => cx.counters.drop(DropReason::TxFull),
